@@ -1,0 +1,177 @@
+"""The library's error types and the small validators every public entry point uses.
+
+Every message names the parameter, what was expected and what was received, so a user
+can fix the call without reading the source (STYLE.md, habit 6).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+
+
+class DeepBeliefError(Exception):
+    """Base class of every error the library raises on purpose."""
+
+
+class ConfigError(DeepBeliefError, ValueError):
+    """A hyper-parameter, option or argument is out of its allowed range or of the wrong type."""
+
+
+class DataError(DeepBeliefError, ValueError):
+    """Input data is malformed: wrong shape, dtype, range, non-finite values, corrupt files."""
+
+
+class ModelFileError(DeepBeliefError):
+    """A model or checkpoint file is missing, corrupt, tampered with or of another version."""
+
+
+class DivergenceError(DeepBeliefError, FloatingPointError):
+    """Training produced non-finite parameters or an exploding reconstruction error."""
+
+
+def _show(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def check_int(name: str, value: Any, *, minimum: int | None = None, maximum: int | None = None) -> int:
+    """Return ``value`` as an int, or raise ConfigError naming ``name``."""
+    if isinstance(value, bool) or not isinstance(value, (int,)) and not (
+        hasattr(value, "__index__") and not isinstance(value, float)
+    ):
+        raise ConfigError(f"{name} must be an integer, got {_show(value)} ({type(value).__name__})")
+    value = int(value)
+    if minimum is not None and value < minimum:
+        raise ConfigError(f"{name} must be >= {minimum}, got {value}")
+    if maximum is not None and value > maximum:
+        raise ConfigError(f"{name} must be <= {maximum}, got {value}")
+    return value
+
+
+def check_float(
+    name: str,
+    value: Any,
+    *,
+    minimum: float | None = None,
+    maximum: float | None = None,
+    strict_min: bool = False,
+) -> float:
+    """Return ``value`` as a finite float in range, or raise ConfigError naming ``name``."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ConfigError(f"{name} must be a number, got {_show(value)} ({type(value).__name__})")
+    value = float(value)
+    if not math.isfinite(value):
+        raise ConfigError(f"{name} must be finite, got {value}")
+    if minimum is not None:
+        if strict_min and value <= minimum:
+            raise ConfigError(f"{name} must be > {minimum}, got {value}")
+        if not strict_min and value < minimum:
+            raise ConfigError(f"{name} must be >= {minimum}, got {value}")
+    if maximum is not None and value > maximum:
+        raise ConfigError(f"{name} must be <= {maximum}, got {value}")
+    return value
+
+
+def check_choice(name: str, value: Any, choices) -> str:
+    """Raise ConfigError unless ``value`` is one of ``choices``."""
+    if value not in choices:
+        raise ConfigError(f"{name} must be one of {sorted(choices)}, got {_show(value)}")
+    return value
+
+
+def as_data(
+    name: str,
+    x: Any,
+    *,
+    n_features: int | None = None,
+    unit_interval: bool = False,
+    device: torch.device | str | None = None,
+    dtype: torch.dtype = torch.float32,
+    min_rows: int = 1,
+) -> torch.Tensor:
+    """Validate a 2-D data matrix and return it as a contiguous tensor.
+
+    Accepts torch tensors and anything ``numpy.asarray`` understands. Checks: 2-D, at least
+    ``min_rows`` rows, ``n_features`` columns, real numeric dtype, all finite and, for
+    Bernoulli visibles, inside [0, 1]. The input is never modified.
+    """
+    if isinstance(x, torch.Tensor):
+        t = x
+    else:
+        import numpy as np
+
+        try:
+            arr = np.asarray(x)
+        except Exception as exc:  # ragged lists and the like
+            raise DataError(f"{name} must be a 2-D numeric array, could not convert: {exc}") from None
+        if arr.dtype == object or arr.dtype.kind not in "biuf":
+            raise DataError(f"{name} must have a real numeric dtype, got dtype {arr.dtype}")
+        t = torch.from_numpy(np.ascontiguousarray(arr))
+    if t.dtype == torch.bool or t.is_complex() or not (t.is_floating_point() or t.dtype in (
+        torch.uint8, torch.int8, torch.int16, torch.int32, torch.int64)):
+        raise DataError(f"{name} must have a real numeric dtype, got {t.dtype}")
+    if t.dim() != 2:
+        raise DataError(f"{name} must be 2-D (n_samples, n_features), got shape {tuple(t.shape)}")
+    if t.shape[0] < min_rows:
+        raise DataError(f"{name} must have at least {min_rows} row(s), got {t.shape[0]}")
+    if n_features is not None and t.shape[1] != n_features:
+        raise DataError(f"{name} must have {n_features} features (columns), got {t.shape[1]}")
+    t = t.to(device=device if device is not None else t.device, dtype=dtype)
+    if t.is_floating_point():
+        finite = torch.isfinite(t)
+        if not bool(finite.all()):
+            bad = int((~finite).sum())
+            raise DataError(f"{name} must be finite, got {bad} NaN/inf value(s)")
+    if unit_interval and t.numel():
+        lo, hi = float(t.min()), float(t.max())
+        if lo < 0.0 or hi > 1.0:
+            raise DataError(
+                f"{name} must lie in [0, 1] for Bernoulli visible units, got values in [{lo:g}, {hi:g}]"
+            )
+    return t.contiguous()
+
+
+def as_labels(name: str, y: Any, *, n_classes: int, n_rows: int | None = None, device=None) -> torch.Tensor:
+    """Validate integer class labels in ``[0, n_classes)`` and return an int64 tensor."""
+    if isinstance(y, torch.Tensor):
+        t = y
+    else:
+        import numpy as np
+
+        arr = np.asarray(y)
+        if arr.dtype.kind not in "biu" and not (arr.dtype.kind == "f" and np.all(np.mod(arr, 1) == 0)):
+            raise DataError(f"{name} must hold integer class labels, got dtype {arr.dtype}")
+        t = torch.from_numpy(np.ascontiguousarray(arr))
+    if t.is_floating_point():
+        if not bool(torch.all(t == t.round())):
+            raise DataError(f"{name} must hold integer class labels, got non-integer values")
+    if t.dim() != 1:
+        raise DataError(f"{name} must be 1-D (n_samples,), got shape {tuple(t.shape)}")
+    if n_rows is not None and t.shape[0] != n_rows:
+        raise DataError(f"{name} must have {n_rows} entries (one per sample), got {t.shape[0]}")
+    t = t.to(torch.int64)
+    if t.numel():
+        lo, hi = int(t.min()), int(t.max())
+        if lo < 0 or hi >= n_classes:
+            raise DataError(f"{name} must lie in [0, {n_classes - 1}], got values in [{lo}, {hi}]")
+    return t.to(device) if device is not None else t
+
+
+def resolve_device(device: str | torch.device | None) -> torch.device:
+    """Map ``auto|cpu|cuda|cuda:N`` to a torch.device, with a clear error if CUDA is absent."""
+    if isinstance(device, torch.device):
+        return device
+    if device is None or device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if not isinstance(device, str):
+        raise ConfigError(f"device must be 'auto', 'cpu' or 'cuda[:N]', got {_show(device)}")
+    if device.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise ConfigError(f"device {device!r} was asked for but CUDA is not available; use --device cpu or auto")
+        return torch.device(device)
+    if device == "cpu":
+        return torch.device("cpu")
+    raise ConfigError(f"device must be 'auto', 'cpu' or 'cuda[:N]', got {_show(device)}")
