@@ -1,0 +1,295 @@
+"""Discriminative fine-tuning: unroll a pre-trained stack into a feed-forward net.
+
+Hinton & Salakhutdinov (2006) initialise a deep feed-forward network with the weights
+of a greedily trained stack of RBMs, add a softmax output layer, and fine-tune everything
+gently with backpropagation. They trained only the new top layer for the first epochs,
+so that its random weights do not wreck the pre-trained features; we do the same
+(``top_only_epochs``), then use SGD with momentum (their optimiser was conjugate
+gradient; plain momentum SGD with a small, decaying learning rate is the usual modern
+stand-in and is much cheaper per epoch). Early stopping on a validation set picks the
+number of epochs; ``retrain_on_all`` then repeats that many epochs on train + valid.
+Dropout (Srivastava et al. 2014) is optional and uses the run's explicit generator.
+
+The result is an ordinary ``torch.nn.Module``: ``net(x)`` returns logits.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import time
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from deepbelief.errors import ConfigError, as_data, as_labels, check_choice, check_float, check_int
+from deepbelief.io import load_state_into, register_loader
+
+#: the deterministic activation each hidden unit type sends up (its mean given the input)
+ACTIVATIONS = {
+    "bernoulli": "sigmoid",
+    "nrelu": "relu",
+    "stepped_sigmoid": "softplus",
+    "gaussian": "identity",
+}
+_ACT_FNS = {"sigmoid": torch.sigmoid, "relu": torch.relu, "softplus": F.softplus, "identity": lambda t: t}
+
+
+class DeepClassifier(nn.Module):
+    """Feed-forward classifier: hidden layers ``Linear -> activation``, then a linear
+    layer to ``n_classes`` logits (softmax lives in the loss / ``predict_proba``).
+
+    Args:
+        sizes: layer sizes from the input to the last hidden layer, e.g. [784, 500, 500, 2000].
+        activations: one of ``sigmoid|relu|softplus|identity`` per hidden layer.
+        n_classes: number of output classes.
+        dropout: drop probability of hidden units during training.
+        input_dropout: drop probability of input units during training.
+    """
+
+    kind = "classifier"
+
+    def __init__(self, sizes, activations, n_classes: int = 10, *, dropout: float = 0.0, input_dropout: float = 0.0):
+        super().__init__()
+        if len(sizes) < 1 or len(activations) != len(sizes) - 1:
+            raise ConfigError(f"need one activation per hidden layer: sizes={sizes}, activations={activations}")
+        for a in activations:
+            check_choice("activation", a, set(_ACT_FNS))
+        self.sizes = [check_int("sizes[i]", s, minimum=1) for s in sizes]
+        self.activations = list(activations)
+        self.n_classes = check_int("n_classes", n_classes, minimum=2)
+        self.dropout = check_float("dropout", dropout, minimum=0.0, maximum=0.99)
+        self.input_dropout = check_float("input_dropout", input_dropout, minimum=0.0, maximum=0.99)
+        self.hidden = nn.ModuleList(nn.Linear(a, b) for a, b in zip(self.sizes[:-1], self.sizes[1:]))
+        self.out = nn.Linear(self.sizes[-1], self.n_classes)
+
+    def _drop(self, x: Tensor, p: float, gen: torch.Generator | None) -> Tensor:
+        if not self.training or p == 0.0:
+            return x
+        keep = torch.rand(x.shape, generator=gen, device=x.device, dtype=x.dtype) >= p
+        return x * keep / (1.0 - p)
+
+    def features(self, x: Tensor, gen: torch.Generator | None = None) -> Tensor:
+        x = self._drop(x, self.input_dropout, gen)
+        for lin, act in zip(self.hidden, self.activations):
+            x = self._drop(_ACT_FNS[act](lin(x)), self.dropout, gen)
+        return x
+
+    def forward(self, x: Tensor, gen: torch.Generator | None = None) -> Tensor:
+        """Logits, shape (batch, n_classes)."""
+        return self.out(self.features(x, gen))
+
+    @torch.no_grad()
+    def predict_proba(self, x, batch_size: int = 4096) -> Tensor:
+        x = self._check(x)
+        was = self.training
+        self.eval()
+        out = torch.cat([torch.softmax(self(x[i : i + batch_size]), -1) for i in range(0, x.shape[0], batch_size)])
+        self.train(was)
+        return out
+
+    def predict(self, x) -> Tensor:
+        return self.predict_proba(x).argmax(-1)
+
+    def _check(self, x) -> Tensor:
+        w = self.out.weight
+        return as_data("x", x, n_features=self.sizes[0], device=w.device, dtype=w.dtype)
+
+    def config(self) -> dict:
+        return {
+            "sizes": self.sizes,
+            "activations": self.activations,
+            "n_classes": self.n_classes,
+            "dropout": self.dropout,
+            "input_dropout": self.input_dropout,
+        }
+
+    @classmethod
+    def from_config(cls, cfg: dict) -> "DeepClassifier":
+        return cls(cfg["sizes"], cfg["activations"], cfg["n_classes"], dropout=cfg.get("dropout", 0.0),
+                   input_dropout=cfg.get("input_dropout", 0.0))
+
+
+@register_loader("classifier")
+def _load_classifier(cfg, tensors, path):
+    return load_state_into(path, DeepClassifier.from_config(cfg), tensors)
+
+
+def unroll(dbn, n_classes: int = 10, *, generator: torch.Generator | None = None, dropout: float = 0.0,
+           input_dropout: float = 0.0, out_std: float = 0.01) -> DeepClassifier:
+    """Copy a stack's recognition weights into a ``DeepClassifier``.
+
+    Layer i computes act(s_v(v) W_i + c_i), the mean of RBM i's hidden units; for Gaussian
+    visible units s_v(v) = v / sigma^2, so 1/sigma^2 is folded into the first weights. The
+    new output layer starts from N(0, out_std^2) weights drawn with ``generator``.
+    """
+    rbms = list(dbn.rbms) if hasattr(dbn, "rbms") else list(dbn)
+    acts = []
+    for r in rbms:
+        kind = r.hidden.kind
+        if kind not in ACTIVATIONS:
+            raise ConfigError(f"cannot unroll hidden units of type {kind!r}; supported: {sorted(ACTIVATIONS)}")
+        acts.append(ACTIVATIONS[kind])
+    sizes = [rbms[0].n_visible] + [r.n_hidden for r in rbms]
+    net = DeepClassifier(sizes, acts, n_classes, dropout=dropout, input_dropout=input_dropout)
+    device = rbms[0].W.device
+    net.to(device)
+    with torch.no_grad():
+        for lin, r in zip(net.hidden, rbms):
+            w = r.W
+            if getattr(r.visible, "kind", "") == "gaussian":
+                w = w * r.visible.inv_var().unsqueeze(1)
+            lin.weight.copy_(w.T)
+            lin.bias.copy_(r.hidden.bias)
+        net.out.weight.copy_(torch.randn(net.out.weight.shape, generator=generator, device=device) * out_std)
+        net.out.bias.zero_()
+    return net
+
+
+def random_classifier(sizes, n_classes: int = 10, *, activation: str = "sigmoid",
+                      generator: torch.Generator | None = None, device=None, **kw) -> DeepClassifier:
+    """The same architecture from random initialisation (the no-pre-training baseline).
+
+    Weights are drawn uniformly in +-sqrt(6 / (fan_in + fan_out)) (Glorot & Bengio 2010),
+    times 4 for sigmoid units, the usual initialisation for such baselines.
+    """
+    net = DeepClassifier(sizes, [activation] * (len(sizes) - 1), n_classes, **kw).to(device)
+    with torch.no_grad():
+        for lin in list(net.hidden) + [net.out]:
+            fan_out, fan_in = lin.weight.shape
+            r = (6.0 / (fan_in + fan_out)) ** 0.5 * (4.0 if activation == "sigmoid" else 1.0)
+            lin.weight.copy_((torch.rand(lin.weight.shape, generator=generator, device=device) * 2 - 1) * r)
+            lin.bias.zero_()
+    return net
+
+
+@dataclass
+class FinetuneConfig:
+    """Backprop fine-tuning hyper-parameters."""
+
+    epochs: int = 50
+    batch_size: int = 100
+    lr: float = 0.1
+    #: learning rate is multiplied by this after every epoch
+    lr_decay: float = 0.97
+    momentum: float = 0.9
+    weight_decay: float = 0.0
+    #: epochs at the start that update only the new output layer
+    top_only_epochs: int = 5
+    #: stop when the validation error has not improved for this many epochs (0: never)
+    patience: int = 0
+    dropout: float = 0.0
+    input_dropout: float = 0.0
+
+    def validate(self) -> "FinetuneConfig":
+        check_int("epochs", self.epochs, minimum=0)
+        check_int("batch_size", self.batch_size, minimum=1)
+        check_float("lr", self.lr, minimum=0.0, strict_min=True)
+        check_float("lr_decay", self.lr_decay, minimum=0.0, maximum=1.0, strict_min=True)
+        check_float("momentum", self.momentum, minimum=0.0, maximum=1.0)
+        check_float("weight_decay", self.weight_decay, minimum=0.0)
+        check_int("top_only_epochs", self.top_only_epochs, minimum=0)
+        check_int("patience", self.patience, minimum=0)
+        check_float("dropout", self.dropout, minimum=0.0, maximum=0.99)
+        check_float("input_dropout", self.input_dropout, minimum=0.0, maximum=0.99)
+        return self
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "FinetuneConfig":
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(d) - names)
+        if unknown:
+            raise ConfigError(f"unknown fine-tuning option(s) {unknown}; valid: {sorted(names)}")
+        return cls(**d).validate()
+
+
+@torch.no_grad()
+def error_rate(net: nn.Module, x: Tensor, y: Tensor, batch_size: int = 4096) -> Tensor:
+    """Fraction misclassified, as a 0-d tensor on the device (no host sync)."""
+    was = net.training
+    net.eval()
+    wrong = torch.zeros((), device=x.device)
+    for i in range(0, x.shape[0], batch_size):
+        wrong += (net(x[i : i + batch_size]).argmax(-1) != y[i : i + batch_size]).sum()
+    net.train(was)
+    return wrong / max(1, x.shape[0])
+
+
+def finetune(
+    net: DeepClassifier,
+    x: Tensor,
+    y: Tensor,
+    config: FinetuneConfig | None = None,
+    *,
+    generator: torch.Generator,
+    valid: tuple[Tensor, Tensor] | None = None,
+    callback: Callable[[int, dict], None] | None = None,
+) -> list[dict]:
+    """Fine-tune ``net`` with backprop on (x, y); returns per-epoch metrics.
+
+    With ``valid``, the weights of the epoch with the lowest validation error are restored
+    at the end and each metrics dict has ``valid_error``; ``best_epoch`` is in the last one.
+    """
+    cfg = (config or FinetuneConfig()).validate()
+    dev = net.out.weight.device
+    x = as_data("x", x, n_features=net.sizes[0], device=dev)
+    y = as_labels("y", y, n_classes=net.n_classes, n_rows=x.shape[0], device=dev)
+    if cfg.batch_size > x.shape[0]:
+        raise ConfigError(f"batch_size must be <= the number of training rows ({x.shape[0]}), got {cfg.batch_size}")
+    if valid is not None:
+        xv = as_data("valid x", valid[0], n_features=net.sizes[0], device=dev)
+        yv = as_labels("valid y", valid[1], n_classes=net.n_classes, n_rows=xv.shape[0], device=dev)
+    net.dropout, net.input_dropout = cfg.dropout, cfg.input_dropout
+    top = list(net.out.parameters())
+    everything = list(net.parameters())
+    n, bs = x.shape[0], cfg.batch_size
+    history, best, best_state, since = [], float("inf"), None, 0
+    lr, opt, phase = cfg.lr, None, None
+    for epoch in range(cfg.epochs):
+        t0 = time.perf_counter()
+        want = "top" if epoch < cfg.top_only_epochs else "all"
+        if want != phase:  # a fresh optimiser when the whole net joins in
+            opt, phase = _sgd(top if want == "top" else everything, lr, cfg), want
+        for group in opt.param_groups:
+            group["lr"] = lr
+        net.train()
+        perm = torch.randperm(n, generator=generator, device=dev)
+        loss_sum = torch.zeros((), device=dev)
+        for i in range(n // bs):
+            idx = perm[i * bs : (i + 1) * bs]
+            logits = net(x.index_select(0, idx), generator)
+            loss = F.cross_entropy(logits, y.index_select(0, idx))
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            loss_sum += loss.detach()
+        row = {"epoch": epoch, "lr": lr, "loss": loss_sum / max(1, n // bs)}
+        if valid is not None:
+            row["valid_error"] = error_rate(net, xv, yv)
+        row = {k: (float(v) if isinstance(v, Tensor) else v) for k, v in row.items()}  # one sync per epoch
+        row["seconds"] = time.perf_counter() - t0
+        history.append(row)
+        if callback is not None:
+            callback(epoch, row)
+        if valid is not None:
+            if row["valid_error"] < best:
+                best, since = row["valid_error"], 0
+                best_state = copy.deepcopy(net.state_dict())
+                row["best"] = True
+            else:
+                since += 1
+                if cfg.patience and since >= cfg.patience:
+                    break
+        lr *= cfg.lr_decay
+    if best_state is not None:
+        net.load_state_dict(best_state)
+        history[-1]["best_epoch"] = max(i for i, r in enumerate(history) if r.get("best"))
+    net.eval()
+    return history
+
+
+def _sgd(params, lr, cfg):
+    return torch.optim.SGD(params, lr=lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay, foreach=True)

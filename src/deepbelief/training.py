@@ -1,0 +1,410 @@
+"""The training loop for one RBM, and greedy layer-wise pre-training of a stack.
+
+The loop follows Hinton's practical guide (2010): mini-batches, momentum that rises
+from 0.5 to 0.9 after a few epochs, L2 weight decay on the weights only, an optional
+sparsity target on the hidden units, and a linearly annealed learning rate. It is written
+to stay fast (notes/performance.md): the data lives on the device as one contiguous
+tensor, batches are slices of a permutation drawn from the run's generator, random
+numbers are drawn in bulk by the unit types, parameter updates are fused with
+``torch._foreach_*`` ops, and the host synchronises once per epoch, when the monitors
+(reconstruction error, free-energy gap) are read.
+
+Determinism: one explicit ``torch.Generator`` drives the permutation and all sampling,
+so the same seed on the same device gives the same weights; a checkpoint stores the
+generator's state, the velocities and the PCD chains, so a resumed run ends exactly
+where an uninterrupted one would.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import torch
+from torch import Tensor
+
+from deepbelief.errors import (
+    ConfigError,
+    DivergenceError,
+    ModelFileError,
+    check_choice,
+    check_float,
+    check_int,
+)
+from deepbelief.rbm import RBM, batched
+from deepbelief.sampling import make_sampler
+
+
+@dataclass
+class RBMTrainConfig:
+    """Hyper-parameters of one RBM's training (defaults: Hinton's practical guide)."""
+
+    epochs: int = 10
+    batch_size: int = 100
+    lr: float = 0.1
+    #: learning rate reached, linearly, at the last epoch (None: constant)
+    lr_final: float | None = None
+    momentum: float = 0.5
+    final_momentum: float = 0.9
+    #: first epoch (0-based) that uses final_momentum
+    momentum_switch: int = 5
+    weight_decay: float = 2e-4
+    method: str = "cd"
+    k: int = 1
+    sample_visible: bool = False
+    n_chains: int | None = None
+    sparsity_target: float | None = None
+    sparsity_cost: float = 0.0
+    sparsity_decay: float = 0.95
+    init_visible_bias: bool = True
+    #: rows of the training (and validation) data used for the per-epoch monitors
+    monitor_size: int = 1000
+    #: the run stops if the reconstruction error exceeds this multiple of epoch 0's
+    divergence_factor: float = 1e3
+
+    def validate(self) -> "RBMTrainConfig":
+        check_int("epochs", self.epochs, minimum=0)
+        check_int("batch_size", self.batch_size, minimum=1)
+        check_float("lr", self.lr, minimum=0.0, strict_min=True)
+        if self.lr_final is not None:
+            check_float("lr_final", self.lr_final, minimum=0.0)
+        check_float("momentum", self.momentum, minimum=0.0, maximum=1.0)
+        check_float("final_momentum", self.final_momentum, minimum=0.0, maximum=1.0)
+        check_int("momentum_switch", self.momentum_switch, minimum=0)
+        check_float("weight_decay", self.weight_decay, minimum=0.0)
+        check_choice("method", self.method, {"cd", "pcd"})
+        check_int("k", self.k, minimum=1)
+        if self.n_chains is not None:
+            check_int("n_chains", self.n_chains, minimum=1)
+        if self.sparsity_target is not None:
+            check_float("sparsity_target", self.sparsity_target, minimum=0.0, maximum=1.0)
+        check_float("sparsity_cost", self.sparsity_cost, minimum=0.0)
+        check_float("sparsity_decay", self.sparsity_decay, minimum=0.0, maximum=1.0)
+        check_int("monitor_size", self.monitor_size, minimum=1)
+        check_float("divergence_factor", self.divergence_factor, minimum=1.0)
+        return self
+
+    def lr_at(self, epoch: int) -> float:
+        if self.lr_final is None or self.epochs <= 1:
+            return self.lr
+        return self.lr + (self.lr_final - self.lr) * epoch / (self.epochs - 1)
+
+    def momentum_at(self, epoch: int) -> float:
+        return self.final_momentum if epoch >= self.momentum_switch else self.momentum
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "RBMTrainConfig":
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(d) - names)
+        if unknown:
+            raise ConfigError(f"unknown RBM training option(s) {unknown}; valid: {sorted(names)}")
+        return cls(**d).validate()
+
+
+@dataclass
+class History:
+    """Per-epoch monitors of one run: a list of dicts, one per epoch."""
+
+    epochs: list[dict] = field(default_factory=list)
+
+    def last(self, key: str, default=None):
+        return self.epochs[-1].get(key, default) if self.epochs else default
+
+
+class RBMTrainer:
+    """Trains one RBM. Holds everything a checkpoint must restore.
+
+    Args:
+        rbm: the model (its device is the run's device).
+        config: an ``RBMTrainConfig``.
+        generator: the run's generator, on the model's device.
+    """
+
+    def __init__(self, rbm: RBM, config: RBMTrainConfig, generator: torch.Generator):
+        self.rbm = rbm
+        self.cfg = config.validate()
+        self.gen = generator
+        self.sampler = make_sampler(config.method, config.k, sample_visible=config.sample_visible,
+                                    n_chains=config.n_chains)
+        named = [(n, p) for n, p in rbm.named_parameters() if p.requires_grad]
+        self.names = [n for n, _ in named]
+        self.params = [p for _, p in named]
+        self.velocities = [torch.zeros_like(p) for p in self.params]
+        scales = rbm.lr_scales()
+        self.lr_scales = [scales.get(n, 1.0) for n in self.names]
+        self.w_index = self.names.index("W")
+        self.q: Tensor | None = None  # running mean hidden activity for the sparsity target
+        self.epoch = 0
+        self.history = History()
+        self._first_recon: float | None = None
+
+    # -- one update ------------------------------------------------------------------
+    @torch.no_grad()
+    def step(self, v0: Tensor, lr: float, momentum: float) -> None:
+        rbm, cfg = self.rbm, self.cfg
+        x0 = rbm.hidden_input(v0)
+        vn, xn = self.sampler.negative(rbm, v0, x0, self.gen)
+        pos = rbm.free_energy_grad(v0, x0)
+        neg = rbm.free_energy_grad(vn, xn)
+        # ascent direction of the log-likelihood: E_model[dF] - E_data[dF]
+        grads = [neg[n] for n in self.names]
+        torch._foreach_sub_(grads, [pos[n] for n in self.names])
+        b, nb = v0.shape[0], vn.shape[0]
+        if nb != b:  # PCD with a different number of chains: average each phase separately
+            grads = [neg[n] / nb - pos[n] / b for n in self.names]
+        else:
+            torch._foreach_mul_(grads, 1.0 / b)
+        if cfg.weight_decay:
+            grads[self.w_index].add_(self.params[self.w_index], alpha=-cfg.weight_decay)
+        if cfg.sparsity_target is not None and cfg.sparsity_cost > 0:
+            self._sparsity(grads, v0, x0)
+        if any(s != 1.0 for s in self.lr_scales):
+            torch._foreach_mul_(grads, self.lr_scales)
+        torch._foreach_mul_(self.velocities, momentum)
+        torch._foreach_add_(self.velocities, grads, alpha=lr)
+        torch._foreach_add_(self.params, self.velocities)
+        rbm.constrain_()
+
+    def _sparsity(self, grads, v0, x0):
+        # Hinton's guide, section 11: q <- decay q + (1 - decay) mean activity; the
+        # penalty's derivative with respect to a hidden unit's total input is q - target,
+        # applied to the hidden bias and (times the visible activity) to the weights.
+        cfg = self.cfg
+        act = self.rbm.hidden.mean(x0).mean(0)
+        self.q = act if self.q is None else self.q.mul_(cfg.sparsity_decay).add_(act, alpha=1 - cfg.sparsity_decay)
+        d = (cfg.sparsity_target - self.q) * cfg.sparsity_cost
+        if "hidden.bias" in self.names:
+            grads[self.names.index("hidden.bias")].add_(d)
+        grads[self.w_index].add_(torch.outer(self.rbm.visible.scale(v0).mean(0), d))
+
+    # -- monitors --------------------------------------------------------------------
+    @torch.no_grad()
+    def monitor(self, train_m: Tensor, valid_m: Tensor | None) -> dict:
+        rbm = self.rbm
+        recon = batched(lambda v: ((v - rbm.reconstruct(v)) ** 2).sum(-1), train_m).mean()
+        out = {"recon_error": recon}
+        if valid_m is not None:
+            f_train = batched(rbm.free_energy, train_m).mean()
+            f_valid = batched(rbm.free_energy, valid_m).mean()
+            # Hinton's guide, section 6: a growing gap (valid - train) signals overfitting
+            out["free_energy_gap"] = f_valid - f_train
+        finite = torch.stack([torch.isfinite(p).all() for p in self.params])
+        values = torch.cat([torch.stack(list(out.values())).double(), finite.double()]).tolist()  # one sync
+        metrics = dict(zip(out, values[: len(out)]))
+        bad = [n for n, ok in zip(self.names, values[len(out):]) if not ok]
+        return metrics, bad
+
+    # -- the loop --------------------------------------------------------------------
+    def fit(
+        self,
+        data: Tensor,
+        *,
+        valid: Tensor | None = None,
+        callback: Callable[[int, dict], None] | None = None,
+        checkpoint: str | Path | None = None,
+        checkpoint_every: int = 1,
+    ) -> History:
+        """Train on ``data`` (n, n_visible), already on the model's device, for the
+        remaining epochs. Returns the history. See ``train_rbm`` for the arguments."""
+        cfg = self.cfg
+        n = data.shape[0]
+        if cfg.batch_size > n:
+            raise ConfigError(f"batch_size must be <= the number of training rows ({n}), got {cfg.batch_size}")
+        if self.epoch == 0 and cfg.init_visible_bias and not self.history.epochs:
+            self.rbm.init_visible_bias_(data)
+        train_m = data[: cfg.monitor_size]
+        valid_m = None if valid is None else valid[: cfg.monitor_size]
+        n_batches = n // cfg.batch_size  # the ragged tail is covered by the next permutation
+        while self.epoch < cfg.epochs:
+            t0 = time.perf_counter()
+            lr, mom = cfg.lr_at(self.epoch), cfg.momentum_at(self.epoch)
+            perm = torch.randperm(n, generator=self.gen, device=data.device)
+            for i in range(n_batches):
+                idx = perm[i * cfg.batch_size : (i + 1) * cfg.batch_size]
+                self.step(data.index_select(0, idx), lr, mom)
+            metrics, bad = self.monitor(train_m, valid_m)
+            metrics.update(epoch=self.epoch, lr=lr, momentum=mom, seconds=time.perf_counter() - t0)
+            self._guard(metrics, bad, checkpoint)
+            self.history.epochs.append(metrics)
+            self.epoch += 1
+            if checkpoint is not None and (self.epoch % max(1, checkpoint_every) == 0 or self.epoch == cfg.epochs):
+                self.save_checkpoint(checkpoint)
+            if callback is not None:
+                callback(self.epoch - 1, metrics)
+        return self.history
+
+    def _guard(self, metrics: dict, bad: list[str], checkpoint) -> None:
+        recon = metrics["recon_error"]
+        if self._first_recon is None and math.isfinite(recon):
+            self._first_recon = max(recon, 1e-12)
+        exploded = not math.isfinite(recon) or (
+            self._first_recon is not None and recon > self.cfg.divergence_factor * self._first_recon
+        )
+        if bad or exploded:
+            what = (f"parameter group(s) {bad} became NaN/inf" if bad else
+                    f"reconstruction error exploded to {recon:g} (epoch 0: {self._first_recon:g})")
+            kept = f"; the last good checkpoint is kept at {str(checkpoint)!r}" if checkpoint else ""
+            raise DivergenceError(
+                f"training diverged at epoch {self.epoch}: {what}. Likely cause: the learning rate "
+                f"(lr={self.cfg.lr:g}) is too high for this data/unit type (real-valued units need "
+                f"about 100x smaller rates and standardised data); lower lr or momentum{kept}"
+            )
+
+    # -- checkpoints -------------------------------------------------------------------
+    def state_tensors(self) -> dict[str, Tensor]:
+        t = {f"model.{k}": v for k, v in self.rbm.state_dict().items()}
+        t.update({f"velocity.{n}": v for n, v in zip(self.names, self.velocities)})
+        t.update({f"sampler.{k}": v for k, v in self.sampler.state_dict().items()})
+        if self.q is not None:
+            t["sparsity.q"] = self.q
+        t["generator.state"] = self.gen.get_state()
+        return t
+
+    def save_checkpoint(self, path: str | Path) -> None:
+        from deepbelief.io import save_tensors
+
+        meta = {
+            "kind": "rbm_checkpoint",
+            "epoch": self.epoch,
+            "model": self.rbm.config(),
+            "train": dataclasses.asdict(self.cfg),
+            "history": self.history.epochs,
+            "first_recon": self._first_recon,
+        }
+        save_tensors(path, self.state_tensors(), meta)
+
+    def load_checkpoint(self, path: str | Path) -> None:
+        from deepbelief.io import load_tensors
+
+        device = self.rbm.W.device
+        tensors, meta = load_tensors(path, device=device)
+        if meta.get("kind") != "rbm_checkpoint":
+            raise ModelFileError(f"checkpoint {str(path)!r} is a {meta.get('kind')!r} file, not an RBM checkpoint")
+        if meta.get("model") != self.rbm.config():
+            raise ModelFileError(f"checkpoint {str(path)!r} was written for another model: {meta.get('model')}")
+        from deepbelief.io import check_state
+
+        model_state = {k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")}
+        check_state(path, self.rbm, model_state)
+        with torch.no_grad():
+            self.rbm.load_state_dict(model_state)
+            for n, v in zip(self.names, self.velocities):
+                v.copy_(tensors[f"velocity.{n}"])
+        self.sampler.load_state_dict({k[len("sampler."):]: v for k, v in tensors.items() if k.startswith("sampler.")})
+        self.q = tensors.get("sparsity.q")
+        self.gen.set_state(tensors["generator.state"].cpu())
+        self.epoch = int(meta["epoch"])
+        self.history = History(list(meta.get("history", [])))
+        self._first_recon = meta.get("first_recon")
+
+
+def train_rbm(
+    rbm: RBM,
+    data: Tensor,
+    config: RBMTrainConfig | None = None,
+    *,
+    generator: torch.Generator,
+    valid: Tensor | None = None,
+    callback: Callable[[int, dict], None] | None = None,
+    checkpoint: str | Path | None = None,
+    checkpoint_every: int = 1,
+    resume: bool = False,
+) -> History:
+    """Train ``rbm`` on ``data`` with CD-k or PCD.
+
+    Args:
+        rbm: the model; its parameters' device is used for everything.
+        data: (n, n_visible) training data (tensor or array-like; validated).
+        config: hyper-parameters (``RBMTrainConfig()`` if None).
+        generator: the run's generator, on the model's device.
+        valid: optional (m, n_visible) validation data for the free-energy gap monitor.
+        callback: called as ``callback(epoch, metrics)`` after each epoch.
+        checkpoint: file to write checkpoints to (atomically) every ``checkpoint_every``
+            epochs and at the end.
+        resume: continue from ``checkpoint`` if it exists.
+    Returns:
+        the ``History`` of per-epoch monitors.
+    """
+    config = config or RBMTrainConfig()
+    device = rbm.W.device
+    data = rbm.check_input("data", data, device=device)
+    if valid is not None:
+        valid = rbm.check_input("valid", valid, device=device)
+    trainer = RBMTrainer(rbm, config, generator)
+    if resume and checkpoint is not None and Path(checkpoint).exists():
+        trainer.load_checkpoint(checkpoint)
+    return trainer.fit(data, valid=valid, callback=callback, checkpoint=checkpoint, checkpoint_every=checkpoint_every)
+
+
+def make_generator(seed: int, device: torch.device | str = "cpu") -> torch.Generator:
+    """The run's one explicit generator (never seed torch globally)."""
+    seed = check_int("seed", seed, minimum=0)
+    return torch.Generator(device=torch.device(device)).manual_seed(seed)
+
+
+def pretrain_stack(
+    data: Tensor,
+    layers: list,
+    configs: RBMTrainConfig | list[RBMTrainConfig] | None = None,
+    *,
+    generator: torch.Generator,
+    valid: Tensor | None = None,
+    callback: Callable[[int, int, dict], None] | None = None,
+    checkpoint_dir: str | Path | None = None,
+    resume: bool = False,
+    weight_std: float = 0.01,
+):
+    """Greedy layer-wise pre-training (Hinton, Osindero & Teh 2006).
+
+    Each trained RBM's hidden means E[h | v], computed in batches on the device, become
+    the next RBM's data. ``layers`` lists the layer sizes including the data's, e.g.
+    ``[784, 500, 500, 2000]``; an entry may also be a units config dict
+    (``{"type": "nrelu", "n": 500}``), so any unit types stack. ``configs`` is one config
+    for every RBM or one per RBM. With ``checkpoint_dir``, every RBM checkpoints there and
+    a finished layer is saved as ``layer<i>.safetensors``, so ``resume`` skips finished
+    layers and continues the one in progress.
+
+    Returns:
+        a ``deepbelief.dbn.DBN`` holding the trained RBMs, bottom first.
+    """
+    from deepbelief.dbn import DBN
+    from deepbelief.io import load_model, save_model
+
+    if not isinstance(layers, (list, tuple)) or len(layers) < 2:
+        raise ConfigError(f"layers must list at least two layer sizes (data and hidden), got {layers!r}")
+    n_rbms = len(layers) - 1
+    if configs is None or isinstance(configs, RBMTrainConfig):
+        configs = [configs or RBMTrainConfig()] * n_rbms
+    if len(configs) != n_rbms:
+        raise ConfigError(f"configs must hold one config per RBM ({n_rbms}), got {len(configs)}")
+    device = generator.device
+    specs = [{"type": "bernoulli", "n": check_int(f"layers[{i}]", s, minimum=1)} if not isinstance(s, dict) else s
+             for i, s in enumerate(layers)]
+    folder = Path(checkpoint_dir) if checkpoint_dir is not None else None
+    if folder is not None:
+        folder.mkdir(parents=True, exist_ok=True)
+    rbms = []
+    x, xv = data, valid
+    for i in range(n_rbms):
+        vis = dict(specs[i])  # layer i's units are RBM i-1's hidden and RBM i's visible units
+        done = folder / f"layer{i}.safetensors" if folder is not None else None
+        if resume and done is not None and done.exists():
+            rbm = load_model(done, device=device)
+        else:
+            rbm = RBM(vis, specs[i + 1], weight_std=weight_std, generator=generator)
+            cb = (lambda e, m, i=i: callback(i, e, m)) if callback is not None else None
+            ckpt = folder / f"layer{i}.ckpt.safetensors" if folder is not None else None
+            train_rbm(rbm, x, configs[i], generator=generator, valid=xv, callback=cb,
+                      checkpoint=ckpt, resume=resume)
+            if done is not None:
+                save_model(done, rbm)
+        rbms.append(rbm)
+        if i < n_rbms - 1:
+            with torch.no_grad():
+                x = batched(rbm.mean_hidden, rbm.check_input("data", x))
+                xv = None if xv is None else batched(rbm.mean_hidden, rbm.check_input("valid", xv))
+    return DBN(rbms)
