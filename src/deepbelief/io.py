@@ -142,9 +142,18 @@ def check_state(path, module: torch.nn.Module, tensors: dict[str, torch.Tensor])
             raise ModelFileError(f"model file {str(path)!r}: tensor {k!r} has dtype {tensors[k].dtype}, expected float")
 
 
-def save_model(path, model) -> None:
-    """Save a model that has ``kind``, ``config()`` and ``state_dict()``."""
-    save_tensors(path, model.state_dict(), {"kind": model.kind, "config": model.config()})
+def save_model(path, model, **extra) -> None:
+    """Save a model that has ``kind``, ``config()`` and ``state_dict()``.
+
+    ``extra`` JSON-serialisable entries (the training config, metrics, the data
+    transform) are stored beside the config and returned by ``read_metadata``.
+    """
+    save_tensors(path, model.state_dict(), {"kind": model.kind, "config": model.config(), **extra})
+
+
+def read_metadata(path) -> dict:
+    """The JSON metadata of a deepbelief file (validated like ``load_model``)."""
+    return load_tensors(path)[1]
 
 
 def load_model(path, *, device: str | torch.device = "cpu"):

@@ -1,0 +1,249 @@
+"""Command line: a thin adapter over the public functions (STYLE.md: pytorch-fid).
+
+    deepbelief train [--recipe default|hinton2006] [--dataset ...] [-o model.safetensors]
+    deepbelief evaluate MODEL [--dataset ...]
+    deepbelief show-filters MODEL -o filters.png
+
+Every subcommand is a pair ``add_<name>(subparsers)`` / ``cmd_<name>(args)``; modules that
+add capabilities register theirs in ``COMMANDS``. Library errors are printed as one line
+(``error: ...``) with exit status 2; no traceback for a user's mistake.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+from deepbelief.errors import ConfigError, DeepBeliefError
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--device", default="auto", help="auto|cpu|cuda|cuda:N (default: auto)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the run's one generator (default: 0)")
+
+
+def _data_args(p: argparse.ArgumentParser, default: str | None = None) -> None:
+    p.add_argument("--dataset", default=default,
+                   help="digits (embedded, default), mnist, mnist-binarized, fashion-mnist")
+    p.add_argument("--data-dir", default=None,
+                   help="folder holding the dataset's IDX files (else $DEEPBELIEF_DATA, the cache, a download)")
+
+
+def _csv_ints(text: str) -> list[int]:
+    try:
+        return [int(t) for t in text.replace("-", ",").split(",") if t.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers like 500,500,2000, got {text!r}") from None
+
+
+# -- train -------------------------------------------------------------------------------
+def add_train(sub) -> None:
+    p = sub.add_parser("train", help="pre-train a stack of RBMs and fine-tune it (the main job)")
+    p.add_argument("--recipe", default="default", help="default (embedded digits, ~1 min) or hinton2006 (MNIST)")
+    p.add_argument("--config", default=None, help="TOML file with recipe fields (overridden by flags)")
+    _data_args(p)
+    p.add_argument("--layers", type=_csv_ints, default=None, help="hidden layer sizes, e.g. 500,500,2000")
+    p.add_argument("--visible", default=None, help="data units: bernoulli or gaussian")
+    p.add_argument("--hidden", default=None, help="hidden units: bernoulli, nrelu or stepped_sigmoid")
+    p.add_argument("--epochs", type=int, default=None, help="RBM epochs per layer")
+    p.add_argument("--batch-size", type=int, default=None)
+    p.add_argument("--lr", type=float, default=None, help="RBM learning rate")
+    p.add_argument("--method", default=None, help="cd or pcd")
+    p.add_argument("--k", type=int, default=None, help="Gibbs steps per update (CD-k / PCD-k)")
+    p.add_argument("--finetune-epochs", type=int, default=None, help="backprop epochs (0: pre-training only)")
+    p.add_argument("--finetune-lr", type=float, default=None)
+    p.add_argument("--dropout", type=float, default=None, help="hidden-unit dropout during fine-tuning")
+    p.add_argument("--retrain-all", action=argparse.BooleanOptionalAction, default=None,
+                   help="after early stopping, retrain on train+valid for the chosen epochs")
+    p.add_argument("--checkpoint-dir", default=None, help="write per-layer checkpoints here")
+    p.add_argument("--resume", action="store_true", help="continue from --checkpoint-dir")
+    p.add_argument("-o", "--output", default="model.safetensors", help="where to write the model")
+    p.add_argument("--metrics-json", default=None, help="also write the results as JSON here")
+    p.add_argument("--quiet", action="store_true", help="no per-epoch lines")
+    _common(p)
+
+
+def _recipe_from_args(args):
+    from deepbelief.recipes import Recipe, get_recipe
+
+    recipe = get_recipe(args.recipe)
+    if args.config:
+        from deepbelief.config import load_toml
+
+        recipe = Recipe.from_dict({**recipe.to_dict(), **load_toml(args.config)})
+    if args.dataset:
+        recipe.dataset = args.dataset
+        if args.dataset != "digits" and args.recipe == "default":
+            recipe.n_valid = 10_000 if "mnist" in args.dataset else recipe.n_valid
+    for flag, field in (("layers", "layers"), ("visible", "visible"), ("hidden", "hidden"),
+                        ("retrain_all", "retrain_all")):
+        if getattr(args, flag) is not None:
+            setattr(recipe, field, getattr(args, flag))
+    for flag, field in (("epochs", "epochs"), ("batch_size", "batch_size"), ("lr", "lr"), ("method", "method"),
+                        ("k", "k")):
+        if getattr(args, flag) is not None:
+            setattr(recipe.rbm, field, getattr(args, flag))
+    if args.finetune_epochs == 0:
+        recipe.finetune = None
+    elif recipe.finetune is not None:
+        for flag, field in (("finetune_epochs", "epochs"), ("finetune_lr", "lr"), ("dropout", "dropout")):
+            if getattr(args, flag) is not None:
+                setattr(recipe.finetune, field, getattr(args, flag))
+        if args.batch_size is not None:
+            recipe.finetune.batch_size = args.batch_size
+    return recipe.validate()
+
+
+def cmd_train(args) -> int:
+    from deepbelief.io import save_model
+    from deepbelief.recipes import run_recipe
+
+    recipe = _recipe_from_args(args)
+    out = Path(args.output)
+    if not out.parent.exists() if str(out.parent) else False:
+        raise ConfigError(f"output {str(out)!r}: folder {str(out.parent)!r} does not exist")
+    res = run_recipe(recipe, data_dir=args.data_dir, device=args.device, seed=args.seed,
+                     log=None if args.quiet else print, checkpoint_dir=args.checkpoint_dir, resume=args.resume)
+    meta = {"recipe": recipe.to_dict(), "seed": args.seed, "device": res["device"]}
+    if res.get("standardize") is not None:
+        mu, sd = res["standardize"]
+        meta["input_transform"] = {"type": "standardize", "mean": mu.tolist(), "std": sd.tolist()}
+    if "net" in res:
+        meta["metrics"] = {"test_error": res["test_error"], "valid_error": res["valid_error"]}
+        save_model(out, res["net"], **meta)
+        dbn_path = out.with_name(out.stem + ".dbn" + out.suffix)
+        save_model(dbn_path, res["dbn"], **meta)
+        print(f"test error: {100 * res['test_error']:.2f}%")
+        print(f"wrote {out} (fine-tuned classifier) and {dbn_path} (pre-trained stack)")
+    else:
+        save_model(out, res["dbn"], **meta)
+        print(f"wrote {out} (pre-trained stack)")
+    print(f"total time: {res['total_seconds']:.1f}s")
+    if args.metrics_json:
+        from deepbelief.io import atomic_write_bytes
+
+        keep = {k: v for k, v in res.items() if isinstance(v, (int, float, str, dict, list, type(None)))
+                and k not in ("standardize",)}
+        atomic_write_bytes(args.metrics_json, json.dumps(keep, indent=2, default=str).encode())
+    return 0
+
+
+# -- evaluate ----------------------------------------------------------------------------
+def add_evaluate(sub) -> None:
+    p = sub.add_parser("evaluate", help="test error of a saved classifier (and more for other models)")
+    p.add_argument("model", help="a .safetensors file written by deepbelief")
+    _data_args(p)
+    _common(p)
+
+
+def _apply_input_transform(meta: dict, x):
+    import torch
+
+    t = meta.get("input_transform")
+    if not t:
+        return x
+    mu = torch.tensor(t["mean"], dtype=x.dtype, device=x.device)
+    sd = torch.tensor(t["std"], dtype=x.dtype, device=x.device)
+    return (x - mu) / sd
+
+
+def _dataset_for(meta: dict, args):
+    from deepbelief.data import load_dataset
+
+    name = args.dataset or (meta.get("recipe") or {}).get("dataset") or "digits"
+    return load_dataset(name, data_dir=args.data_dir)
+
+
+def cmd_evaluate(args) -> int:
+    from deepbelief.errors import resolve_device
+    from deepbelief.finetune import error_rate
+    from deepbelief.io import load_model, read_metadata
+
+    dev = resolve_device(args.device)
+    meta = read_metadata(args.model)
+    model = load_model(args.model, device=dev)
+    ds = _dataset_for(meta, args)
+    t0 = time.perf_counter()
+    if meta["kind"] == "classifier":
+        x = _apply_input_transform(meta, ds.x_test.to(dev))
+        err = float(error_rate(model, x, ds.y_test.to(dev)))
+        print(f"test error: {100 * err:.2f}% ({int(round(err * len(ds.y_test)))} of {len(ds.y_test)} images) "
+              f"in {time.perf_counter() - t0:.2f}s")
+        return 0
+    raise ConfigError(f"evaluate does not know how to evaluate a {meta['kind']!r} model yet")
+
+
+# -- show-filters ------------------------------------------------------------------------
+def add_show_filters(sub) -> None:
+    p = sub.add_parser("show-filters", help="first-layer weights as image tiles (PNG)")
+    p.add_argument("model")
+    p.add_argument("-o", "--output", default="filters.png")
+    p.add_argument("--n", type=int, default=100, help="number of filters to show (default 100)")
+    p.add_argument("--shape", type=_csv_ints, default=None, help="image shape, e.g. 28,28 (default: square)")
+
+
+def first_layer_filters(model):
+    """(n_hidden, n_visible) first-layer weights of any deepbelief model."""
+    kind = getattr(model, "kind", "")
+    if kind == "rbm":
+        return model.W.T
+    if kind == "classifier":
+        return model.hidden[0].weight
+    if hasattr(model, "rbms"):
+        return model.rbms[0].W.T
+    if hasattr(model, "recognition_weights"):
+        return model.recognition_weights()[0].T
+    raise ConfigError(f"model of kind {kind!r} has no first-layer filters to show")
+
+
+def cmd_show_filters(args) -> int:
+    from deepbelief.errors import check_int
+    from deepbelief.io import load_model
+    from deepbelief.plotting import image_shape_for, save_tiles
+
+    model = load_model(args.model)
+    w = first_layer_filters(model).detach()
+    n = check_int("--n", args.n, minimum=1)
+    shape = tuple(args.shape) if args.shape else image_shape_for(w.shape[1])
+    save_tiles(args.output, w[:n], shape)
+    print(f"wrote {args.output} ({min(n, w.shape[0])} filters of {shape[0]}x{shape[1]})")
+    return 0
+
+
+COMMANDS = [
+    (add_train, cmd_train, "train"),
+    (add_evaluate, cmd_evaluate, "evaluate"),
+    (add_show_filters, cmd_show_filters, "show-filters"),
+]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from deepbelief import __version__
+
+    parser = argparse.ArgumentParser(prog="deepbelief", description="RBMs and Deep Belief Networks")
+    parser.add_argument("--version", action="version", version=f"deepbelief {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+    for add, _cmd, _name in COMMANDS:
+        add(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    handlers = {name: cmd for _add, cmd, name in COMMANDS}
+    try:
+        return handlers[args.command](args)
+    except DeepBeliefError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:  # pragma: no cover - interactive
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    raise SystemExit(main())

@@ -1,0 +1,107 @@
+"""Image tiles of filters and samples, written as PNG with no plotting library.
+
+``write_png`` is a minimal PNG encoder (8-bit greyscale, zlib) so that ``show-filters`` and
+``sample`` work on a bare install; curves (``plot_curves``) import matplotlib lazily.
+"""
+
+from __future__ import annotations
+
+import struct
+import zlib
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from deepbelief.errors import ConfigError, DataError
+from deepbelief.io import atomic_write_bytes
+
+
+def tile_images(images, shape: tuple[int, int], *, ncols: int | None = None, pad: int = 1,
+                normalize: str = "each") -> np.ndarray:
+    """Arrange (n, h*w) images into one uint8 grid, shape (rows*(h+pad)+pad, cols*(w+pad)+pad).
+
+    ``normalize``: ``each`` scales every tile to its own [min, max] (filters), ``none``
+    clips values to [0, 1] (pixel intensities and samples).
+    """
+    x = images.detach().cpu().double().numpy() if isinstance(images, torch.Tensor) else np.asarray(images, float)
+    h, w = shape
+    if x.ndim != 2 or x.shape[1] != h * w:
+        raise DataError(f"images must have shape (n, {h * w}) for tiles of {h}x{w}, got {x.shape}")
+    n = x.shape[0]
+    if n == 0:
+        raise DataError("images must hold at least one image, got 0")
+    if normalize == "each":
+        lo = x.min(1, keepdims=True)
+        hi = x.max(1, keepdims=True)
+        x = (x - lo) / np.where(hi > lo, hi - lo, 1.0)
+    elif normalize == "none":
+        x = np.clip(x, 0.0, 1.0)
+    else:
+        raise ConfigError(f"normalize must be 'each' or 'none', got {normalize!r}")
+    ncols = ncols or int(np.ceil(np.sqrt(n)))
+    nrows = int(np.ceil(n / ncols))
+    grid = np.full((nrows * (h + pad) + pad, ncols * (w + pad) + pad), 0.5)
+    for i in range(n):
+        r, c = divmod(i, ncols)
+        grid[pad + r * (h + pad): pad + r * (h + pad) + h, pad + c * (w + pad): pad + c * (w + pad) + w] = \
+            x[i].reshape(h, w)
+    return (grid * 255 + 0.5).astype(np.uint8)
+
+
+def png_bytes(gray: np.ndarray, scale: int = 1) -> bytes:
+    """Encode a 2-D uint8 array as a greyscale PNG, optionally enlarged ``scale`` times."""
+    if gray.ndim != 2 or gray.dtype != np.uint8:
+        raise DataError(f"png image must be a 2-D uint8 array, got shape {gray.shape} dtype {gray.dtype}")
+    if scale > 1:
+        gray = np.kron(gray, np.ones((scale, scale), dtype=np.uint8))
+    h, w = gray.shape
+    raw = b"".join(b"\x00" + gray[i].tobytes() for i in range(h))
+
+    def chunk(tag: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + tag + data + struct.pack(">I", zlib.crc32(tag + data) & 0xFFFFFFFF)
+
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, 0, 0, 0, 0))
+            + chunk(b"IDAT", zlib.compress(raw, 9)) + chunk(b"IEND", b""))
+
+
+def save_tiles(path, images, shape, *, ncols=None, normalize="each", scale: int = 2) -> Path:
+    """Tile ``images`` and write them atomically as a PNG file; returns the path."""
+    path = Path(path)
+    atomic_write_bytes(path, png_bytes(tile_images(images, shape, ncols=ncols, normalize=normalize), scale))
+    return path
+
+
+def image_shape_for(n_pixels: int) -> tuple[int, int]:
+    """Guess a square image shape for ``n_pixels`` (784 -> 28x28, 64 -> 8x8)."""
+    side = int(round(n_pixels ** 0.5))
+    if side * side != n_pixels:
+        raise DataError(f"cannot show {n_pixels} inputs as square images; pass the image shape explicitly")
+    return side, side
+
+
+def plot_curves(path, series: dict[str, list[float]], *, xlabel="epoch", ylabel="", title="") -> Path:
+    """Line plot of named series to a PNG (needs matplotlib: pip install 'deepbelief[plot]')."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:  # pragma: no cover - depends on the environment
+        raise ConfigError("plotting curves needs matplotlib: pip install 'deepbelief[plot]'") from None
+    fig, ax = plt.subplots(figsize=(6, 4), dpi=120)
+    for name, ys in series.items():
+        ax.plot(range(len(ys)), ys, label=name, marker="o", markersize=3)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    import io as _io
+
+    buf = _io.BytesIO()
+    fig.savefig(buf, format="png")
+    plt.close(fig)
+    atomic_write_bytes(path, buf.getvalue())
+    return Path(path)
