@@ -589,9 +589,12 @@ def _load_files(
     source: str,
     verify: bool,
     n_classes: int | None,
-    n_valid: int | None,
 ) -> Dataset:
-    """Read the four IDX files and assemble a Dataset (checksums when ``verify``)."""
+    """Read the four IDX files and assemble a Dataset (checksums when ``verify``).
+
+    ``n_classes`` None means max label + 1; the validation set is the last sixth of the
+    training set, which is MNIST's usual split (the last 10,000 of 60,000 images).
+    """
     arrays = {stem: read_idx(path, sha256=MNIST_SHA256[stem] if verify else None) for stem, path in files.items()}
     parts = {}
     for part, prefix in (("train", "train"), ("test", "t10k")):
@@ -622,8 +625,8 @@ def _load_files(
     if n_classes is None:
         n_classes = 1 + max(int(labels.max()) if labels.size else 0 for _, labels in parts.values())
     n_train = parts["train"][0].shape[0]
-    if n_valid is None:
-        n_valid = n_train // 6  # 10,000 of 60,000, as for MNIST
+    if n_train == 0:
+        raise DataError(f"IDX images {str(files['train-images-idx3-ubyte'])!r} hold no image: expected at least 1")
     return Dataset(
         x_train=_images_to_tensor(parts["train"][0]),
         y_train=torch.from_numpy(parts["train"][1].astype(np.int64)),
@@ -631,7 +634,7 @@ def _load_files(
         y_test=torch.from_numpy(parts["test"][1].astype(np.int64)),
         name=name,
         image_shape=tuple(int(s) for s in parts["train"][0].shape[1:]),
-        n_valid=n_valid,
+        n_valid=n_train // 6,
         n_classes=n_classes,
         source=source,
     )
@@ -661,7 +664,7 @@ def load_idx_folder(path: str | os.PathLike, verify: bool = False, *, name: str 
     if missing:
         raise DataError(f"IDX folder {str(folder)!r} is missing {', '.join(missing)}")
     return _load_files(
-        files, name=name or folder.name, source=str(folder), verify=bool(verify), n_classes=None, n_valid=None
+        files, name=name or folder.name, source=str(folder), verify=bool(verify), n_classes=None
     )
 
 
@@ -708,7 +711,7 @@ def load_mnist(
         if missing:  # a replaced download_mnist that did not deliver
             raise _not_found("MNIST", report + [f"download: {folder} (missing {', '.join(missing)})"], hint)
     source = str(next(iter(files.values())).parent)
-    return _load_files(files, name="mnist", source=source, verify=True, n_classes=10, n_valid=MNIST_N_VALID)
+    return _load_files(files, name="mnist", source=source, verify=True, n_classes=10)
 
 
 def load_fashion_mnist(
@@ -737,7 +740,7 @@ def load_fashion_mnist(
         )
         raise _not_found("Fashion-MNIST", report, hint)
     source = str(next(iter(files.values())).parent)
-    return _load_files(files, name="fashion-mnist", source=source, verify=False, n_classes=10, n_valid=MNIST_N_VALID)
+    return _load_files(files, name="fashion-mnist", source=source, verify=False, n_classes=10)
 
 
 def load_digits_dataset() -> Dataset:
