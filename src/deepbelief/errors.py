@@ -160,6 +160,17 @@ def as_labels(name: str, y: Any, *, n_classes: int, n_rows: int | None = None, d
     return t.to(device) if device is not None else t
 
 
+def check_generator(name: str, gen: Any, device: torch.device | str | None = None) -> torch.Generator:
+    """Raise ConfigError unless ``gen`` is a torch.Generator (on ``device``'s type, if given)."""
+    if not isinstance(gen, torch.Generator):
+        raise ConfigError(
+            f"{name} must be a torch.Generator (e.g. deepbelief.make_generator(seed, device)), got {_show(gen)}"
+        )
+    if device is not None and torch.device(device).type != gen.device.type:
+        raise ConfigError(f"{name} must live on the model's device {torch.device(device)}, got one on {gen.device}")
+    return gen
+
+
 def resolve_device(device: str | torch.device | None) -> torch.device:
     """Map ``auto|cpu|cuda|cuda:N`` to a torch.device, with a clear error if CUDA is absent."""
     if isinstance(device, torch.device):

@@ -26,6 +26,8 @@ from deepbelief.errors import ConfigError, ModelFileError
 FORMAT = "deepbelief"
 FORMAT_VERSION = 1
 META_KEY = "deepbelief"
+#: a larger JSON header is refused before it is read (ours are a few kB)
+MAX_HEADER_BYTES = 100_000_000
 
 #: kind -> loader(config, tensors) -> object; filled by the modules that define models.
 _LOADERS: dict[str, Callable[[dict, dict[str, torch.Tensor]], Any]] = {}
@@ -90,16 +92,17 @@ def load_tensors(path, *, device: str | torch.device = "cpu") -> tuple[dict[str,
         raise ModelFileError(f"model file {str(path)!r} does not exist")
     size = path.stat().st_size
     with open(path, "rb") as fh:
-        head = fh.read(8)
-    if len(head) < 8:
-        raise ModelFileError(f"model file {str(path)!r} is truncated ({size} bytes): not a safetensors file")
-    if head[:1] == b"\x80" or head[:2] in (b"PK",):
-        raise ModelFileError(
-            f"model file {str(path)!r} looks like a pickle/zip payload, not safetensors; "
-            "deepbelief never unpickles files"
-        )
-    n = int.from_bytes(head, "little")
-    if n <= 0 or n > min(size - 8, 100_000_000):
+        head = fh.read(9)
+    n = int.from_bytes(head[:8], "little") if len(head) >= 8 else -1
+    # a safetensors file is an 8-byte little-endian header length, then the JSON header
+    if len(head) < 9 or n <= 1 or n > min(size - 8, MAX_HEADER_BYTES) or head[8:9] != b"{":
+        if head[:1] == b"\x80" and head[1:2] in (b"\x02", b"\x03", b"\x04", b"\x05") or head[:4] == b"PK\x03\x04":
+            raise ModelFileError(
+                f"model file {str(path)!r} looks like a pickle/zip payload (torch.save), not safetensors; "
+                "deepbelief never unpickles files"
+            )
+        if len(head) < 9:
+            raise ModelFileError(f"model file {str(path)!r} is truncated ({size} bytes): not a safetensors file")
         raise ModelFileError(
             f"model file {str(path)!r} is not a valid safetensors file (header length {n}, file size {size})"
         )
@@ -113,7 +116,7 @@ def load_tensors(path, *, device: str | torch.device = "cpu") -> tuple[dict[str,
         raise ModelFileError(f"model file {str(path)!r} has no deepbelief metadata: not written by deepbelief")
     try:
         meta = json.loads(raw_meta[META_KEY])
-    except json.JSONDecodeError as exc:
+    except (ValueError, RecursionError) as exc:  # JSONDecodeError is a ValueError; deep nesting recurses
         raise ModelFileError(f"model file {str(path)!r} has corrupt metadata JSON: {exc}") from None
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
         raise ModelFileError(f"model file {str(path)!r} is not a deepbelief file")
@@ -163,12 +166,23 @@ def load_model(path, *, device: str | torch.device = "cpu"):
     _import_model_modules()
     if kind not in _LOADERS:
         raise ModelFileError(f"model file {str(path)!r} holds unknown model kind {kind!r}; known: {sorted(_LOADERS)}")
-    try:
-        model = _LOADERS[kind](meta.get("config") or {}, tensors, path)
-    except ModelFileError:
-        raise
-    except (ConfigError, KeyError, TypeError, ValueError) as exc:
-        raise ModelFileError(f"model file {str(path)!r} has an invalid config: {exc}") from None
+    cfg = meta.get("config") or {}
+    # First build the model on the meta device (no memory) and check the file's tensors
+    # against it, so that a tampered config declaring a huge model is refused without
+    # allocating it: once names and shapes match, the model is no larger than the file.
+    # Loaders must therefore be constructible under torch.device("meta").
+    for probe in (True, False):
+        try:
+            if probe:
+                with torch.device("meta"):
+                    model = _LOADERS[kind](cfg, {k: v.to("meta") for k, v in tensors.items()}, path)
+            else:
+                model = _LOADERS[kind](cfg, tensors, path)
+        except ModelFileError:
+            raise
+        except (ConfigError, KeyError, TypeError, ValueError, IndexError, AttributeError, RuntimeError,
+                OverflowError, MemoryError, RecursionError, NotImplementedError) as exc:
+            raise ModelFileError(f"model file {str(path)!r} has an invalid config: {exc}") from None
     return model.to(device) if hasattr(model, "to") else model
 
 
