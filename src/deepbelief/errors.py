@@ -142,12 +142,16 @@ def as_labels(name: str, y: Any, *, n_classes: int, n_rows: int | None = None, d
         import numpy as np
 
         arr = np.asarray(y)
-        if arr.dtype.kind not in "biu" and not (arr.dtype.kind == "f" and np.all(np.mod(arr, 1) == 0)):
+        if arr.dtype.kind not in "biuf":
             raise DataError(f"{name} must hold integer class labels, got dtype {arr.dtype}")
         t = torch.from_numpy(np.ascontiguousarray(arr))
+    if t.is_complex():
+        raise DataError(f"{name} must hold integer class labels, got dtype {t.dtype}")
     if t.is_floating_point():
-        if not bool(torch.all(t == t.round())):
-            raise DataError(f"{name} must hold integer class labels, got non-integer values")
+        frac = (t != t.round()) | ~torch.isfinite(t)
+        if bool(frac.any()):
+            raise DataError(f"{name} must hold integer class labels, got non-integer value(s) such as "
+                            f"{float(t[frac][0]):g}")
     if t.dim() != 1:
         raise DataError(f"{name} must be 1-D (n_samples,), got shape {tuple(t.shape)}")
     if n_rows is not None and t.shape[0] != n_rows:

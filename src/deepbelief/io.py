@@ -47,6 +47,8 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
     folder = path.parent if str(path.parent) else Path(".")
     if not folder.is_dir():
         raise ConfigError(f"output path {str(path)!r}: folder {str(folder)!r} does not exist")
+    if path.is_dir():
+        raise ConfigError(f"output path {str(path)!r} is a folder; expected a file name")
     try:
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder)
     except OSError as exc:
@@ -57,11 +59,13 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         try:
             os.unlink(tmp)
         except OSError:
             pass
+        if isinstance(exc, OSError):
+            raise ConfigError(f"output path {str(path)!r} could not be written: {exc.strerror or exc}") from None
         raise
     try:  # make the rename itself durable
         dfd = os.open(folder, os.O_RDONLY)
