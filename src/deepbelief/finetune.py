@@ -332,20 +332,21 @@ def finetune(
         row = {"epoch": epoch, "lr": lr, "loss": loss_sum / max(1, n // bs)}
         if valid is not None:
             row["valid_error"] = error_rate(net, xv, yv)
+        row["finite"] = torch.stack([torch.isfinite(p).all() for p in everything]).all()
         row = {k: (float(v) if isinstance(v, Tensor) else v) for k, v in row.items()}  # one sync per epoch
         row["seconds"] = time.perf_counter() - t0
-        if not math.isfinite(row["loss"]):
+        finite = row.pop("finite") == 1.0
+        if not math.isfinite(row["loss"]) or not finite:
             kept = (f"; the last good checkpoint (epoch {epoch}) is kept at {str(checkpoint)!r}"
                     if checkpoint is not None and Path(checkpoint).exists() else "")
             raise DivergenceError(
-                f"fine-tuning diverged at epoch {epoch}: the training loss became {row['loss']} "
+                f"fine-tuning diverged at epoch {epoch}: the training loss became {row['loss']}"
+                f"{'' if finite else ' and weights became NaN/inf'} "
                 f"(parameter group {'output layer' if phase == 'top' else 'all layers'}). Likely cause: the "
                 f"learning rate (lr={lr:g}) or momentum ({cfg.momentum:g}) is too high, or the inputs are "
                 f"not scaled like the pre-training data; lower lr{kept}"
             )
         history.append(row)
-        if callback is not None:
-            callback(epoch, row)
         if valid is not None:
             if row["valid_error"] < best:
                 best, since = row["valid_error"], 0
@@ -359,6 +360,8 @@ def finetune(
             lr *= cfg.lr_decay
         if checkpoint is not None and (stopped or ck.due(epoch + 1, checkpoint_every, cfg.epochs)):
             save(epoch + 1)
+        if callback is not None:  # after the checkpoint, as in RBMTrainer.fit
+            callback(epoch, row)
     if best_state is not None:
         net.load_state_dict(best_state)
         history[-1]["best_epoch"] = max(i for i, r in enumerate(history) if r.get("best"))

@@ -26,6 +26,8 @@ from deepbelief.errors import ConfigError, ModelFileError
 FORMAT = "deepbelief"
 FORMAT_VERSION = 1
 META_KEY = "deepbelief"
+#: JSON key of the SHA-256 over metadata and tensors (content_digest)
+DIGEST_KEY = "sha256"
 #: a larger JSON header is refused before it is read (ours are a few kB)
 MAX_HEADER_BYTES = 100_000_000
 
@@ -83,8 +85,26 @@ def save_tensors(path, tensors: dict[str, torch.Tensor], meta: dict) -> None:
 
     clean = {k: v.detach().to("cpu").contiguous() for k, v in tensors.items()}
     header = {"format": FORMAT, "format_version": FORMAT_VERSION, **meta}
+    header.pop(DIGEST_KEY, None)
+    header = json.loads(json.dumps(header))  # hash exactly what a reader will parse (int keys become str)
+    header[DIGEST_KEY] = content_digest(header, clean)
     blob = save(clean, metadata={META_KEY: json.dumps(header, sort_keys=True)})
     atomic_write_bytes(path, blob)
+
+
+def content_digest(header: dict, tensors: dict[str, torch.Tensor]) -> str:
+    """SHA-256 over the JSON document (without the digest itself) and every tensor's name,
+    dtype, shape and bytes, in name order. safetensors has no checksum of its own, so this
+    is what turns a flipped bit or an edited config into an error instead of a silently
+    different model."""
+    import hashlib
+
+    h = hashlib.sha256(json.dumps({k: v for k, v in header.items() if k != DIGEST_KEY}, sort_keys=True).encode())
+    for name in sorted(tensors):
+        t = tensors[name].detach().to("cpu").contiguous()
+        h.update(f"\n{name}|{t.dtype}|{tuple(t.shape)}\n".encode())
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return h.hexdigest()
 
 
 def load_tensors(path, *, device: str | torch.device = "cpu") -> tuple[dict[str, torch.Tensor], dict]:
@@ -111,7 +131,7 @@ def load_tensors(path, *, device: str | torch.device = "cpu") -> tuple[dict[str,
             f"model file {str(path)!r} is not a valid safetensors file (header length {n}, file size {size})"
         )
     try:
-        with safe_open(str(path), framework="pt", device=str(device)) as f:
+        with safe_open(str(path), framework="pt", device="cpu") as f:
             raw_meta = f.metadata() or {}
             tensors = {k: f.get_tensor(k) for k in f.keys()}
     except Exception as exc:  # safetensors raises its own error types
@@ -129,6 +149,14 @@ def load_tensors(path, *, device: str | torch.device = "cpu") -> tuple[dict[str,
         raise ModelFileError(
             f"model file {str(path)!r} has format_version {version!r}; this deepbelief reads version {FORMAT_VERSION}"
         )
+    digest = meta.get(DIGEST_KEY)
+    if digest is not None and digest != content_digest(meta, tensors):
+        raise ModelFileError(
+            f"model file {str(path)!r} fails its content checksum ({DIGEST_KEY}): its tensors or metadata "
+            "were changed after it was written (corrupted or tampered with)"
+        )
+    if torch.device(device).type != "cpu":
+        tensors = {k: v.to(device) for k, v in tensors.items()}
     return tensors, meta
 
 
