@@ -188,7 +188,9 @@ def _read_idx_stream(path: Path, stream, file_size: int | None, sha256: str | No
         )
     shape = tuple(int(d) for d in np.frombuffer(dims_bytes, dtype=">u4"))
     n_elements = math.prod(shape)
-    if n_elements > MAX_IDX_ELEMENTS:
+    # also cap the product of the non-zero sizes: (2^32-1, 2^32-1, 0) holds no element,
+    # but no array library can represent that shape
+    if max(n_elements, math.prod(d for d in shape if d)) > MAX_IDX_ELEMENTS:
         raise DataError(
             f"{where} declares shape {shape} = {n_elements} elements: expected at most "
             f"{MAX_IDX_ELEMENTS} (corrupt or malicious header)"

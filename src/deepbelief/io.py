@@ -196,7 +196,7 @@ def load_model(path, *, device: str | torch.device = "cpu"):
     tensors, meta = load_tensors(path, device=device)
     kind = meta.get("kind")
     _import_model_modules()
-    if kind not in _LOADERS:
+    if not isinstance(kind, str) or kind not in _LOADERS:
         raise ModelFileError(f"model file {str(path)!r} holds unknown model kind {kind!r}; known: {sorted(_LOADERS)}")
     cfg = meta.get("config") or {}
     # First build the model on the meta device (no memory) and check the file's tensors
