@@ -184,6 +184,9 @@ CASES = [
      ["empty.safetensors", "0 bytes"]),
     ("text file as model", lambda: load_model(write("notes.safetensors", b"hello world, not a model")),
      ModelFileError, ["notes.safetensors"]),
+    ("model path not a path", lambda: load_model(123), ConfigError, ["path", "123"]),
+    ("saving a non-model", lambda: save_model("m.safetensors", {"W": 1}), ConfigError, ["model", "dict"]),
+    ("unroll an empty stack", lambda: unroll([], 3), ConfigError, ["dbn", "[]"]),
     # -- output paths -------------------------------------------------------------------------------------
     ("save into a missing folder", lambda: save_model("nope/m.safetensors", rbm16()), ConfigError,
      ["nope/m.safetensors", "does not exist"]),

@@ -251,3 +251,16 @@ def test_cli_train_killed_and_resumed_matches_uninterrupted(tmp_path):
     assert ref.returncode == 0, err.decode()
     for name in ("model.safetensors", "model.dbn.safetensors"):
         _assert_same(_weights(tmp_path / "ref" / name), _weights(folder / name))
+
+
+def test_cli_resume_with_other_settings_is_refused(tmp_path):
+    from deepbelief.recipes import _prepare_checkpoint_dir, get_recipe
+
+    r = get_recipe("default")
+    _prepare_checkpoint_dir(tmp_path, r, 0, resume=False)
+    _prepare_checkpoint_dir(tmp_path, get_recipe("default"), 0, resume=True)  # same settings: fine
+    r.rbm.epochs = 99
+    with pytest.raises(ConfigError, match=r"rbm.epochs: checkpoint 20, now 99"):
+        _prepare_checkpoint_dir(tmp_path, r, 0, resume=True)
+    with pytest.raises(ConfigError, match=r"seed: checkpoint 0, now 5"):
+        _prepare_checkpoint_dir(tmp_path, get_recipe("default"), 5, resume=True)

@@ -128,7 +128,9 @@ def unroll(dbn, n_classes: int = 10, *, generator: torch.Generator | None = None
     visible units s_v(v) = v / sigma^2, so 1/sigma^2 is folded into the first weights. The
     new output layer starts from N(0, out_std^2) weights drawn with ``generator``.
     """
-    rbms = list(dbn.rbms) if hasattr(dbn, "rbms") else list(dbn)
+    rbms = list(dbn.rbms) if hasattr(dbn, "rbms") else list(dbn) if isinstance(dbn, (list, tuple)) else None
+    if not rbms or not all(hasattr(r, "hidden") and hasattr(r, "W") for r in rbms):
+        raise ConfigError(f"dbn must be a DBN or a non-empty list of RBMs, got {dbn!r:.80}")
     acts = []
     for r in rbms:
         kind = r.hidden.kind

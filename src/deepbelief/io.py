@@ -111,6 +111,8 @@ def load_tensors(path, *, device: str | torch.device = "cpu") -> tuple[dict[str,
     """Read a file written by ``save_tensors``; raise ModelFileError naming the problem."""
     from safetensors import safe_open
 
+    if not isinstance(path, (str, os.PathLike)) or not str(path):
+        raise ConfigError(f"path must be a file path (str or os.PathLike), got {path!r}")
     path = Path(path)
     if not path.is_file():
         raise ModelFileError(f"model file {str(path)!r} does not exist")
@@ -183,6 +185,8 @@ def save_model(path, model, **extra) -> None:
     ``extra`` JSON-serialisable entries (the training config, metrics, the data
     transform) are stored beside the config and returned by ``read_metadata``.
     """
+    if not (hasattr(model, "kind") and hasattr(model, "config") and hasattr(model, "state_dict")):
+        raise ConfigError(f"model must be a deepbelief model (with kind, config, state_dict), got {type(model).__name__}")
     save_tensors(path, model.state_dict(), {"kind": model.kind, "config": model.config(), **extra})
 
 
