@@ -52,7 +52,7 @@ def _kill_after_first_checkpoint(cmd, ckpt: Path, delay: float, *, timeout=60.0)
     return proc.returncode, proc.stderr.read().decode()
 
 
-def _killed_mid_run(total, seed, tmp_path, make_cmd):
+def _killed_mid_run(total, seed, tmp_path, make_cmd, ok=lambda folder: True):
     """Kill runs at random moments until one dies with SIGKILL after its first and before
     its last checkpoint (under heavy load a run may finish before the chosen moment)."""
     rng = random.Random(seed)
@@ -62,7 +62,7 @@ def _killed_mid_run(total, seed, tmp_path, make_cmd):
         cmd, first_ckpt = make_cmd(folder)
         rc, err = _kill_after_first_checkpoint(cmd, first_ckpt, rng.uniform(0.0, total) / (attempt + 1))
         assert rc in (0, -signal.SIGKILL), err
-        if rc == -signal.SIGKILL and first_ckpt.exists():
+        if rc == -signal.SIGKILL and first_ckpt.exists() and ok(folder):
             return folder, rc
     pytest.fail("could not kill the run between its first and last checkpoint in 4 attempts")
 
@@ -76,10 +76,12 @@ def test_sigkill_at_random_moment_then_resume_gives_identical_weights(tmp_path):
         ckpt = folder / "run.ckpt.safetensors"
         return [sys.executable, str(SCRIPT), str(folder / "out.safetensors"), "--checkpoint", str(ckpt)], ckpt
 
-    folder, _ = _killed_mid_run(1.0, 20261127, tmp_path, make_cmd)
+    folder, _ = _killed_mid_run(1.0, 20261127, tmp_path, make_cmd,
+                                ok=lambda f: load_tensors(f / "run.ckpt.safetensors")[1]["epoch"] < 25)
     ckpt = folder / "run.ckpt.safetensors"
     epoch_at_kill = load_tensors(ckpt)[1]["epoch"]
-    assert 1 <= epoch_at_kill <= 25
+    print("killed after epoch", epoch_at_kill)
+    assert 1 <= epoch_at_kill < 25
     assert not (folder / "out.safetensors").exists()
     resumed = subprocess.run([sys.executable, str(SCRIPT), str(folder / "out.safetensors"), "--checkpoint",
                               str(ckpt), "--resume"], env=_env(), cwd=ROOT, capture_output=True, timeout=120)
@@ -147,13 +149,13 @@ def test_pretrain_stack_resume_after_finished_layer_restores_the_generator(tmp_p
     _assert_same(straight.state_dict(), resumed.state_dict())
 
 
-@pytest.mark.parametrize("stop_at,patience,dropout", [(2, 0, 0.0), (5, 0, 0.2), (6, 2, 0.0)])
+@pytest.mark.parametrize("stop_at,patience,dropout", [(1, 0, 0.0), (3, 0, 0.2), (4, 1, 0.0)])
 def test_finetune_interrupted_and_resumed_matches_straight_run(tmp_path, stop_at, patience, dropout):
     g0 = torch.Generator().manual_seed(0)
     x = torch.rand(200, 16, generator=g0)
     y = (x[:, :4].sum(1) > 2).long() + (x[:, 4] > 0.5).long()
     xv, yv = x[:50], y[:50]
-    cfg = FinetuneConfig(epochs=8, batch_size=20, lr=0.5, top_only_epochs=3, patience=patience, dropout=dropout)
+    cfg = FinetuneConfig(epochs=6, batch_size=40, lr=0.5, top_only_epochs=2, patience=patience, dropout=dropout)
 
     def fresh(seed):
         g = make_generator(seed)
@@ -245,6 +247,7 @@ def test_cli_train_killed_and_resumed_matches_uninterrupted(tmp_path):
 
     folder, _ = _killed_mid_run(1.5, 6, tmp_path, make_cmd)
     assert not (folder / "model.safetensors").exists()
+    print("killed with checkpoints", sorted(p.name for p in (folder / "ck").iterdir()))
     res = subprocess.run(_cli(folder, resume=True), env=_env(), cwd=ROOT, capture_output=True, timeout=120)
     assert res.returncode == 0, res.stderr.decode()
     out, err = ref.communicate(timeout=120)
