@@ -154,6 +154,8 @@ def run_recipe(
     specs = layer_specs(recipe, x_tr.shape[1])
     log(f"[{recipe.name}] data {recipe.dataset}: train {x_tr.shape[0]}, valid {n_valid}, test {x_te.shape[0]}; "
         f"layers {[s['n'] for s in specs]}; device {dev}")
+    if ckdir is not None:
+        log(f"  checkpoints every {checkpoint_every} epoch(s) in {ckdir}" + (" (resuming)" if resume else ""))
 
     def on_epoch(layer, epoch, m):
         gap = f" fe_gap {m['free_energy_gap']:+.3f}" if "free_energy_gap" in m else ""
