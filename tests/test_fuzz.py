@@ -19,7 +19,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from deepbelief import DBN, RBM, ModelFileError, load_model, make_generator, save_model
-from deepbelief.data import MAX_IDX_DIMS, MAX_IDX_ELEMENTS, read_idx
+from deepbelief.data import MAX_IDX_BYTES, MAX_IDX_DIMS, MAX_IDX_ELEMENTS, read_idx
 from deepbelief.errors import DataError
 from deepbelief.finetune import unroll
 
@@ -39,7 +39,7 @@ def reference_idx(blob: bytes):
     shape = struct.unpack(f">{nd}I", blob[4:4 + 4 * nd])
     dt = np.dtype(TYPES[blob[2]])
     count = int(np.prod(shape, dtype=object))
-    if int(np.prod([d for d in shape if d], dtype=object)) > MAX_IDX_ELEMENTS or len(blob) - 4 - 4 * nd != count * dt.itemsize:
+    if count * dt.itemsize > MAX_IDX_BYTES or int(np.prod([d for d in shape if d], dtype=object)) > MAX_IDX_ELEMENTS or len(blob) - 4 - 4 * nd != count * dt.itemsize:
         return None
     return np.frombuffer(blob[4 + 4 * nd:], dtype=dt).reshape(shape)
 
@@ -181,3 +181,11 @@ def test_load_model_mutated_files(tmp_path, which, data):
 def test_load_model_lying_header_length(tmp_path, which, length):
     blob, original = BLOBS[which]
     check_model(tmp_path / "m.safetensors", struct.pack("<Q", length) + blob[8:], original)
+
+
+def test_read_idx_refuses_a_gzip_bomb_before_inflating_it(tmp_path):
+    # 2^29 float64 values = 4 GiB declared; such zeros would compress to about 4 MB
+    path = tmp_path / "bomb.idx.gz"
+    path.write_bytes(gzip.compress(bytes([0, 0, 0x0E, 1]) + struct.pack(">I", 2**29) + b"\x00" * 4096))
+    with pytest.raises(DataError, match=f"at most {MAX_IDX_BYTES}"):
+        read_idx(path)
