@@ -119,6 +119,12 @@ CASES = [
     ("zero checkpoint interval",
      lambda: train_rbm(rbm16(), x16(), RBMTrainConfig(epochs=1, batch_size=10), generator=gen(),
                        checkpoint_every=0), ConfigError, ["checkpoint_every", "0"]),
+    ("resume without a checkpoint",
+     lambda: train_rbm(rbm16(), x16(), RBMTrainConfig(epochs=1, batch_size=10), generator=gen(), resume=True),
+     ConfigError, ["resume", "checkpoint=None"]),
+    ("checkpoint_dir under a file",
+     lambda: (write("plain", b""), pretrain_stack(x16(), [16, 4], generator=gen(), checkpoint_dir="plain/ck")),
+     ConfigError, ["checkpoint_dir", "plain/ck"]),
     ("negative seed", lambda: make_generator(-1), ConfigError, ["seed", "-1"]),
     ("unknown device", lambda: resolve_device("tpu"), ConfigError, ["device", "tpu"]),
     # -- greedy stacking ----------------------------------------------------------------------------
@@ -226,7 +232,7 @@ def test_bad_input_gets_a_clear_error_and_leaves_no_file(case, tmp_path, monkeyp
         assert needle in message, f"{name}: {needle!r} missing from {message!r}"
     # nothing but the inputs the case itself wrote: no output, no temporary file
     leftovers = {f for f in _files(tmp_path) if not f.endswith((".idx", ".gz", "empty.safetensors", "notes.safetensors"))
-                 and f not in ("adir", "f")}
+                 and f not in ("adir", "f", "plain")}
     assert leftovers == set(), f"{name} left {leftovers}"
 
 

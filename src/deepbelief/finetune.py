@@ -266,6 +266,8 @@ def finetune(
     dev = net.out.weight.device
     check_generator("generator", generator, dev)
     checkpoint_every = check_int("checkpoint_every", checkpoint_every, minimum=1)
+    if resume and checkpoint is None:
+        raise ConfigError("resume=True needs a checkpoint file to resume from, got checkpoint=None")
     x = as_data("x", x, n_features=net.sizes[0], device=dev)
     y = as_labels("y", y, n_classes=net.n_classes, n_rows=x.shape[0], device=dev)
     if cfg.batch_size > x.shape[0]:

@@ -349,6 +349,8 @@ def train_rbm(
     device = rbm.W.device
     check_generator("generator", generator, device)
     checkpoint_every = check_int("checkpoint_every", checkpoint_every, minimum=1)
+    if resume and checkpoint is None:
+        raise ConfigError("resume=True needs a checkpoint file to resume from, got checkpoint=None")
     data = rbm.check_input("data", data, device=device)
     if valid is not None:
         valid = rbm.check_input("valid", valid, device=device)
@@ -408,8 +410,13 @@ def pretrain_stack(
     specs = [{"type": "bernoulli", "n": check_int(f"layers[{i}]", s, minimum=1)} if not isinstance(s, dict) else s
              for i, s in enumerate(layers)]
     folder = Path(checkpoint_dir) if checkpoint_dir is not None else None
+    if resume and folder is None:
+        raise ConfigError("resume=True needs a checkpoint_dir to resume from, got checkpoint_dir=None")
     if folder is not None:
-        folder.mkdir(parents=True, exist_ok=True)
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise ConfigError(f"checkpoint_dir {str(folder)!r} cannot be created: {exc.strerror}") from None
     rbms = []
     x, xv = data, valid
     for i in range(n_rbms):
