@@ -12,7 +12,7 @@ import torch
 
 from deepbelief import DBN, RBM, ModelFileError, load_model, make_generator, save_model
 from deepbelief.finetune import unroll
-from deepbelief.io import FORMAT_VERSION, META_KEY, load_tensors, save_tensors
+from deepbelief.io import FORMAT_VERSION, META_KEY, save_tensors
 from deepbelief.units import Gaussian, SteppedSigmoid
 
 
