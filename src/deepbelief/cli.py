@@ -59,7 +59,9 @@ def add_train(sub) -> None:
     p.add_argument("--retrain-all", action=argparse.BooleanOptionalAction, default=None,
                    help="after early stopping, retrain on train+valid for the chosen epochs")
     p.add_argument("--checkpoint-dir", default=None, help="write per-layer checkpoints here")
-    p.add_argument("--resume", action="store_true", help="continue from --checkpoint-dir")
+    p.add_argument("--resume", action="store_true", help="continue a killed run from --checkpoint-dir")
+    p.add_argument("--checkpoint-every", type=int, default=1,
+                   help="epochs between checkpoints of every phase (default: 1)")
     p.add_argument("-o", "--output", default="model.safetensors", help="where to write the model")
     p.add_argument("--metrics-json", default=None, help="also write the results as JSON here")
     p.add_argument("--quiet", action="store_true", help="no per-epoch lines")
@@ -105,10 +107,15 @@ def cmd_train(args) -> int:
 
     recipe = _recipe_from_args(args)
     out = Path(args.output)
-    if not out.parent.exists() if str(out.parent) else False:
-        raise ConfigError(f"output {str(out)!r}: folder {str(out.parent)!r} does not exist")
+    # refuse unwritable outputs before hours of training, not after
+    for flag, target in (("--output", args.output), ("--metrics-json", args.metrics_json)):
+        if target is not None:
+            _check_writable(flag, target)
+    if args.resume and not args.checkpoint_dir:
+        raise ConfigError("--resume needs --checkpoint-dir (the folder of the run to continue), got none")
     res = run_recipe(recipe, data_dir=args.data_dir, device=args.device, seed=args.seed,
-                     log=None if args.quiet else print, checkpoint_dir=args.checkpoint_dir, resume=args.resume)
+                     log=None if args.quiet else print, checkpoint_dir=args.checkpoint_dir, resume=args.resume,
+                     checkpoint_every=args.checkpoint_every)
     meta = {"recipe": recipe.to_dict(), "seed": args.seed, "device": res["device"]}
     if res.get("standardize") is not None:
         mu, sd = res["standardize"]
@@ -131,6 +138,21 @@ def cmd_train(args) -> int:
                 and k not in ("standardize",)}
         atomic_write_bytes(args.metrics_json, json.dumps(keep, indent=2, default=str).encode())
     return 0
+
+
+def _check_writable(flag: str, target: str) -> None:
+    """Raise ConfigError unless a file can be created at ``target`` (its folder exists,
+    is a folder and is writable, and ``target`` is not itself a folder)."""
+    import os
+
+    path = Path(target)
+    folder = path.parent if str(path.parent) else Path(".")
+    if path.is_dir():
+        raise ConfigError(f"{flag} must be a file path, got {target!r}, which is a folder")
+    if not folder.is_dir():
+        raise ConfigError(f"{flag} {target!r} cannot be written: folder {str(folder)!r} does not exist")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise ConfigError(f"{flag} {target!r} cannot be written: folder {str(folder)!r} is not writable")
 
 
 # -- evaluate ----------------------------------------------------------------------------

@@ -102,6 +102,9 @@ DIGITS_SEED = 0
 # A header may not make the reader allocate without bound (see read_idx).
 MAX_IDX_DIMS = 4
 MAX_IDX_ELEMENTS = 2**31
+# ... nor make a small gzip file inflate into more than this many bytes (EMNIST's largest
+# file is ~0.55 GB; MNIST's training images 47 MB)
+MAX_IDX_BYTES = 2**31
 # The largest response accepted from a mirror (the training images are ~9.9 MB gzipped).
 MAX_DOWNLOAD_BYTES = 64 * 2**20
 DOWNLOAD_TIMEOUT_S = 30.0
@@ -188,7 +191,9 @@ def _read_idx_stream(path: Path, stream, file_size: int | None, sha256: str | No
         )
     shape = tuple(int(d) for d in np.frombuffer(dims_bytes, dtype=">u4"))
     n_elements = math.prod(shape)
-    if n_elements > MAX_IDX_ELEMENTS:
+    # also cap the product of the non-zero sizes: (2^32-1, 2^32-1, 0) holds no element,
+    # but no array library can represent that shape
+    if max(n_elements, math.prod(d for d in shape if d)) > MAX_IDX_ELEMENTS:
         raise DataError(
             f"{where} declares shape {shape} = {n_elements} elements: expected at most "
             f"{MAX_IDX_ELEMENTS} (corrupt or malicious header)"
@@ -196,6 +201,11 @@ def _read_idx_stream(path: Path, stream, file_size: int | None, sha256: str | No
     dtype = _IDX_DTYPES[type_code]
     header_len = 4 + 4 * ndim
     expected = n_elements * dtype.itemsize
+    if expected > MAX_IDX_BYTES:
+        raise DataError(
+            f"{where} declares shape {shape} of {dtype.itemsize}-byte values = {expected} bytes: expected at "
+            f"most {MAX_IDX_BYTES} (corrupt or malicious header)"
+        )
     if file_size is not None and file_size - header_len != expected:
         # A raw file's size is known before reading: refuse without allocating anything.
         raise _payload_error(where, shape, expected, file_size - header_len, exact=True)

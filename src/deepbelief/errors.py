@@ -142,12 +142,16 @@ def as_labels(name: str, y: Any, *, n_classes: int, n_rows: int | None = None, d
         import numpy as np
 
         arr = np.asarray(y)
-        if arr.dtype.kind not in "biu" and not (arr.dtype.kind == "f" and np.all(np.mod(arr, 1) == 0)):
+        if arr.dtype.kind not in "biuf":
             raise DataError(f"{name} must hold integer class labels, got dtype {arr.dtype}")
         t = torch.from_numpy(np.ascontiguousarray(arr))
+    if t.is_complex():
+        raise DataError(f"{name} must hold integer class labels, got dtype {t.dtype}")
     if t.is_floating_point():
-        if not bool(torch.all(t == t.round())):
-            raise DataError(f"{name} must hold integer class labels, got non-integer values")
+        frac = (t != t.round()) | ~torch.isfinite(t)
+        if bool(frac.any()):
+            raise DataError(f"{name} must hold integer class labels, got non-integer value(s) such as "
+                            f"{float(t[frac][0]):g}")
     if t.dim() != 1:
         raise DataError(f"{name} must be 1-D (n_samples,), got shape {tuple(t.shape)}")
     if n_rows is not None and t.shape[0] != n_rows:
@@ -158,6 +162,17 @@ def as_labels(name: str, y: Any, *, n_classes: int, n_rows: int | None = None, d
         if lo < 0 or hi >= n_classes:
             raise DataError(f"{name} must lie in [0, {n_classes - 1}], got values in [{lo}, {hi}]")
     return t.to(device) if device is not None else t
+
+
+def check_generator(name: str, gen: Any, device: torch.device | str | None = None) -> torch.Generator:
+    """Raise ConfigError unless ``gen`` is a torch.Generator (on ``device``'s type, if given)."""
+    if not isinstance(gen, torch.Generator):
+        raise ConfigError(
+            f"{name} must be a torch.Generator (e.g. deepbelief.make_generator(seed, device)), got {_show(gen)}"
+        )
+    if device is not None and torch.device(device).type != gen.device.type:
+        raise ConfigError(f"{name} must live on the model's device {torch.device(device)}, got one on {gen.device}")
+    return gen
 
 
 def resolve_device(device: str | torch.device | None) -> torch.device:

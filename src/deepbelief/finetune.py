@@ -17,15 +17,17 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import math
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Callable
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from deepbelief.errors import ConfigError, as_data, as_labels, check_choice, check_float, check_int
+from deepbelief.errors import ConfigError, ModelFileError, as_data, as_labels, check_choice, check_float, check_int
 from deepbelief.io import load_state_into, register_loader
 
 #: the deterministic activation each hidden unit type sends up (its mean given the input)
@@ -126,7 +128,9 @@ def unroll(dbn, n_classes: int = 10, *, generator: torch.Generator | None = None
     visible units s_v(v) = v / sigma^2, so 1/sigma^2 is folded into the first weights. The
     new output layer starts from N(0, out_std^2) weights drawn with ``generator``.
     """
-    rbms = list(dbn.rbms) if hasattr(dbn, "rbms") else list(dbn)
+    rbms = list(dbn.rbms) if hasattr(dbn, "rbms") else list(dbn) if isinstance(dbn, (list, tuple)) else None
+    if not rbms or not all(hasattr(r, "hidden") and hasattr(r, "W") for r in rbms):
+        raise ConfigError(f"dbn must be a DBN or a non-empty list of RBMs, got {dbn!r:.80}")
     acts = []
     for r in rbms:
         kind = r.hidden.kind
@@ -227,19 +231,50 @@ def finetune(
     generator: torch.Generator,
     valid: tuple[Tensor, Tensor] | None = None,
     callback: Callable[[int, dict], None] | None = None,
+    checkpoint: str | Path | None = None,
+    checkpoint_every: int = 1,
+    resume: bool = False,
 ) -> list[dict]:
     """Fine-tune ``net`` with backprop on (x, y); returns per-epoch metrics.
 
     With ``valid``, the weights of the epoch with the lowest validation error are restored
     at the end and each metrics dict has ``valid_error``; ``best_epoch`` is in the last one.
+
+    Args:
+        net: the classifier (its device is the run's device).
+        x: (n, n_inputs) training inputs; y: (n,) integer labels in [0, n_classes).
+        config: hyper-parameters (``FinetuneConfig()`` if None).
+        generator: the run's generator (permutations and dropout masks).
+        valid: optional (x_valid, y_valid) for early stopping.
+        callback: called as ``callback(epoch, metrics)`` after each epoch.
+        checkpoint: file written atomically every ``checkpoint_every`` epochs and at the
+            end, holding the weights, the optimiser's momentum buffers, the best weights so
+            far, the generator state, the epoch, the learning rate and the history
+            (deepbelief.checkpoint).
+        resume: continue from ``checkpoint`` if it exists; the result equals an
+            uninterrupted run's bit for bit on the same device.
+    Raises:
+        DivergenceError: the training loss became NaN or inf (the checkpoint of the last
+            good epoch is kept).
     """
+    from deepbelief import checkpoint as ck
+    from deepbelief.errors import DivergenceError, check_generator
+
+    if not isinstance(net, DeepClassifier):
+        raise ConfigError(f"net must be a DeepClassifier (see unroll), got {type(net).__name__}")
     cfg = (config or FinetuneConfig()).validate()
     dev = net.out.weight.device
+    check_generator("generator", generator, dev)
+    checkpoint_every = check_int("checkpoint_every", checkpoint_every, minimum=1)
+    if resume and checkpoint is None:
+        raise ConfigError("resume=True needs a checkpoint file to resume from, got checkpoint=None")
     x = as_data("x", x, n_features=net.sizes[0], device=dev)
     y = as_labels("y", y, n_classes=net.n_classes, n_rows=x.shape[0], device=dev)
     if cfg.batch_size > x.shape[0]:
         raise ConfigError(f"batch_size must be <= the number of training rows ({x.shape[0]}), got {cfg.batch_size}")
     if valid is not None:
+        if not isinstance(valid, (tuple, list)) or len(valid) != 2:
+            raise ConfigError(f"valid must be a pair (x_valid, y_valid), got {type(valid).__name__}")
         xv = as_data("valid x", valid[0], n_features=net.sizes[0], device=dev)
         yv = as_labels("valid y", valid[1], n_classes=net.n_classes, n_rows=xv.shape[0], device=dev)
     net.dropout, net.input_dropout = cfg.dropout, cfg.input_dropout
@@ -247,12 +282,44 @@ def finetune(
     everything = list(net.parameters())
     n, bs = x.shape[0], cfg.batch_size
     history, best, best_state, since = [], float("inf"), None, 0
-    lr, opt, phase = cfg.lr, None, None
-    for epoch in range(cfg.epochs):
+    lr, opt, phase, start, stopped = cfg.lr, None, None, 0, False
+
+    def build(which):
+        return _sgd(top if which == "top" else everything, lr, cfg)
+
+    if resume and checkpoint is not None and Path(checkpoint).exists():
+        tensors, meta = ck.load_checkpoint(checkpoint, kind="finetune_checkpoint", device=dev, generator=generator)
+        if meta.get("net") != net.config():
+            raise ModelFileError(f"checkpoint {str(checkpoint)!r} was written for another network: {meta.get('net')}")
+        ck.check_same_config(checkpoint, meta.get("train") or {}, cfg, allowed=("epochs",))
+        net_state = {k[4:]: v for k, v in tensors.items() if k.startswith("net.")}
+        load_state_into(checkpoint, net, net_state)
+        best_keys = {k[5:]: v for k, v in tensors.items() if k.startswith("best.")}
+        best_state = best_keys or None
+        start, lr, phase = int(meta["epoch"]), float(meta["lr"]), meta["phase"]
+        best, since, stopped = float(meta["best"]), int(meta["since"]), bool(meta["stopped"])
+        history = list(meta["history"])
+        if phase is not None:
+            opt = build(phase)
+            ck.load_optimizer_tensors(checkpoint, opt, tensors, meta["optim"])
+
+    def save(epoch_done):
+        opt_t, opt_info = ck.optimizer_tensors(opt) if opt is not None else ({}, {"n_params": 0, "other": {}})
+        t = {f"net.{k}": v for k, v in net.state_dict().items()}
+        t.update(opt_t)
+        if best_state is not None:
+            t.update({f"best.{k}": v for k, v in best_state.items()})
+        meta = {"epoch": epoch_done, "lr": lr, "phase": phase, "best": best, "since": since, "stopped": stopped,
+                "history": history, "optim": opt_info, "net": net.config(), "train": dataclasses.asdict(cfg)}
+        ck.save_checkpoint(checkpoint, kind="finetune_checkpoint", tensors=t, meta=meta, generator=generator)
+
+    for epoch in range(start, cfg.epochs):
+        if stopped:
+            break
         t0 = time.perf_counter()
         want = "top" if epoch < cfg.top_only_epochs else "all"
         if want != phase:  # a fresh optimiser when the whole net joins in
-            opt, phase = _sgd(top if want == "top" else everything, lr, cfg), want
+            opt, phase = build(want), want
         for group in opt.param_groups:
             group["lr"] = lr
         net.train()
@@ -269,11 +336,21 @@ def finetune(
         row = {"epoch": epoch, "lr": lr, "loss": loss_sum / max(1, n // bs)}
         if valid is not None:
             row["valid_error"] = error_rate(net, xv, yv)
+        row["finite"] = torch.stack([torch.isfinite(p).all() for p in everything]).all()
         row = {k: (float(v) if isinstance(v, Tensor) else v) for k, v in row.items()}  # one sync per epoch
         row["seconds"] = time.perf_counter() - t0
+        finite = row.pop("finite") == 1.0
+        if not math.isfinite(row["loss"]) or not finite:
+            kept = (f"; the last good checkpoint (epoch {epoch}) is kept at {str(checkpoint)!r}"
+                    if checkpoint is not None and Path(checkpoint).exists() else "")
+            raise DivergenceError(
+                f"fine-tuning diverged at epoch {epoch}: the training loss became {row['loss']}"
+                f"{'' if finite else ' and weights became NaN/inf'} "
+                f"(parameter group {'output layer' if phase == 'top' else 'all layers'}). Likely cause: the "
+                f"learning rate (lr={lr:g}) or momentum ({cfg.momentum:g}) is too high, or the inputs are "
+                f"not scaled like the pre-training data; lower lr{kept}"
+            )
         history.append(row)
-        if callback is not None:
-            callback(epoch, row)
         if valid is not None:
             if row["valid_error"] < best:
                 best, since = row["valid_error"], 0
@@ -282,8 +359,13 @@ def finetune(
             else:
                 since += 1
                 if cfg.patience and since >= cfg.patience:
-                    break
-        lr *= cfg.lr_decay
+                    stopped = True
+        if not stopped:
+            lr *= cfg.lr_decay
+        if checkpoint is not None and (stopped or ck.due(epoch + 1, checkpoint_every, cfg.epochs)):
+            save(epoch + 1)
+        if callback is not None:  # after the checkpoint, as in RBMTrainer.fit
+            callback(epoch, row)
     if best_state is not None:
         net.load_state_dict(best_state)
         history[-1]["best_epoch"] = max(i for i, r in enumerate(history) if r.get("best"))

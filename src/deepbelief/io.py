@@ -26,6 +26,10 @@ from deepbelief.errors import ConfigError, ModelFileError
 FORMAT = "deepbelief"
 FORMAT_VERSION = 1
 META_KEY = "deepbelief"
+#: JSON key of the SHA-256 over metadata and tensors (content_digest)
+DIGEST_KEY = "sha256"
+#: a larger JSON header is refused before it is read (ours are a few kB)
+MAX_HEADER_BYTES = 100_000_000
 
 #: kind -> loader(config, tensors) -> object; filled by the modules that define models.
 _LOADERS: dict[str, Callable[[dict, dict[str, torch.Tensor]], Any]] = {}
@@ -45,6 +49,8 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
     folder = path.parent if str(path.parent) else Path(".")
     if not folder.is_dir():
         raise ConfigError(f"output path {str(path)!r}: folder {str(folder)!r} does not exist")
+    if path.is_dir():
+        raise ConfigError(f"output path {str(path)!r} is a folder; expected a file name")
     try:
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder)
     except OSError as exc:
@@ -55,11 +61,13 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         try:
             os.unlink(tmp)
         except OSError:
             pass
+        if isinstance(exc, OSError):
+            raise ConfigError(f"output path {str(path)!r} could not be written: {exc.strerror or exc}") from None
         raise
     try:  # make the rename itself durable
         dfd = os.open(folder, os.O_RDONLY)
@@ -77,31 +85,55 @@ def save_tensors(path, tensors: dict[str, torch.Tensor], meta: dict) -> None:
 
     clean = {k: v.detach().to("cpu").contiguous() for k, v in tensors.items()}
     header = {"format": FORMAT, "format_version": FORMAT_VERSION, **meta}
+    header.pop(DIGEST_KEY, None)
+    header = json.loads(json.dumps(header))  # hash exactly what a reader will parse (int keys become str)
+    header[DIGEST_KEY] = content_digest(header, clean)
     blob = save(clean, metadata={META_KEY: json.dumps(header, sort_keys=True)})
     atomic_write_bytes(path, blob)
+
+
+def content_digest(header: dict, tensors: dict[str, torch.Tensor]) -> str:
+    """SHA-256 over the JSON document (without the digest itself) and every tensor's name,
+    dtype, shape and bytes, in name order. safetensors has no checksum of its own, so this
+    is what turns a flipped bit or an edited config into an error instead of a silently
+    different model."""
+    import hashlib
+
+    h = hashlib.sha256(json.dumps({k: v for k, v in header.items() if k != DIGEST_KEY}, sort_keys=True).encode())
+    for name in sorted(tensors):
+        t = tensors[name].detach().to("cpu").contiguous()
+        h.update(f"\n{name}|{t.dtype}|{tuple(t.shape)}\n".encode())
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return h.hexdigest()
 
 
 def load_tensors(path, *, device: str | torch.device = "cpu") -> tuple[dict[str, torch.Tensor], dict]:
     """Read a file written by ``save_tensors``; raise ModelFileError naming the problem."""
     from safetensors import safe_open
 
+    if not isinstance(path, (str, os.PathLike)) or not str(path):
+        raise ConfigError(f"path must be a file path (str or os.PathLike), got {path!r}")
     path = Path(path)
     if not path.is_file():
         raise ModelFileError(f"model file {str(path)!r} does not exist")
     size = path.stat().st_size
     with open(path, "rb") as fh:
-        head = fh.read(8)
-    if len(head) < 8:
-        raise ModelFileError(f"model file {str(path)!r} is truncated ({size} bytes): not a safetensors file")
-    n = int.from_bytes(head, "little")
-    if n <= 0 or n > min(size - 8, 100_000_000):
-        kind = " (it looks like a pickle/torch.save payload, which is never loaded)" if head[:1] == b"\x80" or \
-            head[:2] == b"PK" else ""
+        head = fh.read(9)
+    n = int.from_bytes(head[:8], "little") if len(head) >= 8 else -1
+    # a safetensors file is an 8-byte little-endian header length, then the JSON header
+    if len(head) < 9 or n <= 1 or n > min(size - 8, MAX_HEADER_BYTES) or head[8:9] != b"{":
+        if head[:1] == b"\x80" and head[1:2] in (b"\x02", b"\x03", b"\x04", b"\x05") or head[:4] == b"PK\x03\x04":
+            raise ModelFileError(
+                f"model file {str(path)!r} looks like a pickle/zip payload (torch.save), not safetensors; "
+                "deepbelief never unpickles files"
+            )
+        if len(head) < 9:
+            raise ModelFileError(f"model file {str(path)!r} is truncated ({size} bytes): not a safetensors file")
         raise ModelFileError(
-            f"model file {str(path)!r} is not a valid safetensors file (header length {n}, file size {size}){kind}"
+            f"model file {str(path)!r} is not a valid safetensors file (header length {n}, file size {size})"
         )
     try:
-        with safe_open(str(path), framework="pt", device=str(device)) as f:
+        with safe_open(str(path), framework="pt", device="cpu") as f:
             raw_meta = f.metadata() or {}
             tensors = {k: f.get_tensor(k) for k in f.keys()}
     except Exception as exc:  # safetensors raises its own error types
@@ -110,7 +142,7 @@ def load_tensors(path, *, device: str | torch.device = "cpu") -> tuple[dict[str,
         raise ModelFileError(f"model file {str(path)!r} has no deepbelief metadata: not written by deepbelief")
     try:
         meta = json.loads(raw_meta[META_KEY])
-    except json.JSONDecodeError as exc:
+    except (ValueError, RecursionError) as exc:  # JSONDecodeError is a ValueError; deep nesting recurses
         raise ModelFileError(f"model file {str(path)!r} has corrupt metadata JSON: {exc}") from None
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
         raise ModelFileError(f"model file {str(path)!r} is not a deepbelief file")
@@ -119,6 +151,14 @@ def load_tensors(path, *, device: str | torch.device = "cpu") -> tuple[dict[str,
         raise ModelFileError(
             f"model file {str(path)!r} has format_version {version!r}; this deepbelief reads version {FORMAT_VERSION}"
         )
+    digest = meta.get(DIGEST_KEY)
+    if digest is not None and digest != content_digest(meta, tensors):
+        raise ModelFileError(
+            f"model file {str(path)!r} fails its content checksum ({DIGEST_KEY}): its tensors or metadata "
+            "were changed after it was written (corrupted or tampered with)"
+        )
+    if torch.device(device).type != "cpu":
+        tensors = {k: v.to(device) for k, v in tensors.items()}
     return tensors, meta
 
 
@@ -145,6 +185,8 @@ def save_model(path, model, **extra) -> None:
     ``extra`` JSON-serialisable entries (the training config, metrics, the data
     transform) are stored beside the config and returned by ``read_metadata``.
     """
+    if not (hasattr(model, "kind") and hasattr(model, "config") and hasattr(model, "state_dict")):
+        raise ConfigError(f"model must be a deepbelief model (with kind, config, state_dict), got {type(model).__name__}")
     save_tensors(path, model.state_dict(), {"kind": model.kind, "config": model.config(), **extra})
 
 
@@ -158,14 +200,25 @@ def load_model(path, *, device: str | torch.device = "cpu"):
     tensors, meta = load_tensors(path, device=device)
     kind = meta.get("kind")
     _import_model_modules()
-    if kind not in _LOADERS:
+    if not isinstance(kind, str) or kind not in _LOADERS:
         raise ModelFileError(f"model file {str(path)!r} holds unknown model kind {kind!r}; known: {sorted(_LOADERS)}")
-    try:
-        model = _LOADERS[kind](meta.get("config") or {}, tensors, path)
-    except ModelFileError:
-        raise
-    except (ConfigError, KeyError, TypeError, ValueError) as exc:
-        raise ModelFileError(f"model file {str(path)!r} has an invalid config: {exc}") from None
+    cfg = meta.get("config") or {}
+    # First build the model on the meta device (no memory) and check the file's tensors
+    # against it, so that a tampered config declaring a huge model is refused without
+    # allocating it: once names and shapes match, the model is no larger than the file.
+    # Loaders must therefore be constructible under torch.device("meta").
+    for probe in (True, False):
+        try:
+            if probe:
+                with torch.device("meta"):
+                    model = _LOADERS[kind](cfg, {k: v.to("meta") for k, v in tensors.items()}, path)
+            else:
+                model = _LOADERS[kind](cfg, tensors, path)
+        except ModelFileError:
+            raise
+        except (ConfigError, KeyError, TypeError, ValueError, IndexError, AttributeError, RuntimeError,
+                OverflowError, MemoryError, RecursionError, NotImplementedError) as exc:
+            raise ModelFileError(f"model file {str(path)!r} has an invalid config: {exc}") from None
     return model.to(device) if hasattr(model, "to") else model
 
 

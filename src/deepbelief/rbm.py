@@ -43,8 +43,8 @@ class RBM(nn.Module):
         generator: torch.Generator | None = None,
     ):
         super().__init__()
-        self.visible = Bernoulli(visible) if isinstance(visible, int) else units_from_config(visible)
-        self.hidden = Bernoulli(hidden) if isinstance(hidden, int) else units_from_config(hidden)
+        self.visible = _layer("visible", visible)
+        self.hidden = _layer("hidden", hidden)
         self.weight_std = check_float("weight_std", weight_std, minimum=0.0)
         device = generator.device if generator is not None else None
         w = torch.randn(self.visible.n, self.hidden.n, generator=generator, device=device) * self.weight_std
@@ -173,6 +173,16 @@ class RBM(nn.Module):
 
     def extra_repr(self) -> str:
         return f"n_visible={self.n_visible}, n_hidden={self.n_hidden}"
+
+
+def _layer(name: str, spec) -> Units:
+    """Units from an int, a config dict or Units; errors name ``visible``/``hidden``."""
+    if isinstance(spec, bool) or not isinstance(spec, (int, dict, str, Units)):
+        raise ConfigError(f"{name} must be a number of units, a units config dict or Units, got {spec!r}")
+    try:
+        return Bernoulli(spec) if isinstance(spec, int) else units_from_config(spec)
+    except ConfigError as exc:
+        raise ConfigError(f"{name}: {exc}") from None
 
 
 def batched(fn, data: Tensor, batch_size: int = 2048) -> Tensor:

@@ -134,12 +134,24 @@ def run_recipe(
     checkpoint_dir: str | Path | None = None,
     resume: bool = False,
     dataset=None,
+    checkpoint_every: int = 1,
 ) -> dict:
     """Pre-train, fine-tune and test ``recipe``. Returns a dict with the trained ``dbn``,
-    the fine-tuned ``net``, ``test_error``, ``valid_error``, ``best_epoch`` and timings."""
+    the fine-tuned ``net``, ``test_error``, ``valid_error``, ``best_epoch`` and timings.
+
+    With ``checkpoint_dir``, every phase checkpoints there every ``checkpoint_every``
+    epochs (``layer<i>.ckpt.safetensors``, ``finetune.ckpt.safetensors``,
+    ``retrain.ckpt.safetensors``) and ``run.json`` records the recipe and seed; ``resume``
+    continues a killed run and ends with the weights an uninterrupted run would have."""
     from deepbelief.data import load_dataset
 
     recipe.validate()
+    checkpoint_every = check_int("checkpoint_every", checkpoint_every, minimum=1)
+    ckdir = None
+    if checkpoint_dir is not None:
+        ckdir = _prepare_checkpoint_dir(checkpoint_dir, recipe, seed, resume)
+    elif resume:
+        raise ConfigError("resume needs a checkpoint_dir (--checkpoint-dir) to resume from, got None")
     dev = resolve_device(device)
     log = log or (lambda s: None)
     t_start = time.perf_counter()
@@ -161,6 +173,8 @@ def run_recipe(
     specs = layer_specs(recipe, x_tr.shape[1])
     log(f"[{recipe.name}] data {recipe.dataset}: train {x_tr.shape[0]}, valid {n_valid}, test {x_te.shape[0]}; "
         f"layers {[s['n'] for s in specs]}; device {dev}")
+    if ckdir is not None:
+        log(f"  checkpoints every {checkpoint_every} epoch(s) in {ckdir}" + (" (resuming)" if resume else ""))
 
     def on_epoch(layer, epoch, m):
         gap = f" fe_gap {m['free_energy_gap']:+.3f}" if "free_energy_gap" in m else ""
@@ -169,7 +183,7 @@ def run_recipe(
 
     t0 = time.perf_counter()
     dbn = pretrain_stack(x_tr, specs, recipe.rbm_configs(), generator=gen, valid=x_va, callback=on_epoch,
-                         checkpoint_dir=checkpoint_dir, resume=resume)
+                         checkpoint_dir=ckdir, resume=resume, checkpoint_every=checkpoint_every)
     pretrain_s = time.perf_counter() - t0
     result = {"recipe": recipe.to_dict(), "seed": seed, "device": str(dev), "dbn": dbn, "pretrain_seconds": pretrain_s,
               "standardize": standardize}
@@ -184,14 +198,18 @@ def run_recipe(
     t0 = time.perf_counter()
     net = unroll(dbn, int(ds.n_classes), generator=gen)
     hist = finetune(net, x_tr, y_tr, recipe.finetune, generator=gen,
-                    valid=(x_va, y_va) if n_valid else None, callback=on_ft)
+                    valid=(x_va, y_va) if n_valid else None, callback=on_ft,
+                    checkpoint=None if ckdir is None else ckdir / "finetune.ckpt.safetensors",
+                    checkpoint_every=checkpoint_every, resume=resume)
     best_epoch = hist[-1].get("best_epoch", len(hist) - 1)
     valid_error = float(error_rate(net, x_va, y_va)) if n_valid else None
     if recipe.retrain_all and n_valid:
         log(f"  retraining on all {x_all.shape[0]} training images for {best_epoch + 1} epochs")
         net = unroll(dbn, int(ds.n_classes), generator=gen)
         ft = dataclasses.replace(recipe.finetune, epochs=best_epoch + 1)
-        finetune(net, x_all, y_all, ft, generator=gen, callback=on_ft)
+        finetune(net, x_all, y_all, ft, generator=gen, callback=on_ft,
+                 checkpoint=None if ckdir is None else ckdir / "retrain.ckpt.safetensors",
+                 checkpoint_every=checkpoint_every, resume=resume)
     finetune_s = time.perf_counter() - t0
     test_error = float(error_rate(net, x_te, y_te))
     log(f"[{recipe.name}] test error {100 * test_error:.2f}% on {x_te.shape[0]} images "
@@ -199,3 +217,45 @@ def run_recipe(
     result.update(net=net, test_error=test_error, valid_error=valid_error, best_epoch=best_epoch,
                   finetune_seconds=finetune_s, total_seconds=time.perf_counter() - t_start, history=hist)
     return result
+
+
+def _prepare_checkpoint_dir(checkpoint_dir, recipe: Recipe, seed: int, resume: bool) -> Path:
+    """Create the folder and record (or, on resume, compare) the run's recipe and seed.
+
+    A resumed run with other settings would silently mix two runs, so any difference is
+    an error naming the fields that differ.
+    """
+    import json
+
+    from deepbelief.io import atomic_write_bytes
+
+    folder = Path(checkpoint_dir)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(f"checkpoint_dir {str(folder)!r} cannot be created: {exc.strerror}") from None
+    run = {"recipe": recipe.to_dict(), "seed": seed}
+    path = folder / "run.json"
+    if resume and path.exists():
+        try:
+            saved = json.loads(path.read_text())
+        except (OSError, ValueError) as exc:
+            raise ConfigError(f"checkpoint_dir {str(folder)!r}: run.json is unreadable ({exc})") from None
+        flat_saved = {"seed": saved.get("seed"), **_flatten(saved.get("recipe") or {})}
+        flat_now = {"seed": seed, **_flatten(run["recipe"])}
+        from deepbelief.checkpoint import check_same_config
+
+        check_same_config(path, flat_saved, flat_now)
+    if not path.exists() or not resume:
+        atomic_write_bytes(path, json.dumps(run, indent=2, sort_keys=True).encode())
+    return folder
+
+
+def _flatten(d: dict, prefix: str = "") -> dict:
+    out = {}
+    for k, v in d.items():
+        if isinstance(v, dict):
+            out.update(_flatten(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out

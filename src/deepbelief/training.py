@@ -247,7 +247,8 @@ class RBMTrainer:
         if bad or exploded:
             what = (f"parameter group(s) {bad} became NaN/inf" if bad else
                     f"reconstruction error exploded to {recon:g} (epoch 0: {self._first_recon:g})")
-            kept = f"; the last good checkpoint is kept at {str(checkpoint)!r}" if checkpoint else ""
+            kept = (f"; the last good checkpoint (epoch {self.epoch}) is kept at {str(checkpoint)!r}"
+                    if checkpoint is not None and Path(checkpoint).exists() else "")
             raise DivergenceError(
                 f"training diverged at epoch {self.epoch}: {what}. Likely cause: the learning rate "
                 f"(lr={self.cfg.lr:g}) is too high for this data/unit type (real-valued units need "
@@ -286,6 +287,10 @@ class RBMTrainer:
             raise ModelFileError(f"checkpoint {str(path)!r} is a {meta.get('kind')!r} file, not an RBM checkpoint")
         if meta.get("model") != self.rbm.config():
             raise ModelFileError(f"checkpoint {str(path)!r} was written for another model: {meta.get('model')}")
+        from deepbelief.checkpoint import check_same_config
+
+        # a different schedule would give a run that is neither the old one nor the new one
+        check_same_config(path, meta.get("train") or {}, dataclasses.asdict(self.cfg), allowed=("epochs",))
         from deepbelief.io import check_state
 
         model_state = {k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")}
@@ -293,10 +298,17 @@ class RBMTrainer:
         with torch.no_grad():
             self.rbm.load_state_dict(model_state)
             for n, v in zip(self.names, self.velocities):
-                v.copy_(tensors[f"velocity.{n}"])
+                saved = tensors.get(f"velocity.{n}")
+                if saved is None or saved.shape != v.shape:
+                    raise ModelFileError(f"checkpoint {str(path)!r}: velocity of {n!r} is missing or misshapen")
+                v.copy_(saved)
         self.sampler.load_state_dict({k[len("sampler."):]: v for k, v in tensors.items() if k.startswith("sampler.")})
         self.q = tensors.get("sparsity.q")
-        self.gen.set_state(tensors["generator.state"].cpu())
+        from deepbelief.checkpoint import restore_generator
+
+        if "generator.state" not in tensors:
+            raise ModelFileError(f"checkpoint {str(path)!r} holds no generator state ('generator.state')")
+        restore_generator(path, self.gen, tensors["generator.state"])
         self.epoch = int(meta["epoch"])
         self.history = History(list(meta.get("history", [])))
         self._first_recon = meta.get("first_recon")
@@ -329,8 +341,16 @@ def train_rbm(
     Returns:
         the ``History`` of per-epoch monitors.
     """
+    from deepbelief.errors import check_generator
+
     config = config or RBMTrainConfig()
+    if not isinstance(rbm, RBM):
+        raise ConfigError(f"rbm must be a deepbelief RBM, got {type(rbm).__name__}")
     device = rbm.W.device
+    check_generator("generator", generator, device)
+    checkpoint_every = check_int("checkpoint_every", checkpoint_every, minimum=1)
+    if resume and checkpoint is None:
+        raise ConfigError("resume=True needs a checkpoint file to resume from, got checkpoint=None")
     data = rbm.check_input("data", data, device=device)
     if valid is not None:
         valid = rbm.check_input("valid", valid, device=device)
@@ -357,6 +377,7 @@ def pretrain_stack(
     checkpoint_dir: str | Path | None = None,
     resume: bool = False,
     weight_std: float = 0.01,
+    checkpoint_every: int = 1,
 ):
     """Greedy layer-wise pre-training (Hinton, Osindero & Teh 2006).
 
@@ -366,7 +387,9 @@ def pretrain_stack(
     (``{"type": "nrelu", "n": 500}``), so any unit types stack. ``configs`` is one config
     for every RBM or one per RBM. With ``checkpoint_dir``, every RBM checkpoints there and
     a finished layer is saved as ``layer<i>.safetensors``, so ``resume`` skips finished
-    layers and continues the one in progress.
+    layers and continues the one in progress. A skipped layer also restores the
+    generator state its checkpoint ended with, so the next layer's initial weights and
+    samples, and therefore the final weights, equal an uninterrupted run's.
 
     Returns:
         a ``deepbelief.dbn.DBN`` holding the trained RBMs, bottom first.
@@ -381,25 +404,38 @@ def pretrain_stack(
         configs = [configs or RBMTrainConfig()] * n_rbms
     if len(configs) != n_rbms:
         raise ConfigError(f"configs must hold one config per RBM ({n_rbms}), got {len(configs)}")
-    device = generator.device
+    from deepbelief.errors import check_generator
+
+    device = check_generator("generator", generator).device
     specs = [{"type": "bernoulli", "n": check_int(f"layers[{i}]", s, minimum=1)} if not isinstance(s, dict) else s
              for i, s in enumerate(layers)]
     folder = Path(checkpoint_dir) if checkpoint_dir is not None else None
+    if resume and folder is None:
+        raise ConfigError("resume=True needs a checkpoint_dir to resume from, got checkpoint_dir=None")
     if folder is not None:
-        folder.mkdir(parents=True, exist_ok=True)
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise ConfigError(f"checkpoint_dir {str(folder)!r} cannot be created: {exc.strerror}") from None
     rbms = []
     x, xv = data, valid
     for i in range(n_rbms):
         vis = dict(specs[i])  # layer i's units are RBM i-1's hidden and RBM i's visible units
         done = folder / f"layer{i}.safetensors" if folder is not None else None
+        ckpt = folder / f"layer{i}.ckpt.safetensors" if folder is not None else None
         if resume and done is not None and done.exists():
             rbm = load_model(done, device=device)
+            if ckpt.exists():  # continue the random stream where this layer's training left it
+                from deepbelief.checkpoint import generator_state_from, restore_generator
+
+                state = generator_state_from(ckpt)
+                if state is not None:
+                    restore_generator(ckpt, generator, state)
         else:
             rbm = RBM(vis, specs[i + 1], weight_std=weight_std, generator=generator)
             cb = (lambda e, m, i=i: callback(i, e, m)) if callback is not None else None
-            ckpt = folder / f"layer{i}.ckpt.safetensors" if folder is not None else None
             train_rbm(rbm, x, configs[i], generator=generator, valid=xv, callback=cb,
-                      checkpoint=ckpt, resume=resume)
+                      checkpoint=ckpt, resume=resume, checkpoint_every=checkpoint_every)
             if done is not None:
                 save_model(done, rbm)
         rbms.append(rbm)

@@ -1,0 +1,198 @@
+"""Checkpoints any long run can adopt: tensors + generator + optimiser + JSON, atomically.
+
+A checkpoint is an ordinary deepbelief safetensors file (io.save_tensors): a JSON
+document in the header (``kind``, ``format_version``, the run's config, the step it
+stopped at, its history) and named tensors. Writes go to a temporary file in the same
+folder, are fsynced and renamed over the old checkpoint, so a run killed at any moment
+(even by SIGKILL, even in the middle of a save) leaves either the previous checkpoint or
+the new one, never half a file. Nothing is unpickled on load.
+
+What makes a resumed run end with *exactly* the weights of an uninterrupted one on the
+same device is that every piece of mutable state is saved, and nothing else is consulted:
+
+- the model's state dict,
+- the optimiser's per-parameter buffers (momentum, Adam moments; ``optimizer_tensors``),
+- sampler state such as PCD chains,
+- the state of the run's one ``torch.Generator`` (``generator.state``), which fixes every
+  later permutation, dropout mask and Gibbs sample,
+- the step (epoch) counter and any running statistics, in the JSON ``meta``.
+
+Usage (what ``finetune`` does; the up-down and AIS loops can do the same)::
+
+    from deepbelief import checkpoint as ck
+
+    state = ck.load_checkpoint(path, kind="my_loop", generator=gen, device=dev) if resume else None
+    ...
+    for step in range(start, n_steps):
+        ...
+        if ck.due(step + 1, every, n_steps):
+            ck.save_checkpoint(path, kind="my_loop", tensors={...}, meta={"step": step + 1, ...},
+                               generator=gen)
+
+Shapes and keys are the caller's; this module only guarantees atomicity, the generator
+round trip and clear errors (``ModelFileError`` naming the file and the problem).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from deepbelief.errors import ConfigError, ModelFileError
+
+GENERATOR_KEY = "generator.state"
+
+
+def due(step: int, every: int, last: int) -> bool:
+    """True when a checkpoint is due after ``step`` steps: every ``every`` and at ``last``."""
+    return step % max(1, every) == 0 or step >= last
+
+
+def save_checkpoint(
+    path: str | Path,
+    *,
+    kind: str,
+    tensors: dict[str, Tensor],
+    meta: dict[str, Any],
+    generator: torch.Generator | None = None,
+) -> None:
+    """Atomically write one checkpoint (safetensors + JSON ``meta``; see the module doc).
+
+    Args:
+        path: destination file; its folder must exist.
+        kind: what wrote it (``"rbm_checkpoint"``, ``"finetune_checkpoint"``, ...);
+            ``load_checkpoint`` refuses a file of another kind.
+        tensors: name -> tensor (any device; stored on the CPU, contiguous).
+        meta: JSON-serialisable run state: step counters, config, history.
+        generator: the run's generator; its state is stored under ``generator.state``.
+    """
+    from deepbelief.io import save_tensors
+
+    if GENERATOR_KEY in tensors:
+        raise ConfigError(f"tensors must not use the reserved key {GENERATOR_KEY!r}, got it among {sorted(tensors)}")
+    out = dict(tensors)
+    if generator is not None:
+        out[GENERATOR_KEY] = generator.get_state()
+    save_tensors(path, out, {**meta, "kind": kind})
+
+
+def load_checkpoint(
+    path: str | Path,
+    *,
+    kind: str,
+    device: str | torch.device = "cpu",
+    generator: torch.Generator | None = None,
+) -> tuple[dict[str, Tensor], dict[str, Any]]:
+    """Read a checkpoint written by ``save_checkpoint``; restore ``generator`` in place.
+
+    Returns:
+        ``(tensors, meta)``: the tensors on ``device`` (without ``generator.state``) and
+        the JSON meta.
+
+    Raises:
+        ModelFileError: missing, truncated, tampered or pickled file, another format
+            version, another ``kind``, or no generator state when one is asked for.
+    """
+    from deepbelief.io import load_tensors
+
+    tensors, meta = load_tensors(path, device=device)
+    if meta.get("kind") != kind:
+        raise ModelFileError(f"checkpoint {str(path)!r} is a {meta.get('kind')!r} file, expected a {kind!r} file")
+    state = tensors.pop(GENERATOR_KEY, None)
+    if generator is not None:
+        if state is None:
+            raise ModelFileError(f"checkpoint {str(path)!r} holds no generator state ({GENERATOR_KEY!r})")
+        restore_generator(path, generator, state)
+    return tensors, meta
+
+
+def restore_generator(path, generator: torch.Generator, state: Tensor) -> None:
+    """Set ``generator`` to a saved state, with an error naming the file if it does not fit."""
+    try:
+        generator.set_state(state.to("cpu", torch.uint8))
+    except (RuntimeError, TypeError, ValueError) as exc:
+        raise ModelFileError(
+            f"checkpoint {str(path)!r} holds a generator state that does not fit a generator on "
+            f"{generator.device} (was it written on another device?): {exc}"
+        ) from None
+
+
+def generator_state_from(path: str | Path) -> Tensor | None:
+    """The generator state stored in any checkpoint file, or None if it has none."""
+    from deepbelief.io import load_tensors
+
+    return load_tensors(path)[0].get(GENERATOR_KEY)
+
+
+def optimizer_tensors(opt: torch.optim.Optimizer, prefix: str = "optim") -> tuple[dict[str, Tensor], dict]:
+    """Split an optimiser's per-parameter state into tensors and JSON.
+
+    Parameters are numbered in the order of ``opt.param_groups``; a tensor buffer ``b`` of
+    parameter ``i`` is stored as ``"{prefix}.{i}.{b}"``, any non-tensor entry in the JSON
+    part. The learning rate and other group settings are not stored: the caller rebuilds
+    the optimiser from its config and schedule, then calls ``load_optimizer_tensors``.
+    """
+    tensors, other = {}, {}
+    params = [p for g in opt.param_groups for p in g["params"]]
+    for i, p in enumerate(params):
+        for key, value in opt.state.get(p, {}).items():
+            if isinstance(value, Tensor):
+                tensors[f"{prefix}.{i}.{key}"] = value
+            else:
+                other[f"{i}.{key}"] = value
+    return tensors, {"n_params": len(params), "other": other}
+
+
+def load_optimizer_tensors(path, opt: torch.optim.Optimizer, tensors: dict[str, Tensor], info: dict,
+                           prefix: str = "optim") -> None:
+    """Inverse of ``optimizer_tensors``: put the saved buffers back into ``opt.state``."""
+    params = [p for g in opt.param_groups for p in g["params"]]
+    if info.get("n_params") != len(params):
+        raise ModelFileError(
+            f"checkpoint {str(path)!r} holds optimiser state for {info.get('n_params')} parameters, "
+            f"the optimiser has {len(params)}"
+        )
+    opt.state.clear()
+    head = prefix + "."
+    for name, value in tensors.items():
+        if not name.startswith(head):
+            continue
+        index, key = name[len(head):].split(".", 1)
+        p = params[int(index)]
+        if value.shape != p.shape and value.dim() != 0:
+            raise ModelFileError(
+                f"checkpoint {str(path)!r}: optimiser buffer {name!r} has shape {tuple(value.shape)}, "
+                f"expected {tuple(p.shape)}"
+            )
+        opt.state[p][key] = value.to(p.device).clone()
+    for name, value in (info.get("other") or {}).items():
+        index, key = name.split(".", 1)
+        opt.state[params[int(index)]][key] = value
+
+
+def check_same_config(path, saved: dict, current: dict, *, allowed: tuple[str, ...] = ()) -> None:
+    """Raise ConfigError if a resumed run's config differs from the checkpoint's.
+
+    Resuming with other hyper-parameters would silently produce a run that is neither the
+    old one nor the new one; ``allowed`` names fields that may change (e.g. ``epochs``, to
+    train longer).
+    """
+    if dataclasses.is_dataclass(current):
+        current = dataclasses.asdict(current)
+    diff = sorted(k for k in set(saved) | set(current) if k not in allowed and saved.get(k) != current.get(k))
+    if diff:
+        shown = ", ".join(f"{k}: checkpoint {saved.get(k)!r}, now {current.get(k)!r}" for k in diff)
+        raise ConfigError(
+            f"resume: the configuration differs from the one in checkpoint {str(path)!r} ({shown}); "
+            "resume with the same settings or start afresh without --resume"
+        )
+
+
+__all__ = [
+    "GENERATOR_KEY", "due", "save_checkpoint", "load_checkpoint", "restore_generator", "generator_state_from",
+    "optimizer_tensors", "load_optimizer_tensors", "check_same_config",
+]
