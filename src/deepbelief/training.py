@@ -160,6 +160,20 @@ class RBMTrainer:
         self._vel_flat = torch.zeros(self._n_param, device=w.device, dtype=w.dtype)
         self.velocities = [v.view_as(p) for v, p in zip(torch.split(self._vel_flat, sizes), self.params)]
         self._others = [i for i in range(len(self.params)) if i != self.w_index]
+        # Units whose only parameter is a bias with the base class's linear energy, scale
+        # and statistics: d(-F)/db_h = E[h | v] = stat and d(-F)/db_v = v, so the bias
+        # gradients are column sums of the W statistics' operands.
+        from deepbelief.units import Units
+
+        def plain(u):
+            t = type(u)
+            return (t.grad_energy is Units.grad_energy and t.grad_free_energy is Units.grad_free_energy
+                    and t.stat is Units.stat and t.scale is Units.scale)
+
+        self._plain_biases = (self.names == ["W", "visible.bias", "hidden.bias"]
+                              and plain(rbm.visible) and plain(rbm.hidden))
+        if self._plain_biases:
+            self._vb, self._hb = self.names.index("visible.bias"), self.names.index("hidden.bias")
 
     @property
     def _sparse(self) -> bool:
@@ -195,7 +209,12 @@ class RBMTrainer:
             else:
                 torch.mm(an.T, sn, out=g_w)
                 g_w.addmm_(a0.T, s0, beta=-1.0 / nb, alpha=1.0 / b)
-            if self._others:  # biases (and variances): small vectors, the units' own formulas
+            if self._plain_biases:
+                # linear-energy units (Bernoulli, softmax, ...): the bias statistics are
+                # the column sums of a and s already at hand (no second sigmoid)
+                torch.sum(a0, 0, out=self._grads[self._vb]).mul_(1.0 / b).sub_(an.sum(0), alpha=1.0 / nb)
+                torch.sum(s0, 0, out=self._grads[self._hb]).mul_(1.0 / b).sub_(sn.sum(0), alpha=1.0 / nb)
+            elif self._others:  # biases and variances of other units: their own formulas
                 pos = rbm.free_energy_grad(v0, x0, weights=False)
                 neg = rbm.free_energy_grad(vn, xn, weights=False)
                 names = [self.names[i] for i in self._others]
