@@ -89,7 +89,10 @@ def init_from_env(device: str | torch.device = "auto") -> torch.device:
             raise ConfigError(f"LOCAL_RANK must be < the number of GPUs ({torch.cuda.device_count()}), got {local}")
         dev = torch.device("cuda", local)
         torch.cuda.set_device(dev)
-        dist.init_process_group("nccl", device_id=dev)
+        try:
+            dist.init_process_group("nccl", device_id=dev)
+        except TypeError:  # torch < 2.3 has no device_id
+            dist.init_process_group("nccl")
     else:
         dist.init_process_group("gloo")
     return dev
