@@ -100,7 +100,7 @@ def test_bf16_matmul_within_rounding_bound():
 def _train_tiny(precision):
     g = torch.Generator().manual_seed(7)
     probs = torch.rand(8, generator=g)
-    data = (torch.rand(400, 8, generator=g) < probs).float()
+    data = (torch.rand(200, 8, generator=g) < probs).float()
     rbm = RBM(8, 4, generator=torch.Generator().manual_seed(0))
     cfg = RBMTrainConfig(epochs=4, batch_size=20, lr=0.1, precision=precision)
     RBMTrainer(rbm, cfg, torch.Generator().manual_seed(1)).fit(data)
@@ -125,3 +125,12 @@ def test_precision_errors_name_the_value():
         check_precision("tf32", "cpu")
     with pytest.raises(ConfigError, match="tf32"):
         RBMTrainer(RBM(4, 3), RBMTrainConfig(precision="tf32"), torch.Generator())
+
+
+def test_cli_precision_flag_reaches_the_trainer(capsys, tmp_path):
+    from deepbelief.cli import main
+
+    rc = main(["train", "--device", "cpu", "--precision", "tf32", "--epochs", "1", "--finetune-epochs", "0",
+               "-o", str(tmp_path / "m.safetensors"), "--quiet"])
+    assert rc == 2
+    assert "precision 'tf32' needs a CUDA device" in capsys.readouterr().err
