@@ -7,6 +7,8 @@ Variants, timed alternately in one process on the same MNIST batches (784x500, b
   fused    ``training.RBMTrainer.step``: W statistics by mm + addmm_ into a preallocated
            flat buffer, bias statistics from column sums already at hand, momentum as two
            kernels on one flat velocity buffer, uniforms compared with probabilities.
+  draw_*   one 100x500 block of binary states per batch: torch.bernoulli, (u < p).to(float),
+           and torch.lt(u, p, out=u) (what units.Bernoulli.sample does).
 
     python benchmarks/step_ablation.py --quick
 """
@@ -69,7 +71,24 @@ def main(argv=None):
         for v in batches:
             trainer.step(v, 0.1, 0.5)
 
-    variants = {"matmul": matmul, "plain": lambda: plain_steps(rbm_p, batches, gen), "fused": fused}
+    # three ways to draw a 100x500 block of binary hidden states from probabilities
+    pr = torch.rand(B, N_HID, generator=gen, device=dev)
+
+    def draws(kind):
+        def run():
+            for _ in batches:
+                if kind == "bernoulli":
+                    torch.bernoulli(pr, generator=gen)
+                elif kind == "compare_cast":
+                    (torch.rand(pr.shape, generator=gen, device=dev) < pr).to(pr.dtype)
+                else:  # compare into the uniforms' buffer (units.Bernoulli.sample)
+                    u = torch.rand(pr.shape, generator=gen, device=dev)
+                    torch.lt(u, pr, out=u)
+        return run
+
+    variants = {"matmul": matmul, "plain": lambda: plain_steps(rbm_p, batches, gen), "fused": fused,
+                "draw_bernoulli": draws("bernoulli"), "draw_compare_cast": draws("compare_cast"),
+                "draw_compare_inplace": draws("inplace")}
     for fn in variants.values():  # warm-up
         fn()
     times = {k: [] for k in variants}
