@@ -16,7 +16,7 @@ from deepbelief.precision import UNIT_ROUNDOFF, check_precision, matmul_precisio
 from deepbelief.rbm import RBM
 from deepbelief.sampling import make_sampler
 from deepbelief.training import RBMTrainConfig, RBMTrainer
-from deepbelief.units import Gaussian
+from deepbelief.units import Bernoulli, Gaussian, Joint, Softmax
 
 
 def reference_run(rbm, cfg, batches, seed, schedule):
@@ -53,20 +53,30 @@ CASES = {
     "pcd-more-chains": dict(method="pcd", n_chains=12),
     "sparsity": dict(sparsity_target=0.1, sparsity_cost=0.5),
     "gaussian-visible": dict(visible="gaussian"),
+    "joint-visible": dict(visible="joint"),
 }
+
+
+def _visible(kind):
+    if kind == "gaussian":
+        return Gaussian(7)
+    if kind == "joint":  # features + a one-hot label, as in the top RBM of a labelled DBN
+        return Joint([Bernoulli(4), Softmax(3)])
+    return 7
 
 
 @pytest.mark.parametrize("case", sorted(CASES))
 def test_fused_step_equals_plain_update_rule(case):
     opts = dict(CASES[case])
-    visible = Gaussian(7) if opts.pop("visible", None) == "gaussian" else 7
+    kind = opts.pop("visible", None)
     g = torch.Generator().manual_seed(3)
     data = (torch.rand(40, 7, generator=g, dtype=torch.float64) < 0.4).double()
-    if not isinstance(visible, int):
+    if kind == "gaussian":
         data = torch.randn(40, 7, generator=g, dtype=torch.float64)
+    if kind == "joint":
+        data[:, 4:] = torch.nn.functional.one_hot(torch.randint(3, (40,), generator=g), 3).double()
     cfg = RBMTrainConfig(weight_decay=0.01, lr=0.05, **opts)
-    mk = lambda: RBM(Gaussian(7) if not isinstance(visible, int) else 7, 5, weight_std=0.3,
-                     generator=torch.Generator().manual_seed(0)).double()
+    mk = lambda: RBM(_visible(kind), 5, weight_std=0.3, generator=torch.Generator().manual_seed(0)).double()
     batches = [data[i : i + 8] for i in range(0, 40, 8)] * 2
     schedule = [(0.05, 0.5)] * 5 + [(0.03, 0.9)] * 5
     fast = mk()
