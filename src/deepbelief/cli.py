@@ -65,6 +65,8 @@ def add_train(sub) -> None:
     p.add_argument("-o", "--output", default="model.safetensors", help="where to write the model")
     p.add_argument("--metrics-json", default=None, help="also write the results as JSON here")
     p.add_argument("--quiet", action="store_true", help="no per-epoch lines")
+    p.add_argument("--precision", default=None,
+                   help="RBM matmul precision: fp32 (default), tf32 (CUDA only) or bf16 (GPUs; slow on CPUs)")
     _common(p)
 
 
@@ -87,7 +89,7 @@ def _recipe_from_args(args):
         if getattr(args, flag) is not None:
             setattr(recipe, field, getattr(args, flag))
     for flag, field in (("epochs", "epochs"), ("batch_size", "batch_size"), ("lr", "lr"), ("method", "method"),
-                        ("k", "k")):
+                        ("k", "k"), ("precision", "precision")):
         if getattr(args, flag) is not None:
             setattr(recipe.rbm, field, getattr(args, flag))
     if args.finetune_epochs == 0:
@@ -105,6 +107,8 @@ def cmd_train(args) -> int:
     from deepbelief.io import save_model
     from deepbelief.recipes import run_recipe
 
+    from deepbelief import distributed
+
     recipe = _recipe_from_args(args)
     out = Path(args.output)
     # refuse unwritable outputs before hours of training, not after
@@ -113,9 +117,20 @@ def cmd_train(args) -> int:
             _check_writable(flag, target)
     if args.resume and not args.checkpoint_dir:
         raise ConfigError("--resume needs --checkpoint-dir (the folder of the run to continue), got none")
-    res = run_recipe(recipe, data_dir=args.data_dir, device=args.device, seed=args.seed,
-                     log=None if args.quiet else print, checkpoint_dir=args.checkpoint_dir, resume=args.resume,
-                     checkpoint_every=args.checkpoint_every)
+    # under torchrun (WORLD_SIZE > 1): join the process group; rank 0 alone logs and writes
+    device = distributed.init_from_env(args.device) if distributed.env_world_size() > 1 else args.device
+    run_kw = dict(data_dir=args.data_dir, device=device, seed=args.seed, checkpoint_dir=args.checkpoint_dir,
+                  resume=args.resume, checkpoint_every=args.checkpoint_every)
+    if not distributed.is_main():
+        try:
+            run_recipe(recipe, log=None, **run_kw)
+        finally:
+            distributed.shutdown()
+        return 0
+    try:
+        res = run_recipe(recipe, log=None if args.quiet else print, **run_kw)
+    finally:
+        distributed.shutdown()
     meta = {"recipe": recipe.to_dict(), "seed": args.seed, "device": res["device"]}
     if res.get("standardize") is not None:
         mu, sd = res["standardize"]

@@ -108,17 +108,18 @@ class RBM(nn.Module):
         return self.mean_visible(self.mean_hidden(v))
 
     # -- gradient ------------------------------------------------------------------------
-    def free_energy_grad(self, v: Tensor, x: Tensor | None = None) -> dict[str, Tensor]:
+    def free_energy_grad(self, v: Tensor, x: Tensor | None = None, *, weights: bool = True) -> dict[str, Tensor]:
         """Exact gradient of sum_batch F(v) with respect to every parameter.
 
         ``x`` is ``hidden_input(v)`` if the caller already has it. The log-likelihood
         gradient is -E_data[dF/dtheta] + E_model[dF/dtheta]; CD and PCD estimate the second
-        term with samples. dF/dW = -s_v(v)^T E[s_h(h) | v].
+        term with samples. dF/dW = -s_v(v)^T E[s_h(h) | v]. ``weights=False`` leaves out
+        the W entry (the training loop fuses that matmul into its update).
         """
         if x is None:
             x = self.hidden_input(v)
         stat = self.hidden.stat(x)
-        grads = {"W": -(self.visible.scale(v).T @ stat)}
+        grads = {"W": -(self.visible.scale(v).T @ stat)} if weights else {}
         back = stat @ self.W.T if self.visible.needs_back else None
         grads.update({f"visible.{k}": g for k, g in self.visible.grad_energy(v, back).items()})
         grads.update({f"hidden.{k}": g for k, g in self.hidden.grad_free_energy(x).items()})

@@ -69,9 +69,7 @@ class PCD(CD):
 
     def negative(self, rbm, v0, x0, gen):
         if self.chains is None:
-            n = self.n_chains or v0.shape[0]
-            reps = -(-n // v0.shape[0])
-            self.chains = v0.repeat(reps, 1)[:n].clone()
+            self.chains = self._initial_chains(v0)
         v = self.chains
         x = rbm.hidden_input(v)
         for _ in range(self.k):
@@ -80,6 +78,22 @@ class PCD(CD):
             x = rbm.hidden_input(v)
         self.chains = v
         return v, x
+
+    def _initial_chains(self, v0: Tensor) -> Tensor:
+        """The first batch, repeated to ``n_chains`` rows. In a data-parallel run the chains
+        are sharded: the global first batch is gathered, the global chains built from it
+        exactly as one process would, and each rank keeps its rows."""
+        from deepbelief import distributed
+        from deepbelief.errors import ConfigError
+
+        world, rank = distributed.world_size(), distributed.rank()
+        v = distributed.all_gather_rows(v0)  # (global batch, n_visible); v0 itself in one process
+        n = self.n_chains or v.shape[0]
+        if n % world:
+            raise ConfigError(f"n_chains must be a multiple of the number of processes ({world}), got {n}")
+        chains = v.repeat(-(-n // v.shape[0]), 1)[:n]
+        share = n // world
+        return chains[rank * share : (rank + 1) * share].clone()
 
     def state_dict(self):
         return {} if self.chains is None else {"chains": self.chains}

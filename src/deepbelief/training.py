@@ -65,6 +65,8 @@ class RBMTrainConfig:
     monitor_size: int = 1000
     #: the run stops if the reconstruction error exceeds this multiple of epoch 0's
     divergence_factor: float = 1e3
+    #: matrix-multiply precision: fp32, tf32 (CUDA only) or bf16 (precision.py)
+    precision: str = "fp32"
 
     def validate(self) -> "RBMTrainConfig":
         check_int("epochs", self.epochs, minimum=0)
@@ -86,6 +88,7 @@ class RBMTrainConfig:
         check_float("sparsity_decay", self.sparsity_decay, minimum=0.0, maximum=1.0)
         check_int("monitor_size", self.monitor_size, minimum=1)
         check_float("divergence_factor", self.divergence_factor, minimum=1.0)
+        check_choice("precision", self.precision, {"fp32", "tf32", "bf16"})
         return self
 
     def lr_at(self, epoch: int) -> float:
@@ -133,7 +136,6 @@ class RBMTrainer:
         named = [(n, p) for n, p in rbm.named_parameters() if p.requires_grad]
         self.names = [n for n, _ in named]
         self.params = [p for _, p in named]
-        self.velocities = [torch.zeros_like(p) for p in self.params]
         scales = rbm.lr_scales()
         self.lr_scales = [scales.get(n, 1.0) for n in self.names]
         self.w_index = self.names.index("W")
@@ -141,45 +143,123 @@ class RBMTrainer:
         self.epoch = 0
         self.history = History()
         self._first_recon: float | None = None
+        from deepbelief.precision import check_precision
+
+        self.precision = check_precision(config.precision, rbm.W.device)
+        # Buffers allocated once (notes/performance.md): every parameter's gradient is a
+        # view of one flat buffer, so a data-parallel run all-reduces it in a single
+        # collective; the velocities are views of a second one, so momentum is two
+        # kernels whatever the number of parameters. With a sparsity target the flat
+        # buffer also carries the batch sums it needs, so they are reduced in the same call.
+        w = rbm.W
+        sizes = [p.numel() for p in self.params]
+        extra = rbm.n_hidden + rbm.n_visible if self._sparse else 0
+        self._n_param = sum(sizes)
+        self._flat = torch.zeros(self._n_param + extra, device=w.device, dtype=w.dtype)
+        self._grads = [g.view_as(p) for g, p in zip(torch.split(self._flat[: self._n_param], sizes), self.params)]
+        self._vel_flat = torch.zeros(self._n_param, device=w.device, dtype=w.dtype)
+        self.velocities = [v.view_as(p) for v, p in zip(torch.split(self._vel_flat, sizes), self.params)]
+        self._others = [i for i in range(len(self.params)) if i != self.w_index]
+        # Units whose only parameter is a bias with the base class's linear energy, scale
+        # and statistics: d(-F)/db_h = E[h | v] = stat and d(-F)/db_v = v, so the bias
+        # gradients are column sums of the W statistics' operands.
+        from deepbelief.units import Units
+
+        def plain(u):
+            t = type(u)
+            return (t.grad_energy is Units.grad_energy and t.grad_free_energy is Units.grad_free_energy
+                    and t.stat is Units.stat and t.scale is Units.scale)
+
+        self._plain_biases = (self.names == ["W", "visible.bias", "hidden.bias"]
+                              and plain(rbm.visible) and plain(rbm.hidden))
+        if self._plain_biases:
+            self._vb, self._hb = self.names.index("visible.bias"), self.names.index("hidden.bias")
+
+    @property
+    def _sparse(self) -> bool:
+        return self.cfg.sparsity_target is not None and self.cfg.sparsity_cost > 0
 
     # -- one update ------------------------------------------------------------------
     @torch.no_grad()
     def step(self, v0: Tensor, lr: float, momentum: float) -> None:
+        """One CD/PCD update from the batch ``v0`` (b, n_visible).
+
+        In a data-parallel run ``v0`` is this rank's share of the global batch and the
+        statistics are summed over ranks before the update (distributed.py). The maths is
+        the plain rule: velocity <- momentum * velocity + lr * (E_data - E_model -
+        weight_decay * W), W <- W + velocity, with dF/dW = -s_v(v)^T E[s_h | v].
+        """
+        from deepbelief import distributed
+        from deepbelief.precision import matmul_precision
+
         rbm, cfg = self.rbm, self.cfg
-        x0 = rbm.hidden_input(v0)
-        vn, xn = self.sampler.negative(rbm, v0, x0, self.gen)
-        pos = rbm.free_energy_grad(v0, x0)
-        neg = rbm.free_energy_grad(vn, xn)
-        # ascent direction of the log-likelihood: E_model[dF] - E_data[dF]
-        grads = [neg[n] for n in self.names]
-        torch._foreach_sub_(grads, [pos[n] for n in self.names])
-        b, nb = v0.shape[0], vn.shape[0]
-        if nb != b:  # PCD with a different number of chains: average each phase separately
-            grads = [neg[n] / nb - pos[n] / b for n in self.names]
-        else:
-            torch._foreach_mul_(grads, 1.0 / b)
+        world = distributed.world_size()
+        with matmul_precision(self.precision, rbm.W.device), distributed.sharded(distributed.rank(), world):
+            x0 = rbm.hidden_input(v0)
+            vn, xn = self.sampler.negative(rbm, v0, x0, self.gen)
+            # global counts: the single-process run averages over the whole global batch
+            b, nb = v0.shape[0] * world, vn.shape[0] * world
+            s0, sn = rbm.hidden.stat(x0), rbm.hidden.stat(xn)
+            a0, an = rbm.visible.scale(v0), rbm.visible.scale(vn)
+            # ascent direction E_data - E_model of -dF/dW = a^T s, as one buffer written by
+            # the two matmuls (the second accumulates in place: no temporaries)
+            g_w, vel_w = self._grads[self.w_index], self.velocities[self.w_index]
+            # one process, fp32/tf32: the two matmuls write W's velocity directly,
+            # momentum as addmm_'s beta (two fewer passes over W-sized buffers per step)
+            direct = world == 1 and self.precision != "bf16" and self.w_index == 0
+            if self.precision == "bf16":  # autocast ignores out= / in-place matmuls
+                g_w.copy_(torch.mm(a0.T, s0)).mul_(1.0 / b).sub_(torch.mm(an.T, sn), alpha=1.0 / nb)
+            elif direct:
+                vel_w.addmm_(an.T, sn, beta=momentum, alpha=-lr / nb)
+                vel_w.addmm_(a0.T, s0, alpha=lr / b)
+            else:
+                torch.mm(an.T, sn, out=g_w)
+                g_w.addmm_(a0.T, s0, beta=-1.0 / nb, alpha=1.0 / b)
+            if self._plain_biases:
+                # linear-energy units (Bernoulli, softmax, ...): the bias statistics are
+                # the column sums of a and s already at hand (no second sigmoid)
+                torch.sum(a0, 0, out=self._grads[self._vb]).mul_(1.0 / b).sub_(an.sum(0), alpha=1.0 / nb)
+                torch.sum(s0, 0, out=self._grads[self._hb]).mul_(1.0 / b).sub_(sn.sum(0), alpha=1.0 / nb)
+            elif self._others:  # biases and variances of other units: their own formulas
+                pos = rbm.free_energy_grad(v0, x0, weights=False)
+                neg = rbm.free_energy_grad(vn, xn, weights=False)
+                names = [self.names[i] for i in self._others]
+                negs = [neg[n] for n in names]
+                torch._foreach_mul_(negs, 1.0 / nb)
+                torch._foreach_add_(negs, [pos[n] for n in names], alpha=-1.0 / b)
+                torch._foreach_copy_([self._grads[i] for i in self._others], negs)
+            if self._sparse:
+                n_h = rbm.n_hidden
+                extra = self._flat[self._n_param:]
+                torch.sum(rbm.hidden.mean(x0), 0, out=extra[:n_h])
+                torch.sum(a0, 0, out=extra[n_h:])
+        distributed.all_reduce_sum_(self._flat)  # one collective per update (no-op in one process)
         if cfg.weight_decay:
-            grads[self.w_index].add_(self.params[self.w_index], alpha=-cfg.weight_decay)
-        if cfg.sparsity_target is not None and cfg.sparsity_cost > 0:
-            self._sparsity(grads, v0, x0)
+            if direct:
+                vel_w.add_(self.params[self.w_index], alpha=-lr * cfg.weight_decay)
+            else:
+                g_w.add_(self.params[self.w_index], alpha=-cfg.weight_decay)
+        if self._sparse:
+            self._sparsity(b, vel_w if direct else g_w, lr if direct else 1.0)
         if any(s != 1.0 for s in self.lr_scales):
-            torch._foreach_mul_(grads, self.lr_scales)
-        torch._foreach_mul_(self.velocities, momentum)
-        torch._foreach_add_(self.velocities, grads, alpha=lr)
+            torch._foreach_mul_(self._grads, self.lr_scales)
+        lo = g_w.numel() if direct else 0  # W is first in the flat buffers
+        self._vel_flat[lo:].mul_(momentum).add_(self._flat[lo : self._n_param], alpha=lr)
         torch._foreach_add_(self.params, self.velocities)
         rbm.constrain_()
 
-    def _sparsity(self, grads, v0, x0):
+    def _sparsity(self, b: int, w_target: Tensor, w_alpha: float) -> None:
         # Hinton's guide, section 11: q <- decay q + (1 - decay) mean activity; the
         # penalty's derivative with respect to a hidden unit's total input is q - target,
         # applied to the hidden bias and (times the visible activity) to the weights.
-        cfg = self.cfg
-        act = self.rbm.hidden.mean(x0).mean(0)
+        cfg, n_h = self.cfg, self.rbm.n_hidden
+        extra = self._flat[self._n_param:]
+        act, vis = extra[:n_h] / b, extra[n_h:] / b  # batch means (global batch when sharded)
         self.q = act if self.q is None else self.q.mul_(cfg.sparsity_decay).add_(act, alpha=1 - cfg.sparsity_decay)
         d = (cfg.sparsity_target - self.q) * cfg.sparsity_cost
         if "hidden.bias" in self.names:
-            grads[self.names.index("hidden.bias")].add_(d)
-        grads[self.w_index].add_(torch.outer(self.rbm.visible.scale(v0).mean(0), d))
+            self._grads[self.names.index("hidden.bias")].add_(d)
+        w_target.addr_(vis, d, alpha=w_alpha)  # W's gradient, or its velocity (times lr)
 
     # -- monitors --------------------------------------------------------------------
     @torch.no_grad()
@@ -211,9 +291,16 @@ class RBMTrainer:
         """Train on ``data`` (n, n_visible), already on the model's device, for the
         remaining epochs. Returns the history. See ``train_rbm`` for the arguments."""
         cfg = self.cfg
+        from deepbelief import distributed
+
         n = data.shape[0]
         if cfg.batch_size > n:
             raise ConfigError(f"batch_size must be <= the number of training rows ({n}), got {cfg.batch_size}")
+        rank, world = distributed.rank(), distributed.world_size()
+        if cfg.batch_size % world:
+            raise ConfigError(f"batch_size must be a multiple of the number of processes ({world}) in a "
+                              f"data-parallel run, got {cfg.batch_size}")
+        local = cfg.batch_size // world  # rank r trains on rows [r*local, (r+1)*local) of each global batch
         if self.epoch == 0 and cfg.init_visible_bias and not self.history.epochs:
             self.rbm.init_visible_bias_(data)
         train_m = data[: cfg.monitor_size]
@@ -224,8 +311,8 @@ class RBMTrainer:
             lr, mom = cfg.lr_at(self.epoch), cfg.momentum_at(self.epoch)
             perm = torch.randperm(n, generator=self.gen, device=data.device)
             for i in range(n_batches):
-                idx = perm[i * cfg.batch_size : (i + 1) * cfg.batch_size]
-                self.step(data.index_select(0, idx), lr, mom)
+                start = i * cfg.batch_size + rank * local
+                self.step(data.index_select(0, perm[start : start + local]), lr, mom)
             metrics, bad = self.monitor(train_m, valid_m)
             metrics.update(epoch=self.epoch, lr=lr, momentum=mom, seconds=time.perf_counter() - t0)
             self._guard(metrics, bad, checkpoint)
@@ -257,9 +344,14 @@ class RBMTrainer:
 
     # -- checkpoints -------------------------------------------------------------------
     def state_tensors(self) -> dict[str, Tensor]:
+        """Everything a checkpoint restores. In a data-parallel run every rank must call
+        this (PCD chains are gathered from all ranks); only rank 0 writes the file."""
+        from deepbelief import distributed
+
         t = {f"model.{k}": v for k, v in self.rbm.state_dict().items()}
-        t.update({f"velocity.{n}": v for n, v in zip(self.names, self.velocities)})
-        t.update({f"sampler.{k}": v for k, v in self.sampler.state_dict().items()})
+        # velocities are views of one buffer: clone so the file holds separate tensors
+        t.update({f"velocity.{n}": v.clone() for n, v in zip(self.names, self.velocities)})
+        t.update({f"sampler.{k}": distributed.all_gather_rows(v) for k, v in self.sampler.state_dict().items()})
         if self.q is not None:
             t["sparsity.q"] = self.q
         t["generator.state"] = self.gen.get_state()
@@ -276,7 +368,11 @@ class RBMTrainer:
             "history": self.history.epochs,
             "first_recon": self._first_recon,
         }
-        save_tensors(path, self.state_tensors(), meta)
+        from deepbelief import distributed
+
+        tensors = self.state_tensors()  # collective: every rank takes part
+        if distributed.is_main():
+            save_tensors(path, tensors, meta)
 
     def load_checkpoint(self, path: str | Path) -> None:
         from deepbelief.io import load_tensors
@@ -302,7 +398,14 @@ class RBMTrainer:
                 if saved is None or saved.shape != v.shape:
                     raise ModelFileError(f"checkpoint {str(path)!r}: velocity of {n!r} is missing or misshapen")
                 v.copy_(saved)
-        self.sampler.load_state_dict({k[len("sampler."):]: v for k, v in tensors.items() if k.startswith("sampler.")})
+        from deepbelief import distributed
+
+        sampler_state = {k[len("sampler."):]: v for k, v in tensors.items() if k.startswith("sampler.")}
+        rank, world = distributed.rank(), distributed.world_size()
+        if world > 1:  # PCD chains were saved whole: keep this rank's shard
+            sampler_state = {k: v[rank * (v.shape[0] // world): (rank + 1) * (v.shape[0] // world)]
+                             for k, v in sampler_state.items()}
+        self.sampler.load_state_dict(sampler_state)
         self.q = tensors.get("sparsity.q")
         from deepbelief.checkpoint import restore_generator
 
@@ -437,7 +540,10 @@ def pretrain_stack(
             train_rbm(rbm, x, configs[i], generator=generator, valid=xv, callback=cb,
                       checkpoint=ckpt, resume=resume, checkpoint_every=checkpoint_every)
             if done is not None:
-                save_model(done, rbm)
+                from deepbelief.distributed import is_main
+
+                if is_main():  # data-parallel runs: rank 0 writes files
+                    save_model(done, rbm)
         rbms.append(rbm)
         if i < n_rbms - 1:
             with torch.no_grad():

@@ -1,0 +1,53 @@
+"""torch.profiler breakdown of the CD-1 step (784x500, batch 100, MNIST batches):
+the share of each aten op in the step's self CPU time (CUDA time as well on a GPU).
+
+    python benchmarks/profile_step.py --quick --threads 1
+"""
+
+from __future__ import annotations
+
+import torch
+
+import _bench
+
+
+def main(argv=None):
+    p = _bench.common_parser(__doc__.splitlines()[0])
+    p.add_argument("--steps", type=int, default=None, help="profiled steps (default 200; quick 60)")
+    p.add_argument("--threads", type=int, default=None)
+    args = p.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    from torch.profiler import ProfilerActivity, profile
+
+    from deepbelief.rbm import RBM
+    from deepbelief.training import RBMTrainConfig, RBMTrainer
+
+    dev = _bench.resolve(args.device)
+    steps = args.steps or (60 if args.quick else 200)
+    x = _bench.mnist_train(args.data_dir, (steps + 20) * 100, dev)
+    gen = torch.Generator(device=dev).manual_seed(args.seed)
+    trainer = RBMTrainer(RBM(784, 500, generator=gen), RBMTrainConfig(), gen)
+    for i in range(20):  # warm-up
+        trainer.step(x[i * 100 : (i + 1) * 100], 0.1, 0.5)
+    acts = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if dev.type == "cuda" else [])
+    with profile(activities=acts) as prof:
+        for i in range(20, 20 + steps):
+            trainer.step(x[i * 100 : (i + 1) * 100], 0.1, 0.5)
+        _bench.sync(dev)
+    ev = prof.key_averages()
+    key = "self_device_time_total" if dev.type == "cuda" else "self_cpu_time_total"
+    total = sum(getattr(e, key) for e in ev) or 1
+    rows = sorted(({"op": e.key, "calls": e.count, "share": getattr(e, key) / total} for e in ev),
+                  key=lambda r: -r["share"])
+    mm = sum(r["share"] for r in rows if r["op"] in ("aten::mm", "aten::addmm_", "aten::addmm"))
+    print(f"{steps} steps; share of {key}:")
+    for r in rows[:15]:
+        print(f"  {r['op']:28s} {100 * r['share']:5.1f}%  ({r['calls']} calls)")
+    print(f"matrix products: {100 * mm:.1f}% of the step")
+    _bench.write_json(args.out, {"benchmark": "profile_step", "machine": _bench.machine_info(dev), "steps": steps,
+                                 "time_key": key, "matmul_share": mm, "ops": rows[:30]})
+
+
+if __name__ == "__main__":
+    main()
