@@ -221,11 +221,12 @@ class GenerativeDBN(nn.Module):
         return (pred != torch.as_tensor(y, device=pred.device)).float().mean()
 
     # -- generation -------------------------------------------------------------------------
-    def one_hot(self, y, *, n_rows: int | None = None) -> Tensor:
+    def one_hot(self, y, *, n_rows: int | None = None, name: str = "label") -> Tensor:
+        """One-hot rows (batch, n_labels) of int labels ``y``, validated under ``name``."""
         from deepbelief.errors import as_labels
 
         w = self.top.W
-        t = as_labels("label", y, n_classes=self.n_labels, n_rows=n_rows, device=w.device)
+        t = as_labels(name, y, n_classes=self.n_labels, n_rows=n_rows, device=w.device)
         return torch.nn.functional.one_hot(t, self.n_labels).to(w.dtype)
 
     @torch.no_grad()

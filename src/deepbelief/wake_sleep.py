@@ -225,7 +225,7 @@ class UpDownTrainer:
         cfg, model = self.cfg, self.model
         dev, dt = model.top.W.device, model.top.W.dtype
         x = model._check_x(x)
-        y1 = model.one_hot(y, n_rows=x.shape[0]).to(dev)
+        y1 = model.one_hot(y, n_rows=x.shape[0], name="y").to(dev)
         n = x.shape[0]
         if cfg.batch_size > n:
             raise ConfigError(f"batch_size must be <= the number of training rows ({n}), got {cfg.batch_size}")
