@@ -39,7 +39,9 @@ def enumerated_label_posterior(top: RBM, f: torch.Tensor, n_labels: int) -> torc
         lab = torch.zeros(f.shape[0], n_labels, dtype=torch.float64)
         lab[:, k] = 1
         v = torch.cat([f, lab], -1)
-        e = torch.stack([top.energy(v, h.expand(v.shape[0], -1)) for h in hs], 1)  # (batch, 2^nh)
+        b, S = v.shape[0], hs.shape[0]
+        with torch.no_grad():  # every (row, h) pair in one call
+            e = top.energy(v.repeat_interleave(S, 0), hs.repeat(b, 1)).reshape(b, S)
         out[:, k] = torch.logsumexp(-e, 1)
     return torch.softmax(out, 1)
 
