@@ -101,7 +101,8 @@ def main(argv=None) -> int:
     p.add_argument("--grid", type=int, default=10, help="samples per class in the PNG grids")
     p.add_argument("--judge-per-class", type=int, default=None, help="samples per class judged by the MLP (100)")
     p.add_argument("--mlp-epochs", type=int, default=None, help="epochs of the independent MLP (default 5)")
-    p.add_argument("--figures", default=None, help="folder for the PNG grids and the model (default docs/)")
+    p.add_argument("--figures", default=None, help="folder for the PNG grids (default docs/; --quick: /tmp)")
+    p.add_argument("--save-model", default=None, help="also write the fine-tuned model here (safetensors)")
     a = p.parse_args(argv)
 
     q = a.quick
@@ -185,9 +186,10 @@ def main(argv=None) -> int:
     log(f"up-down: {res['updown_seconds']:.1f}s, test error {100 * res['updown_test_error']:.2f}% "
         f"(paper 1.25%, target <= 1.25%)")
     grids("updown")
-    save_model(figures / ("hot2006_quick.safetensors" if q else "hot2006.safetensors"), model,
-               metrics={"greedy_test_error": res["greedy_test_error"], "test_error": res["updown_test_error"]},
-               recipe={"name": "hot2006", "dataset": "mnist", "n_valid": 0, "updown": ud.__dict__})
+    if a.save_model:
+        save_model(a.save_model, model,
+                   metrics={"greedy_test_error": res["greedy_test_error"], "test_error": res["updown_test_error"]},
+                   recipe={"name": "hot2006", "dataset": "mnist", "n_valid": 0, "updown": ud.__dict__})
     res["total_seconds"] = time.perf_counter() - t_all
     res["machine"] = {"torch": torch.__version__, "device": str(dev),
                       "device_name": torch.cuda.get_device_name(dev) if dev.type == "cuda" else platform.processor()
