@@ -91,8 +91,8 @@ def main(argv=None) -> int:
     p.add_argument("--data-dir", default=None, help="MNIST IDX folder (default ../shared/data/mnist)")
     p.add_argument("--quick", action="store_true", help="small run to check the script (~1 min on a CPU)")
     p.add_argument("--out", default=None, help="write all figures and machine info as JSON here")
-    p.add_argument("--pretrain-epochs", type=int, default=None, help="CD-1 epochs per RBM (paper 30; default 20)")
-    p.add_argument("--updown-epochs", type=int, default=None, help="up-down epochs (paper 300 + 59; default 50)")
+    p.add_argument("--pretrain-epochs", type=int, default=None, help="CD-1 epochs per RBM (paper 30; default 30)")
+    p.add_argument("--updown-epochs", type=int, default=None, help="up-down epochs (paper 300 + 59; default 40)")
     p.add_argument("--updown-lr", type=float, default=0.01)
     p.add_argument("--updown-momentum", type=float, default=0.5)
     p.add_argument("--gibbs-steps", default="3,6,10", help="top-level Gibbs iterations per part of the run")
@@ -106,8 +106,8 @@ def main(argv=None) -> int:
     a = p.parse_args(argv)
 
     q = a.quick
-    pre_epochs = a.pretrain_epochs if a.pretrain_epochs is not None else (2 if q else 20)
-    ud_epochs = a.updown_epochs if a.updown_epochs is not None else (1 if q else 50)
+    pre_epochs = a.pretrain_epochs if a.pretrain_epochs is not None else (2 if q else 30)
+    ud_epochs = a.updown_epochs if a.updown_epochs is not None else (1 if q else 40)
     n_train = a.n_train or (3000 if q else 60000)
     sample_steps = a.sample_steps if a.sample_steps is not None else (100 if q else 1000)
     per_class = a.judge_per_class or (10 if q else 100)
