@@ -6,22 +6,26 @@ The public API, bottom up:
 - ``RBM``: energies, free energies, conditionals, Gibbs sampling, exact gradients
 - ``train_rbm`` / ``RBMTrainConfig`` / ``pretrain_stack``: CD-k and PCD training, greedy stacking
 - ``DBN``: the stack; ``unroll`` / ``finetune``: discriminative fine-tuning
+- ``GenerativeDBN`` / ``pretrain_generative`` / ``up_down``: labels in the top RBM,
+  free-energy classification, generation, contrastive wake-sleep (HOT 2006)
 - ``save_model`` / ``load_model``: safetensors + JSON, atomic, never pickle
 """
 
 __version__ = "0.1.0"
 
-from deepbelief.dbn import DBN
+from deepbelief.dbn import DBN, GenerativeDBN, pretrain_generative
 from deepbelief.errors import ConfigError, DataError, DeepBeliefError, DivergenceError, ModelFileError
 from deepbelief.finetune import DeepClassifier, FinetuneConfig, finetune, unroll
 from deepbelief.io import load_model, save_model
 from deepbelief.rbm import RBM
 from deepbelief.training import RBMTrainConfig, make_generator, pretrain_stack, train_rbm
 from deepbelief.units import Bernoulli, Gaussian, Joint, NReLU, Softmax, SteppedSigmoid
+from deepbelief.wake_sleep import UpDownConfig, up_down
 
 __all__ = [
     "__version__", "RBM", "DBN", "Bernoulli", "Gaussian", "Joint", "NReLU", "Softmax", "SteppedSigmoid",
     "RBMTrainConfig", "train_rbm", "pretrain_stack", "make_generator", "DeepClassifier", "FinetuneConfig",
     "finetune", "unroll", "save_model", "load_model", "DeepBeliefError", "ConfigError", "DataError",
     "ModelFileError", "DivergenceError",
+    "GenerativeDBN", "pretrain_generative", "UpDownConfig", "up_down",
 ]

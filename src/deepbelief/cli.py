@@ -1,8 +1,10 @@
 """Command line: a thin adapter over the public functions (STYLE.md: pytorch-fid).
 
-    deepbelief train [--recipe default|hinton2006] [--dataset ...] [-o model.safetensors]
+    deepbelief train [--recipe default|hinton2006|hot2006] [--dataset ...] [-o model.safetensors]
     deepbelief evaluate MODEL [--dataset ...]
     deepbelief show-filters MODEL -o filters.png
+    deepbelief sample MODEL [--label 3] [--grid N] [--steps 1000] -o samples.png
+    deepbelief finetune MODEL --method up-down --epochs N [--resume]
 
 Every subcommand is a pair ``add_<name>(subparsers)`` / ``cmd_<name>(args)``; modules that
 add capabilities register theirs in ``COMMANDS``. Library errors are printed as one line
@@ -42,7 +44,7 @@ def _csv_ints(text: str) -> list[int]:
 # -- train -------------------------------------------------------------------------------
 def add_train(sub) -> None:
     p = sub.add_parser("train", help="pre-train a stack of RBMs and fine-tune it (the main job)")
-    p.add_argument("--recipe", default="default", help="default (embedded digits, ~1 min) or hinton2006 (MNIST)")
+    p.add_argument("--recipe", default="default", help="default (embedded digits, ~1 min), hinton2006 (MNIST) or hot2006 (generative DBN with labels)")
     p.add_argument("--config", default=None, help="TOML file with recipe fields (overridden by flags)")
     _data_args(p)
     p.add_argument("--layers", type=_csv_ints, default=None, help="hidden layer sizes, e.g. 500,500,2000")
@@ -92,6 +94,11 @@ def _recipe_from_args(args):
                         ("k", "k"), ("precision", "precision")):
         if getattr(args, flag) is not None:
             setattr(recipe.rbm, field, getattr(args, flag))
+    if recipe.generative:  # --finetune-epochs sets the up-down epochs (0: greedy only)
+        if args.finetune_epochs is not None:
+            recipe.updown = {**(recipe.updown or {}), "epochs": args.finetune_epochs}
+        if args.finetune_lr is not None:
+            recipe.updown = {**(recipe.updown or {}), "lr": args.finetune_lr}
     if args.finetune_epochs == 0:
         recipe.finetune = None
     elif recipe.finetune is not None:
@@ -142,6 +149,11 @@ def cmd_train(args) -> int:
         save_model(dbn_path, res["dbn"], **meta)
         print(f"test error: {100 * res['test_error']:.2f}%")
         print(f"wrote {out} (fine-tuned classifier) and {dbn_path} (pre-trained stack)")
+    elif res["dbn"].kind == "generative_dbn":
+        meta["metrics"] = {"test_error": res["test_error"], "greedy_test_error": res["greedy_test_error"]}
+        save_model(out, res["dbn"], **meta)
+        print(f"test error (free-energy classification): {100 * res['test_error']:.2f}%")
+        print(f"wrote {out} (generative DBN)")
     else:
         save_model(out, res["dbn"], **meta)
         print(f"wrote {out} (pre-trained stack)")
@@ -212,6 +224,11 @@ def cmd_evaluate(args) -> int:
         print(f"test error: {100 * err:.2f}% ({int(round(err * len(ds.y_test)))} of {len(ds.y_test)} images) "
               f"in {time.perf_counter() - t0:.2f}s")
         return 0
+    if meta["kind"] == "generative_dbn":
+        err = float(model.error_rate(ds.x_test.to(dev), ds.y_test.to(dev)))
+        print(f"test error (free-energy classification): {100 * err:.2f}% "
+              f"({int(round(err * len(ds.y_test)))} of {len(ds.y_test)} images) in {time.perf_counter() - t0:.2f}s")
+        return 0
     raise ConfigError(f"evaluate does not know how to evaluate a {meta['kind']!r} model yet")
 
 
@@ -257,6 +274,10 @@ COMMANDS = [
     (add_evaluate, cmd_evaluate, "evaluate"),
     (add_show_filters, cmd_show_filters, "show-filters"),
 ]
+
+from deepbelief import cli_generative  # noqa: E402  (registers sample and finetune)
+
+COMMANDS += cli_generative.COMMANDS
 
 
 def build_parser() -> argparse.ArgumentParser:

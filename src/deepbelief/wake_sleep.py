@@ -1,0 +1,325 @@
+"""Contrastive wake-sleep ("up-down") fine-tuning of a labelled generative DBN.
+
+Hinton, Osindero & Teh (2006), section 5 and appendix B. After greedy training the
+lower layers' recognition (bottom-up) and generative (top-down) weights are untied
+(``GenerativeDBN.untie_``) and every mini-batch of images x with one-hot labels y does:
+
+1. **Wake** (up): a stochastic bottom-up pass through the recognition weights,
+   s_{i+1} ~ q(s_{i+1} | s_i) = sigmoid(s_i R_i + c_i), with s_0 = x. The generative
+   weights learn to reconstruct each layer from the one above, by the delta rule
+   (the gradient of log p(s_i | s_{i+1})):
+       dW_i = s_{i+1}^T (s_i - p_i) / b,   db_i = mean(s_i - p_i),   p_i = sigmoid(s_{i+1} W_i^T + b_i)
+2. **Top**: from [s_L, y], K alternating Gibbs iterations in the top RBM (features sampled,
+   label units sent as their softmax probabilities, as in appendix B) give the negative
+   phase of a CD-K update of the top RBM. We use the exact free-energy gradient
+   (rbm.RBM.free_energy_grad: E[h | v] in place of sampled top states, the same estimator
+   with less variance) for both phases.
+3. **Sleep** (down): from the features at the end of the Gibbs run, a stochastic top-down
+   pass through the generative weights (the data layer keeps its probabilities). The
+   recognition weights learn to recover each layer from the one below:
+       dR_i = s'_i^T (s'_{i+1} - q_{i+1}) / b,  dc_i = mean(s'_{i+1} - q_{i+1}),  q_{i+1} = sigmoid(s'_i R_i + c_i)
+
+All gradients are computed from the parameters before the update, then applied together
+with momentum. The number of Gibbs iterations K follows the paper's schedule: the epochs
+are split into equal parts using 3, then 6, then 10 iterations (``gibbs_steps``).
+
+The paper ran 300 epochs on 44,000 images (100 with K=3, 100 with K=6, 100 with K=10) and
+then 59 more epochs on all 60,000; a week of 2006 compute. Our defaults keep the schedule
+and let the caller choose the number of epochs.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import torch
+from torch import Tensor
+
+from deepbelief.dbn import GenerativeDBN
+from deepbelief.errors import (
+    ConfigError,
+    DivergenceError,
+    ModelFileError,
+    as_data,
+    as_labels,
+    check_float,
+    check_int,
+)
+
+
+@dataclass
+class UpDownConfig:
+    """Hyper-parameters of contrastive wake-sleep."""
+
+    epochs: int = 30
+    batch_size: int = 100
+    #: one learning rate for the generative, recognition and top-RBM parameters
+    lr: float = 0.01
+    momentum: float = 0.5
+    #: L2 decay on the weight matrices only
+    weight_decay: float = 0.0
+    #: top-level Gibbs iterations; the epochs are split into len(gibbs_steps) equal parts
+    gibbs_steps: list[int] = field(default_factory=lambda: [3, 6, 10])
+
+    def validate(self) -> "UpDownConfig":
+        check_int("epochs", self.epochs, minimum=0)
+        check_int("batch_size", self.batch_size, minimum=1)
+        check_float("lr", self.lr, minimum=0.0, strict_min=True)
+        check_float("momentum", self.momentum, minimum=0.0, maximum=1.0)
+        check_float("weight_decay", self.weight_decay, minimum=0.0)
+        if isinstance(self.gibbs_steps, int):
+            self.gibbs_steps = [self.gibbs_steps]
+        if not isinstance(self.gibbs_steps, (list, tuple)) or not self.gibbs_steps:
+            raise ConfigError(f"gibbs_steps must be a non-empty list of integers like [3, 6, 10], "
+                              f"got {self.gibbs_steps!r}")
+        self.gibbs_steps = [check_int("gibbs_steps[i]", k, minimum=1) for k in self.gibbs_steps]
+        return self
+
+    def gibbs_at(self, epoch: int) -> int:
+        """K for ``epoch`` (0-based): part ``epoch * len(gibbs_steps) // epochs`` of the schedule."""
+        parts = len(self.gibbs_steps)
+        return self.gibbs_steps[min(parts - 1, epoch * parts // max(1, self.epochs))]
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "UpDownConfig":
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(d) - names)
+        if unknown:
+            raise ConfigError(f"unknown up-down option(s) {unknown}; valid: {sorted(names)}")
+        return cls(**d).validate()
+
+
+def _check_model(model: GenerativeDBN) -> None:
+    if not isinstance(model, GenerativeDBN):
+        raise ConfigError(f"up-down fine-tuning needs a GenerativeDBN, got {type(model).__name__}")
+    for i, r in enumerate(model.lower):
+        for side, u in (("visible", r.visible), ("hidden", r.hidden)):
+            if u.kind != "bernoulli":
+                raise ConfigError(f"up-down fine-tuning supports Bernoulli lower layers; layer {i} has "
+                                  f"{side} units of type {u.kind!r}")
+    if model.top.visible.groups[0].kind != "bernoulli" or model.top.hidden.kind != "bernoulli":
+        raise ConfigError("up-down fine-tuning needs Bernoulli features and top hidden units")
+
+
+@torch.no_grad()
+def up_down_grads(model: GenerativeDBN, x: Tensor, y: Tensor, k: int,
+                  gen: torch.Generator | None) -> tuple[dict[str, Tensor], dict[str, list[Tensor]]]:
+    """One contrastive wake-sleep estimate, without touching the parameters.
+
+    Args:
+        model: an untied ``GenerativeDBN`` with Bernoulli layers.
+        x: (b, n_0) images in [0, 1]; y: (b, n_labels) one-hot labels.
+        k: Gibbs iterations in the top RBM.
+        gen: the run's generator.
+    Returns:
+        (grads, states): ``grads`` maps parameter names (``model.named_parameters()``) to the
+        batch-mean ascent directions described in the module docstring; ``states`` holds the
+        lists ``wake`` (s_0 .. s_L) and ``sleep`` (s'_0 .. s'_L) and the top RBM's ``v_pos``
+        and ``v_neg``, for monitoring and tests.
+    """
+    if model.tied:
+        raise ConfigError("up_down_grads needs an untied model; call model.untie_() first")
+    b = x.shape[0]
+    lower, top = model.lower, model.top
+    n_layers = len(lower)
+    nf = model.n_features
+    feat, labu = top.visible.groups
+    # wake: stochastic bottom-up pass through the recognition weights
+    wake = [x]
+    for i in range(n_layers):
+        wake.append(lower[i].hidden.sample(model.rec_input(i, wake[-1]), gen))
+    # top: CD-k in the associative memory, labels included
+    v_pos = torch.cat([wake[-1], y], -1)
+    x_pos = top.hidden_input(v_pos)
+    h = top.hidden.sample(x_pos, gen)
+    for it in range(k):
+        xv = top.visible_input(h)
+        # features sampled, labels as probabilities (appendix B: neglabprobs)
+        v_neg = torch.cat([feat.sample(xv[:, :nf], gen), labu.mean(xv[:, nf:])], -1)
+        x_neg = top.hidden_input(v_neg)
+        if it < k - 1:
+            h = top.hidden.sample(x_neg, gen)
+    pos = top.free_energy_grad(v_pos, x_pos)
+    neg = top.free_energy_grad(v_neg, x_neg)
+    grads = {f"top.{n}": (neg[n] - pos[n]) / b for n in pos}
+    # sleep: stochastic top-down pass through the generative weights from the Gibbs run's end
+    sleep: list[Tensor] = [None] * (n_layers + 1)  # type: ignore[list-item]
+    sleep[n_layers] = v_neg[:, :nf]
+    for i in reversed(range(n_layers)):
+        xv = lower[i].visible_input(sleep[i + 1])
+        # the data layer keeps its probabilities (appendix B: sleepvisprobs)
+        sleep[i] = lower[i].visible.mean(xv) if i == 0 else lower[i].visible.sample(xv, gen)
+    for i in range(n_layers):
+        # generative: reconstruct wake layer i from wake layer i+1 (delta rule)
+        d = wake[i] - lower[i].mean_visible(wake[i + 1])
+        grads[f"lower.{i}.W"] = d.T @ wake[i + 1] / b
+        grads[f"lower.{i}.visible.bias"] = d.mean(0)
+        # recognition: recover sleep layer i+1 from sleep layer i
+        e = sleep[i + 1] - model.rec_mean(i, sleep[i])
+        grads[f"rec_weights.{i}"] = sleep[i].T @ e / b
+        grads[f"lower.{i}.hidden.bias"] = e.mean(0)
+    return grads, {"wake": wake, "sleep": sleep, "v_pos": [v_pos], "v_neg": [v_neg]}
+
+
+class UpDownTrainer:
+    """Runs contrastive wake-sleep; holds everything a checkpoint restores (bit-exact resume).
+
+    Args:
+        model: a ``GenerativeDBN`` (untied here if it is still tied).
+        config: an ``UpDownConfig``.
+        generator: the run's generator, on the model's device.
+    """
+
+    def __init__(self, model: GenerativeDBN, config: UpDownConfig, generator: torch.Generator):
+        _check_model(model)
+        self.model = model.untie_()
+        self.cfg = config.validate()
+        self.gen = generator
+        named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+        self.names = [n for n, _ in named]
+        self.params = [p for _, p in named]
+        self.velocities = [torch.zeros_like(p) for p in self.params]
+        weights = {"top.W"} | {f"lower.{i}.W" for i in range(len(model.lower))} | {
+            f"rec_weights.{i}" for i in range(len(model.lower))}
+        self.weight_idx = [i for i, n in enumerate(self.names) if n in weights]
+        self.epoch = 0
+        self.history: list[dict] = []
+
+    @torch.no_grad()
+    def step(self, x: Tensor, y: Tensor, lr: float, momentum: float, k: int) -> Tensor:
+        """One update from images ``x`` (b, n_0) and one-hot labels ``y`` (b, n_labels);
+        returns the summed squared error of the wake reconstruction of x (a 0-d tensor)."""
+        grads, states = up_down_grads(self.model, x, y, k, self.gen)
+        g = [grads[n] for n in self.names]
+        if self.cfg.weight_decay:
+            for i in self.weight_idx:
+                g[i].add_(self.params[i], alpha=-self.cfg.weight_decay)
+        torch._foreach_mul_(self.velocities, momentum)
+        torch._foreach_add_(self.velocities, g, alpha=lr)
+        torch._foreach_add_(self.params, self.velocities)
+        wake = states["wake"]
+        return ((wake[0] - self.model.lower[0].mean_visible(wake[1])) ** 2).sum() if self.model.lower else \
+            torch.zeros((), device=x.device)
+
+    def fit(
+        self,
+        x: Tensor,
+        y: Tensor,
+        *,
+        valid: tuple[Tensor, Tensor] | None = None,
+        callback: Callable[[int, dict], None] | None = None,
+        checkpoint: str | Path | None = None,
+        checkpoint_every: int = 1,
+    ) -> list[dict]:
+        """Train for the remaining epochs on images ``x`` (n, n_0) and int labels ``y`` (n,).
+
+        Batches are slices of a permutation drawn from the run's generator; the host reads
+        the monitors once per epoch (wake reconstruction error, and the free-energy
+        classification error on ``valid`` if given).
+        """
+        cfg, model = self.cfg, self.model
+        dev, dt = model.top.W.device, model.top.W.dtype
+        x = model._check_x(x)
+        y1 = model.one_hot(y, n_rows=x.shape[0], name="y").to(dev)
+        n = x.shape[0]
+        if cfg.batch_size > n:
+            raise ConfigError(f"batch_size must be <= the number of training rows ({n}), got {cfg.batch_size}")
+        if valid is not None:
+            xv = model._check_x(valid[0])
+            yv = as_labels("valid y", valid[1], n_classes=model.n_labels, n_rows=xv.shape[0], device=dev)
+        n_batches = n // cfg.batch_size
+        while self.epoch < cfg.epochs:
+            t0 = time.perf_counter()
+            k = cfg.gibbs_at(self.epoch)
+            mom = cfg.momentum
+            perm = torch.randperm(n, generator=self.gen, device=dev)
+            sse = torch.zeros((), device=dev, dtype=dt)
+            for i in range(n_batches):
+                idx = perm[i * cfg.batch_size: (i + 1) * cfg.batch_size]
+                sse += self.step(x.index_select(0, idx), y1.index_select(0, idx), cfg.lr, mom, k)
+            out = {"recon_error": sse / (n_batches * cfg.batch_size)}
+            if valid is not None:
+                out["valid_error"] = model.error_rate(xv, yv)
+            finite = torch.stack([torch.isfinite(p).all() for p in self.params]).to(dt)
+            vals = torch.cat([torch.stack(list(out.values())).to(dt), finite]).tolist()  # one sync per epoch
+            metrics = dict(zip(out, vals[: len(out)]))
+            bad = [nm for nm, ok in zip(self.names, vals[len(out):]) if not ok]
+            if bad or not math.isfinite(metrics["recon_error"]):
+                raise DivergenceError(f"up-down fine-tuning diverged at epoch {self.epoch}: parameters {bad} "
+                                      f"became NaN/inf; lower lr (lr={cfg.lr:g}) or momentum")
+            metrics.update(epoch=self.epoch, gibbs_steps=k, seconds=time.perf_counter() - t0)
+            self.history.append(metrics)
+            self.epoch += 1
+            if checkpoint is not None and (self.epoch % max(1, checkpoint_every) == 0 or self.epoch == cfg.epochs):
+                self.save_checkpoint(checkpoint)
+            if callback is not None:
+                callback(self.epoch - 1, metrics)
+        return self.history
+
+    # -- checkpoints ---------------------------------------------------------------------
+    def save_checkpoint(self, path: str | Path) -> None:
+        from deepbelief.io import save_tensors
+
+        t = {f"model.{k}": v for k, v in self.model.state_dict().items()}
+        t.update({f"velocity.{n}": v for n, v in zip(self.names, self.velocities)})
+        t["generator.state"] = self.gen.get_state()
+        meta = {"kind": "updown_checkpoint", "epoch": self.epoch, "model": self.model.config(),
+                "train": dataclasses.asdict(self.cfg), "history": self.history}
+        save_tensors(path, t, meta)
+
+    def load_checkpoint(self, path: str | Path) -> None:
+        from deepbelief.io import check_state, load_tensors
+
+        tensors, meta = load_tensors(path, device=self.model.top.W.device)
+        if meta.get("kind") != "updown_checkpoint":
+            raise ModelFileError(f"checkpoint {str(path)!r} is a {meta.get('kind')!r} file, not an up-down checkpoint")
+        if meta.get("model") != self.model.config():
+            raise ModelFileError(f"checkpoint {str(path)!r} was written for another model: {meta.get('model')}")
+        state = {k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")}
+        check_state(path, self.model, state)
+        with torch.no_grad():
+            self.model.load_state_dict(state)
+            for n, v in zip(self.names, self.velocities):
+                v.copy_(tensors[f"velocity.{n}"])
+        self.gen.set_state(tensors["generator.state"].cpu())
+        self.epoch = int(meta["epoch"])
+        self.history = list(meta.get("history", []))
+
+
+def up_down(
+    model: GenerativeDBN,
+    x,
+    y,
+    config: UpDownConfig | None = None,
+    *,
+    generator: torch.Generator,
+    valid: tuple | None = None,
+    callback: Callable[[int, dict], None] | None = None,
+    checkpoint: str | Path | None = None,
+    checkpoint_every: int = 1,
+    resume: bool = False,
+) -> list[dict]:
+    """Fine-tune ``model`` in place with contrastive wake-sleep; returns per-epoch metrics.
+
+    Args:
+        model: a ``GenerativeDBN`` (it is untied first if still tied).
+        x: (n, n_0) training images in [0, 1]; y: (n,) int labels.
+        config: hyper-parameters (``UpDownConfig()`` if None).
+        generator: the run's generator, on the model's device.
+        valid: optional (images, labels) for a per-epoch classification error.
+        checkpoint: file written atomically every ``checkpoint_every`` epochs and at the end;
+            it holds the weights, velocities, generator state and epoch.
+        resume: continue from ``checkpoint`` if it exists; the result is bit-identical to an
+            uninterrupted run on the same device.
+    """
+    trainer = UpDownTrainer(model, config or UpDownConfig(), generator)
+    if resume and checkpoint is not None and Path(checkpoint).exists():
+        trainer.load_checkpoint(checkpoint)
+    x = as_data("x", x, n_features=model.sizes[0], device=model.top.W.device, dtype=model.top.W.dtype)
+    return trainer.fit(x, y, valid=valid, callback=callback, checkpoint=checkpoint,
+                       checkpoint_every=checkpoint_every)

@@ -1,0 +1,315 @@
+"""The labelled generative DBN and contrastive wake-sleep against exact oracles.
+
+Tiny models (a few units per layer) are enumerated exactly: p(label | features) by summing
+the top RBM's energy over every hidden state, the top RBM's distribution over every
+visible state, and the DBN's p(image, label) over every state of the layer below the top.
+"""
+
+import copy
+import math
+
+import pytest
+import torch
+
+from deepbelief import exact
+from deepbelief.dbn import GenerativeDBN, pretrain_generative
+from deepbelief.errors import ConfigError, DataError
+from deepbelief.io import load_model, save_model
+from deepbelief.rbm import RBM
+from deepbelief.training import RBMTrainConfig
+from deepbelief.units import Bernoulli, Joint, Softmax
+from deepbelief.wake_sleep import UpDownConfig, UpDownTrainer, up_down, up_down_grads
+
+
+def tiny_model(seed=0, sizes=(6, 4, 3), n_labels=3, scale=1.0) -> GenerativeDBN:
+    """A float64 model with random weights (std ``scale``) and random biases."""
+    g = torch.Generator().manual_seed(seed)
+    m = GenerativeDBN.build(list(sizes), n_labels, generator=g, weight_std=scale).double()
+    with torch.no_grad():
+        for name, p in m.named_parameters():
+            if name.endswith("bias"):
+                p.copy_(torch.randn(p.shape, generator=g, dtype=torch.float64) * 0.5)
+    return m
+
+
+def enumerated_label_posterior(top: RBM, f: torch.Tensor, n_labels: int) -> torch.Tensor:
+    """p(label | features) by summing exp(-E([f, e_k], h)) over every binary h (no free energy)."""
+    hs = exact.all_binary(top.n_hidden)
+    out = torch.empty(f.shape[0], n_labels, dtype=torch.float64)
+    for k in range(n_labels):
+        lab = torch.zeros(f.shape[0], n_labels, dtype=torch.float64)
+        lab[:, k] = 1
+        v = torch.cat([f, lab], -1)
+        b, S = v.shape[0], hs.shape[0]
+        with torch.no_grad():  # every (row, h) pair in one call
+            e = top.energy(v.repeat_interleave(S, 0), hs.repeat(b, 1)).reshape(b, S)
+        out[:, k] = torch.logsumexp(-e, 1)
+    return torch.softmax(out, 1)
+
+
+# -- tied and untied weights ------------------------------------------------------------------
+def test_tied_model_uses_the_same_matrices_and_one_step_unties_them():
+    m = tiny_model(1, sizes=(6, 5, 4, 3), n_labels=2, scale=0.5)
+    assert m.tied
+    for r, g in zip(m.recognition_weights(), m.generative_weights()):
+        assert r is g  # the same Parameter, not a copy
+    # tied bottom-up pass equals the stack's RBM hidden means
+    x = torch.rand(5, 6, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    assert torch.allclose(m.features(x), m.lower[1].mean_hidden(m.lower[0].mean_hidden(x)), atol=1e-14)
+    w0 = [w.detach().clone() for w in m.generative_weights()]
+    m.untie_()
+    assert not m.tied and all(torch.equal(a, b) for a, b in zip(m.recognition_weights(), w0))
+
+    lr = 0.3
+    trainer = UpDownTrainer(m, UpDownConfig(lr=lr, momentum=0.0, gibbs_steps=[2]), torch.Generator().manual_seed(5))
+    y = m.one_hot([0, 1, 1, 0, 1])
+    xb = (x > 0.5).double()
+    # replay the step's random numbers to get the states it used
+    grads, st = up_down_grads(m, xb, y, 2, torch.Generator().manual_seed(5))
+    before = {n: p.detach().clone() for n, p in m.named_parameters()}
+    trainer.step(xb, y, lr, 0.0, 2)
+    after = dict(m.named_parameters())
+    for n in before:
+        assert torch.allclose(after[n] - before[n], lr * grads[n], atol=1e-12), n
+    for i in range(2):
+        rec, gen = m.recognition_weights()[i], m.generative_weights()[i]
+        assert not torch.allclose(rec, gen)
+        # the recognition weights moved by the sleep statistics, the generative by the wake ones
+        wake, sleep = st["wake"], st["sleep"]
+        d_gen = (wake[i] - torch.sigmoid(wake[i + 1] @ w0[i].T + before[f"lower.{i}.visible.bias"])).T @ wake[i + 1]
+        d_rec = sleep[i].T @ (sleep[i + 1] - torch.sigmoid(sleep[i] @ w0[i] + before[f"lower.{i}.hidden.bias"]))
+        assert torch.allclose(gen - w0[i], lr * d_gen / 5, atol=1e-12)
+        assert torch.allclose(rec - w0[i], lr * d_rec / 5, atol=1e-12)
+
+
+def test_up_down_grads_are_log_likelihood_gradients():
+    """Wake grads = d/dtheta mean log p(s_i | s_{i+1}); sleep grads = d/dtheta mean log q(s'_{i+1} | s'_i);
+    top grads = -d/dtheta [mean F(v_pos) - mean F(v_neg)], all by autograd on the returned states."""
+    m = tiny_model(2, sizes=(6, 4, 3, 5), n_labels=3, scale=0.7).untie_()
+    g = torch.Generator().manual_seed(0)
+    x = (torch.rand(9, 6, generator=g) < 0.4).double()
+    y = m.one_hot(torch.randint(0, 3, (9,), generator=g))
+    grads, st = up_down_grads(m, x, y, 3, g)
+    params = dict(m.named_parameters())
+
+    def bern_ll(s, logits):
+        return (s * logits - torch.nn.functional.softplus(logits)).sum(1).mean()
+
+    wake, sleep = st["wake"], st["sleep"]
+    for i, r in enumerate(m.lower):
+        ll = bern_ll(wake[i], wake[i + 1] @ r.W.T + r.visible.bias)
+        gw, gb = torch.autograd.grad(ll, [r.W, r.visible.bias])
+        assert torch.allclose(grads[f"lower.{i}.W"], gw, atol=1e-12)
+        assert torch.allclose(grads[f"lower.{i}.visible.bias"], gb, atol=1e-12)
+        ll = bern_ll(sleep[i + 1], sleep[i] @ m.rec_weights[i] + r.hidden.bias)
+        gw, gb = torch.autograd.grad(ll, [m.rec_weights[i], r.hidden.bias])
+        assert torch.allclose(grads[f"rec_weights.{i}"], gw, atol=1e-12)
+        assert torch.allclose(grads[f"lower.{i}.hidden.bias"], gb, atol=1e-12)
+    obj = m.top.free_energy(st["v_neg"][0]).mean() - m.top.free_energy(st["v_pos"][0]).mean()
+    top_names = [n for n in params if n.startswith("top.")]
+    auto = torch.autograd.grad(obj, [params[n] for n in top_names])
+    for n, a in zip(top_names, auto):
+        assert torch.allclose(grads[n], a, atol=1e-12), n
+    # the sleep pass starts at the features the Gibbs run ended on, and the labels of the
+    # negative phase are probabilities
+    assert torch.equal(sleep[-1], st["v_neg"][0][:, :3])
+    assert torch.allclose(st["v_neg"][0][:, 3:].sum(1), torch.ones(9, dtype=torch.float64))
+
+
+# -- classification ---------------------------------------------------------------------------
+def test_free_energy_classification_matches_enumeration():
+    m = tiny_model(3, sizes=(7, 5, 4, 6), n_labels=4, scale=1.0)
+    x = torch.rand(30, 7, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    f = torch.sigmoid(torch.sigmoid(x @ m.lower[0].W + m.lower[0].hidden.bias) @ m.lower[1].W + m.lower[1].hidden.bias)
+    expected = enumerated_label_posterior(m.top, f.detach(), 4)
+    assert torch.allclose(m.predict_proba(x), expected, atol=1e-12)
+    assert torch.equal(m.predict(x), expected.argmax(1))
+    # the classes are not all the same, so the test distinguishes labels
+    assert len(set(m.predict(x).tolist())) > 1
+
+
+def test_label_posterior_matches_the_joint_distribution_for_binary_features():
+    """For binary features, p(label | f) from the enumerated joint p(f, label) of the top RBM."""
+    m = tiny_model(4, sizes=(3, 5), n_labels=3)  # no lower layers: the data are the features
+    states, p = exact.visible_distribution(m.top)  # (3 * 2^3, 6)
+    f, lab = states[:, :3], states[:, 3:]
+    got = m.predict_proba(f)
+    for s in range(states.shape[0]):
+        same = (f == f[s]).all(1)
+        cond = (p[same].unsqueeze(1) * lab[same]).sum(0) / p[same].sum()
+        assert torch.allclose(got[s], cond, atol=1e-12)
+
+
+# -- generation ---------------------------------------------------------------------------------
+def _codes(v):
+    return (v.round().long() * (2 ** torch.arange(v.shape[1] - 1, -1, -1))).sum(1)
+
+
+@pytest.mark.parametrize("clamp", [None, 1])
+def test_top_gibbs_sampling_converges_to_exact_distribution(clamp):
+    """Total variation between many parallel chains and the enumerated top-level distribution
+    (joint over [features, label], or conditional on a clamped label) is below 3 times its
+    expected size for that many samples."""
+    m = tiny_model(5, sizes=(5, 4, 4), n_labels=3, scale=0.8).float()
+    states, p = exact.visible_distribution(m.top)  # (2^4 * 3, 7), float64
+    nf = 4
+    if clamp is not None:
+        keep = states[:, nf + clamp] == 1
+        states, p = states[keep], p[keep] / p[keep].sum()
+    g = torch.Generator().manual_seed(0)
+    n = 40000
+    pen = (torch.rand(n, nf, generator=g) < 0.5).float()
+    lab = m.one_hot([clamp if clamp is not None else 0] * n).float()
+    pen, lab, _, _ = m.gibbs_top(pen, lab, 30, g, clamp=clamp is not None)
+    if clamp is not None:
+        assert torch.all(lab.argmax(1) == clamp)
+    code = _codes(torch.cat([pen, lab], 1).double())
+    table = torch.full((2 ** states.shape[1],), -1, dtype=torch.long)
+    table[_codes(states)] = torch.arange(states.shape[0])
+    assert torch.all(table[code] >= 0)
+    counts = torch.bincount(table[code], minlength=states.shape[0]).double() / n
+    tv = 0.5 * float((counts - p).abs().sum())
+    bound = 3 * 0.5 * float(torch.sqrt(p * (1 - p) / n).sum())
+    assert tv < bound
+
+
+def test_generated_pixel_marginals_match_exact_class_conditional():
+    """sample(label=k) with one directed layer sends p(pen | h) of the chain's last top state
+    down as probabilities, so the mean generated image is E[sigmoid(p(pen | h) W^T + b) | k]
+    with h distributed as the top RBM's p(h | label k): enumerated exactly over (pen, h) and
+    compared within 5 standard errors."""
+    m = tiny_model(6, sizes=(5, 3, 4), n_labels=2, scale=1.0).float()
+    md = copy.deepcopy(m).double()
+    label = 1
+    nf = 3
+    hs = exact.all_binary(4)
+    fs = exact.all_binary(nf)
+    lab = torch.tensor([0.0, 1.0], dtype=torch.float64)
+    v = torch.cat([fs, lab.expand(fs.shape[0], -1)], 1)
+    with torch.no_grad():
+        e = torch.stack([md.top.energy(v, h.expand(v.shape[0], -1)) for h in hs], 1)  # (2^nf, 2^nh)
+        ph = torch.softmax(-e.flatten(), 0).reshape(e.shape).sum(0)  # p(h | label), (16,)
+        pen_prob = torch.sigmoid(hs @ md.top.W[:nf].T + md.top.visible.groups[0].bias)  # (16, nf)
+        expected = (ph.unsqueeze(1) * md.lower[0].mean_visible(pen_prob)).sum(0)  # (5,)
+    g = torch.Generator().manual_seed(1)
+    n = 20000
+    x = m.sample(n, label=label, steps=30, generator=g)
+    assert x.shape == (n, 5)
+    se = x.double().std(0) / math.sqrt(n)
+    assert torch.all((x.double().mean(0) - expected).abs() < 5 * se + 1e-6)
+
+
+def test_sample_frames_and_errors():
+    m = tiny_model(7, sizes=(4, 3, 3), n_labels=3).float()
+    g = torch.Generator().manual_seed(0)
+    x, labels, frames = m.sample(5, label=[0, 1, 2, 0, 1], steps=6, generator=g, frames_every=2, return_frames=True)
+    assert labels.tolist() == [0, 1, 2, 0, 1] and len(frames) == 3 and torch.equal(frames[-1], x)
+    with pytest.raises(DataError, match="label"):
+        m.sample(2, label=3, steps=1, generator=g)
+    with pytest.raises(ConfigError, match="steps"):
+        m.sample(2, label=1, steps=-1, generator=g)
+    with pytest.raises(ConfigError, match="Softmax"):
+        GenerativeDBN([], RBM(Joint([Bernoulli(3), Bernoulli(2)]), 4))
+    with pytest.raises(ConfigError, match="feature group"):
+        GenerativeDBN([RBM(4, 5)], RBM(Joint([Bernoulli(3), Softmax(2)]), 4))
+
+
+# -- the up-down algorithm on an exactly tractable DBN -----------------------------------------
+def exact_log_p(m: GenerativeDBN, x: torch.Tensor, y: torch.Tensor) -> float:
+    """Mean log p(x, y) of a DBN with one directed layer: sum over s1 of p(x | s1) p_top(s1, y)."""
+    md = copy.deepcopy(m).double()  # Module.double() works in place: keep the trained model as is
+    s1 = exact.all_binary(md.n_features)  # (S, n1)
+    log_z = exact.log_partition(md.top)
+    lab = torch.nn.functional.one_hot(y, md.n_labels).double()
+    with torch.no_grad():
+        # log p_top(s1, k) for every state s1 and label k: (S, n_labels)
+        eye = torch.eye(md.n_labels, dtype=torch.float64)
+        log_top = torch.stack([-md.top.free_energy(torch.cat([s1, eye[k].expand(s1.shape[0], -1)], 1)) - log_z
+                               for k in range(md.n_labels)], 1)
+        logits = s1 @ md.lower[0].W.T + md.lower[0].visible.bias  # (S, n0)
+        log_px = x.double() @ logits.T - torch.nn.functional.softplus(logits).sum(1)  # (batch, S)
+        return float(torch.logsumexp(log_px + (lab @ log_top.T), 1).mean())
+
+
+def _toy_data(n=200, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    protos = torch.tensor([[1, 1, 1, 0, 0, 0], [0, 0, 0, 1, 1, 1], [1, 0, 1, 0, 1, 0]], dtype=torch.float32)
+    y = torch.randint(0, 3, (n,), generator=g)
+    x = (protos[y] + (torch.rand(n, 6, generator=g) < 0.05).float()) % 2
+    return x, y
+
+
+def test_up_down_does_not_decrease_exact_log_probability():
+    """After brief greedy training, 200 up-down updates never lower the exact mean
+    log p(x, y) of the training data (checked after every epoch, tolerance 0.01 nats) and
+    raise it in the end. The model's directed layer has 2^5 states, summed exactly."""
+    x, y = _toy_data()
+    g = torch.Generator().manual_seed(0)
+    m = pretrain_generative(x, y, [6, 5, 8], RBMTrainConfig(epochs=3, batch_size=20, lr=0.1), generator=g, n_labels=3)
+    ll0 = exact_log_p(m, x, y)
+    lls = []
+    up_down(m, x, y, UpDownConfig(epochs=20, batch_size=20, lr=0.1, momentum=0.5, gibbs_steps=[3, 6, 10]),
+            generator=g, callback=lambda e, _: lls.append(exact_log_p(m, x, y)))
+    assert min(lls) > ll0 - 0.01
+    assert lls[-1] > ll0 + 0.05
+    assert lls[-1] < 0
+
+
+def test_resume_is_bit_exact(tmp_path):
+    x, y = _toy_data(60, seed=1)
+    base = tiny_model(8, sizes=(6, 4, 5), n_labels=3, scale=0.1).float()
+    cfg = UpDownConfig(epochs=3, batch_size=10, lr=0.05, momentum=0.5, gibbs_steps=[1, 2, 3])
+    straight = GenerativeDBN.from_config(base.config())
+    straight.load_state_dict(base.state_dict())
+    up_down(straight, x, y, cfg, generator=torch.Generator().manual_seed(3))
+
+    class Stop(Exception):
+        pass
+
+    def stop(epoch, metrics):
+        raise Stop
+
+    ckpt = tmp_path / "ud.ckpt.safetensors"
+    first = GenerativeDBN.from_config(base.config())
+    first.load_state_dict(base.state_dict())
+    with pytest.raises(Stop):
+        up_down(first, x, y, cfg, generator=torch.Generator().manual_seed(3), checkpoint=ckpt, callback=stop)
+    resumed = GenerativeDBN.from_config(base.config())
+    resumed.load_state_dict(base.state_dict())
+    hist = up_down(resumed, x, y, cfg, generator=torch.Generator().manual_seed(99), checkpoint=ckpt, resume=True)
+    assert len(hist) == 3
+    for (n, a), b in zip(straight.state_dict().items(), resumed.state_dict().values()):
+        assert torch.equal(a, b), n
+
+
+def test_save_load_keeps_recognition_and_generative_weights(tmp_path):
+    m = tiny_model(9, sizes=(6, 4, 3, 5), n_labels=3).float()
+    p = tmp_path / "tied.safetensors"
+    save_model(p, m)
+    back = load_model(p)
+    assert back.tied and not any(k.startswith("rec_weights") for k in back.state_dict())
+    m.untie_()
+    with torch.no_grad():
+        m.rec_weights[0].add_(0.5)
+    p2 = tmp_path / "untied.safetensors"
+    save_model(p2, m)
+    back = load_model(p2)
+    assert not back.tied
+    for a, b in zip(m.recognition_weights() + m.generative_weights(), back.recognition_weights() + back.generative_weights()):
+        assert torch.equal(a, b)
+    x = torch.rand(8, 6, generator=torch.Generator().manual_seed(0))
+    assert torch.equal(m.predict_proba(x), back.predict_proba(x))
+    assert not torch.allclose(back.recognition_weights()[0], back.generative_weights()[0])
+
+
+def test_bad_inputs_name_the_parameter():
+    m = tiny_model(10, sizes=(6, 4, 3), n_labels=3).float()
+    with pytest.raises(DataError, match="x must have 6 features"):
+        m.predict(torch.rand(2, 5))
+    with pytest.raises(ConfigError, match="gibbs_steps"):
+        UpDownConfig(gibbs_steps=[]).validate()
+    with pytest.raises(ConfigError, match="lr"):
+        UpDownConfig(lr=0).validate()
+    x, y = _toy_data(20)
+    with pytest.raises(DataError, match="y"):
+        up_down(m, x, y + 5, UpDownConfig(epochs=1, batch_size=10), generator=torch.Generator())
