@@ -7,10 +7,12 @@ The public API, bottom up:
 - ``train_rbm`` / ``RBMTrainConfig`` / ``pretrain_stack``: CD-k and PCD training, greedy stacking
 - ``DBN``: the stack; ``unroll`` / ``finetune``: discriminative fine-tuning
 - ``save_model`` / ``load_model``: safetensors + JSON, atomic, never pickle
+- ``ais_log_partition`` / ``rbm_log_likelihood`` / ``dbn_lower_bound``: AIS, log p(v), the DBN bound
 """
 
 __version__ = "0.1.0"
 
+from deepbelief.ais import ais_log_partition, dbn_lower_bound, rbm_log_likelihood
 from deepbelief.dbn import DBN
 from deepbelief.errors import ConfigError, DataError, DeepBeliefError, DivergenceError, ModelFileError
 from deepbelief.finetune import DeepClassifier, FinetuneConfig, finetune, unroll
@@ -24,4 +26,5 @@ __all__ = [
     "RBMTrainConfig", "train_rbm", "pretrain_stack", "make_generator", "DeepClassifier", "FinetuneConfig",
     "finetune", "unroll", "save_model", "load_model", "DeepBeliefError", "ConfigError", "DataError",
     "ModelFileError", "DivergenceError",
+    "ais_log_partition", "rbm_log_likelihood", "dbn_lower_bound",
 ]

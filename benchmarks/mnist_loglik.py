@@ -1,0 +1,255 @@
+"""Test log-likelihood of 500-hidden RBMs on binarised MNIST, and the 2-layer DBN bound.
+
+Reproduces the set-up of Salakhutdinov & Murray (2008), "On the quantitative analysis of
+deep belief networks": RBMs with 500 hidden units trained on the 60,000 stochastically
+binarised MNIST training images (seed 0) with CD-k and with PCD, their partition
+functions estimated by AIS (100 runs, 14,500 intermediate distributions by default),
+the average log-probability of the 10,000 test images; then a second RBM trained on the
+first one's hidden samples, and the variational lower bound of the 2-layer DBN. The
+paper: CD-1 -125.53, CD-3 -105.50, CD-25 -86.34 nats; DBN bound -85.97.
+
+The second RBM starts as the transpose of the first (W2 = W1^T, biases swapped), where
+the bound equals the RBM's log-likelihood exactly (Hinton, Osindero & Teh 2006); every
+improvement of the bound is then due to the second layer.
+
+    python benchmarks/mnist_loglik.py --quick                  # ~1 minute on a CPU
+    python benchmarks/mnist_loglik.py --device cuda --out results.json
+
+Writes a JSON of every figure (``--out``) and the figure ``docs/mnist_loglik.png``
+(log-likelihood against epochs and against the number of layers).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import platform
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "src"))
+
+from deepbelief.ais import ais_log_partition, dbn_lower_bound, rbm_log_likelihood  # noqa: E402
+from deepbelief.data import load_dataset  # noqa: E402
+from deepbelief.errors import resolve_device  # noqa: E402
+from deepbelief.rbm import RBM, batched  # noqa: E402
+from deepbelief.training import RBMTrainConfig, make_generator, train_rbm  # noqa: E402
+
+
+def default_data_dir() -> str:
+    here = ROOT.parent / "shared" / "data" / "mnist"
+    return str(here if here.is_dir() else Path("/work/shared/data/mnist"))
+
+
+def parse_models(text: str) -> list[tuple[str, int]]:
+    """'cd1,pcd1,cd25' -> [('cd', 1), ('pcd', 1), ('cd', 25)]."""
+    out = []
+    for tok in text.split(","):
+        tok = tok.strip().lower()
+        method = "pcd" if tok.startswith("pcd") else "cd" if tok.startswith("cd") else None
+        if method is None or not tok[len(method):].isdigit():
+            raise SystemExit(f"--models entries must look like cd1, cd25 or pcd1, got {tok!r}")
+        out.append((method, int(tok[len(method):])))
+    return out
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--device", default="auto", help="auto|cpu|cuda")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--data-dir", default=default_data_dir())
+    p.add_argument("--quick", action="store_true", help="a small version (about a minute on a CPU)")
+    p.add_argument("--out", default=None, help="write every measured figure as JSON here")
+    p.add_argument("--models", default="cd1,pcd1", help="first-layer RBMs to train, e.g. cd1,cd25,pcd1")
+    p.add_argument("--hidden", type=int, default=500)
+    p.add_argument("--epochs", type=int, default=None, help="epochs of every first-layer RBM (default 100)")
+    p.add_argument("--cd-epochs", type=int, default=None, help="epochs of CD models (default --epochs)")
+    p.add_argument("--batch-size", type=int, default=100)
+    p.add_argument("--lr", type=float, default=0.1, help="CD learning rate (momentum 0.5 -> 0.9)")
+    p.add_argument("--pcd-lr", type=float, default=0.02, help="PCD learning rate, annealed linearly to ~0")
+    p.add_argument("--weight-decay", type=float, default=2e-4)
+    p.add_argument("--layer2", type=int, default=784,
+                   help="hidden units of the second RBM (0: no DBN); 784 (the data's size) starts it as the "
+                        "transpose of the first, where the bound equals the RBM's log-likelihood")
+    p.add_argument("--layer2-epochs", type=int, default=None, help="default: half of --epochs")
+    p.add_argument("--ais-runs", type=int, default=100)
+    p.add_argument("--ais-betas", type=int, default=None, help="default: the paper's 14,500")
+    p.add_argument("--curve-betas", type=int, default=1000, help="AIS temperatures for the per-epoch curve")
+    p.add_argument("--curve-points", type=int, default=8, help="AIS evaluations during each training run")
+    p.add_argument("--bound-samples", type=int, default=10)
+    p.add_argument("--train-size", type=int, default=None, help="use the first N training images")
+    p.add_argument("--figure", default=None,
+                   help="PNG to write (default docs/mnist_loglik.png; none with --quick); '' for none")
+    args = p.parse_args(argv)
+
+    if args.figure is None:
+        args.figure = "" if args.quick else str(ROOT / "docs" / "mnist_loglik.png")
+    if args.quick:
+        args.epochs = args.epochs or 2
+        args.train_size = args.train_size or 6000
+        args.hidden = 100 if args.hidden == 500 else args.hidden
+        args.ais_runs = min(args.ais_runs, 50)
+        args.ais_betas = args.ais_betas or 1000
+        args.curve_betas = min(args.curve_betas, 200)
+        args.curve_points = min(args.curve_points, 2)
+    epochs = args.epochs or 100
+    cd_epochs = args.cd_epochs or epochs
+    l2_epochs = args.layer2_epochs if args.layer2_epochs is not None else max(1, epochs // 2)
+    dev = resolve_device(args.device)
+    started = time.perf_counter()
+
+    ds = load_dataset("mnist-binarized", data_dir=args.data_dir, download=False)
+    x_train = ds.x_train.to(dev)
+    if args.train_size:
+        x_train = x_train[: args.train_size]
+    x_test = ds.x_test.to(dev)
+    print(f"binarised MNIST: train {tuple(x_train.shape)}, test {tuple(x_test.shape)}, device {dev}")
+    gen = make_generator(args.seed, dev)
+
+    def ais(rbm, base, betas):
+        return ais_log_partition(rbm, n_runs=args.ais_runs, betas=betas, base_data=base, generator=gen)
+
+    results = {"models": {}}
+    best = None
+    for method, k in parse_models(args.models):
+        name = f"{method.upper()}-{k}"
+        n_ep = cd_epochs if method == "cd" else epochs
+        cfg = RBMTrainConfig(epochs=n_ep, batch_size=args.batch_size, weight_decay=args.weight_decay,
+                             method=method, k=k)
+        if method == "pcd":
+            # Tieleman (2008): a small learning rate decayed towards zero keeps the
+            # persistent chains close to the model's distribution
+            cfg.lr, cfg.lr_final, cfg.n_chains = args.pcd_lr, args.pcd_lr / 100, args.batch_size
+        else:
+            cfg.lr = args.lr
+        rbm = RBM(x_train.shape[1], args.hidden, generator=gen)
+        curve = []
+        curve_s = [0.0]
+        every = max(1, n_ep // max(1, args.curve_points))
+
+        def on_epoch(epoch, m, rbm=rbm, curve=curve, n_ep=n_ep, every=every, name=name, curve_s=curve_s):
+            if (epoch + 1) % every == 0 and epoch + 1 < n_ep:
+                t = time.perf_counter()
+                res = ais(rbm, x_train, args.curve_betas)
+                curve.append({"epoch": epoch + 1, "test_loglik": rbm_log_likelihood(rbm, x_test, res),
+                              "ais_betas": args.curve_betas})
+                print(f"  {name} epoch {epoch + 1}: test log-lik {curve[-1]['test_loglik']:.2f} "
+                      f"(AIS {args.curve_betas} temperatures), recon {m['recon_error']:.2f}", flush=True)
+                curve_s[0] += time.perf_counter() - t
+
+        t0 = time.perf_counter()
+        train_rbm(rbm, x_train, cfg, generator=gen, callback=on_epoch)
+        if dev.type == "cuda":
+            torch.cuda.synchronize()
+        train_s = time.perf_counter() - t0 - curve_s[0]  # the curve's AIS runs are not training
+        res = ais(rbm, x_train, args.ais_betas)
+        ll = rbm_log_likelihood(rbm, x_test, res)
+        ll_train = rbm_log_likelihood(rbm, x_train[:10000], res)
+        curve.append({"epoch": n_ep, "test_loglik": ll, "ais_betas": res.n_betas})
+        down, up = res.uncertainty
+        print(f"{name}: {n_ep} epochs in {train_s:.1f}s; log Z {res.log_z:.2f} (+{up:.2f}/-{down:.2f}, ESS "
+              f"{res.ess:.1f}, {res.seconds:.1f}s); test log-lik {ll:.2f} nats, train {ll_train:.2f}", flush=True)
+        results["models"][name] = {
+            "method": method, "k": k, "epochs": n_ep, "lr": cfg.lr, "lr_final": cfg.lr_final,
+            "train_seconds": train_s, "curve_ais_seconds": curve_s[0], "log_z": res.log_z, "log_z_low": res.log_z_low, "log_z_high": res.log_z_high,
+            "ess": res.ess, "ais_runs": res.n_runs, "ais_betas": res.n_betas, "ais_seconds": res.seconds,
+            "test_loglik": ll, "test_loglik_low": ll - up, "test_loglik_high": ll + down,
+            "train_loglik_first10k": ll_train, "curve": curve,
+        }
+        if best is None or ll > results["models"][best[0]]["test_loglik"]:
+            best = (name, rbm, cfg)
+
+    if args.layer2 and best is not None:
+        name, rbm1, cfg1 = best
+        # one binary sample of Q(h1 | v) per training image: the data the top RBM should model
+        with torch.no_grad():
+            h1 = batched(lambda v: rbm1.sample_hidden(v, gen), x_train)
+        rbm2 = RBM(args.hidden, args.layer2, generator=gen)
+        transposed = args.layer2 == rbm1.n_visible
+        if transposed:  # start where the bound equals the RBM's log-likelihood
+            with torch.no_grad():
+                rbm2.W.copy_(rbm1.W.T)
+                rbm2.visible.bias.copy_(rbm1.hidden.bias)
+                rbm2.hidden.bias.copy_(rbm1.visible.bias)
+        cfg2 = RBMTrainConfig(**{**cfg1.__dict__, "epochs": l2_epochs, "init_visible_bias": not transposed})
+        t0 = time.perf_counter()
+        train_rbm(rbm2, h1, cfg2, generator=gen)
+        if dev.type == "cuda":
+            torch.cuda.synchronize()
+        train_s = time.perf_counter() - t0
+        with torch.no_grad():
+            base = batched(rbm1.mean_hidden, x_train)
+        res2 = ais(rbm2, base, args.ais_betas)
+        bound = dbn_lower_bound([rbm1, rbm2], x_test, res2, n_samples=args.bound_samples, generator=gen)
+        down, up = res2.uncertainty
+        rbm_ll = results["models"][name]["test_loglik"]
+        print(f"DBN {name}({args.hidden})-{cfg1.method.upper()}-{cfg1.k}({args.layer2}): layer 2 {l2_epochs} epochs "
+              f"in {train_s:.1f}s; top log Z {res2.log_z:.2f} (+{up:.2f}/-{down:.2f}, ESS {res2.ess:.1f}); "
+              f"test bound {bound.value:.2f} nats (MC s.e. {bound.stderr:.3f}) vs RBM {rbm_ll:.2f}", flush=True)
+        results["dbn"] = {
+            "layer1": name, "layer2_hidden": args.layer2, "layer2_epochs": l2_epochs, "layer2_init_transposed": transposed,
+            "train_seconds": train_s, "top_log_z": res2.log_z, "top_log_z_low": res2.log_z_low,
+            "top_log_z_high": res2.log_z_high, "ess": res2.ess, "ais_seconds": res2.seconds,
+            "test_bound": bound.value, "test_bound_stderr": bound.stderr, "bound_samples": bound.n_samples,
+            "test_bound_low": bound.value - up - 3 * bound.stderr, "test_bound_high": bound.value + down + 3 * bound.stderr,
+            "rbm_test_loglik": rbm_ll, "improvement": bound.value - rbm_ll,
+        }
+
+    results["total_seconds"] = time.perf_counter() - started
+    results["machine"] = {
+        "torch": torch.__version__, "device": str(dev),
+        "device_name": torch.cuda.get_device_name(dev) if dev.type == "cuda" else platform.processor() or "cpu",
+        "threads": torch.get_num_threads(), "python": platform.python_version(),
+        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "command": " ".join([sys.executable] + sys.argv),
+    }
+    results["args"] = vars(args)
+    print(f"total {results['total_seconds']:.1f}s")
+    if args.out:
+        Path(args.out).write_text(json.dumps(results, indent=2, default=str))
+    if args.figure:
+        plot(results, args.figure)
+    return 0
+
+
+def plot(results: dict, path: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 4))
+    for name, m in results["models"].items():
+        ep = [c["epoch"] for c in m["curve"]]
+        ax1.plot(ep, [c["test_loglik"] for c in m["curve"]], marker="o", label=name)
+    ax1.axhline(-86.34, color="grey", ls=":", label="paper CD-25 (-86.34)")
+    ax1.set_xlabel("training epochs")
+    ax1.set_ylabel("test log-likelihood (nats)")
+    ax1.set_title("RBM, binarised MNIST (AIS)")
+    ax1.legend(fontsize=8)
+    if "dbn" in results:
+        d = results["dbn"]
+        ys = [d["rbm_test_loglik"], d["test_bound"]]
+        lo = [d["rbm_test_loglik"] - results["models"][d["layer1"]]["test_loglik_low"], d["test_bound"] - d["test_bound_low"]]
+        hi = [results["models"][d["layer1"]]["test_loglik_high"] - d["rbm_test_loglik"], d["test_bound_high"] - d["test_bound"]]
+        ax2.errorbar([1, 2], ys, yerr=[lo, hi], marker="o", capsize=4)
+        ax2.axhline(-85.97, color="grey", ls=":", label="paper 2-layer bound (-85.97)")
+        ax2.set_xticks([1, 2], ["1 (RBM, log p)", "2 (DBN, bound)"])
+        ax2.legend(fontsize=8)
+    ax2.set_xlabel("layers")
+    ax2.set_ylabel("test log-likelihood / lower bound (nats)")
+    ax2.set_title("adding a layer")
+    fig.tight_layout()
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    print(f"wrote {path}")
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
