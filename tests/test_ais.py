@@ -269,4 +269,5 @@ def test_bad_arguments_name_the_parameter():
         rbm_log_likelihood(r, binary_data(3, 10), "big")
     with pytest.raises(ConfigError, match="n_samples"):
         dbn_lower_bound(two_layer(), exact.all_binary(6), 0.0, n_samples=0)
-    assert isinstance(ais_log_partition(r, n_runs=2, betas=3), AISResult)
+    res = ais_log_partition(r, n_runs=2, betas=3)
+    assert isinstance(res, AISResult) and res.over == "visible"  # auto: binary visible units
