@@ -47,7 +47,7 @@ from typing import Callable, Sequence
 import torch
 from torch import Tensor
 
-from deepbelief.errors import ConfigError, DataError, check_choice, check_int
+from deepbelief.errors import ConfigError, check_choice, check_int
 from deepbelief.units import Units
 
 #: the paper's schedule: steps of 1e-3 up to 0.5, 1e-4 up to 0.9, 1e-5 up to 1
@@ -414,14 +414,6 @@ def top_base_data(dbn, data: Tensor, batch_size: int = 4096) -> Tensor:
         for r in rbms[:-1]:
             x = batched(r.mean_hidden, x, batch_size)
     return x
-
-
-def check_binary(name: str, x: Tensor) -> None:
-    """Raise DataError unless ``x`` holds only 0 and 1 (log-likelihoods of Bernoulli RBMs)."""
-    if x.numel() and not bool(((x == 0) | (x == 1)).all()):
-        raise DataError(f"{name} must be binary (0/1) for a log-likelihood under Bernoulli units, got "
-                        f"values in [{float(x.min()):g}, {float(x.max()):g}] that are not all 0 or 1; "
-                        "binarise it first (e.g. --dataset mnist-binarized)")
 
 
 def model_rbms(model) -> list:
