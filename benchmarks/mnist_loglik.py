@@ -80,6 +80,9 @@ def main(argv=None) -> int:
     p.add_argument("--layer2", type=int, default=784,
                    help="hidden units of the second RBM (0: no DBN); 784 (the data's size) starts it as the "
                         "transpose of the first, where the bound equals the RBM's log-likelihood")
+    p.add_argument("--layer3", type=int, default=0,
+                   help="hidden units of an optional third RBM (0: none); the second RBM's input size (500) "
+                        "starts it as the transpose of the second, where the 3-layer bound equals the 2-layer one")
     p.add_argument("--layer2-lr", type=float, default=0.005,
                    help="learning rate of the second RBM, annealed linearly to 1/100 of it (small: the "
                         "transposed start is already good, large noisy steps lower the bound)")
@@ -222,6 +225,39 @@ def main(argv=None) -> int:
             "test_bound_low": bound.value - up - 3 * bound.stderr, "test_bound_high": bound.value + down + 3 * bound.stderr,
             "rbm_test_loglik": rbm_ll, "improvement": bound.value - rbm_ll,
         }
+        if args.layer3:
+            # the same construction one level up: h2 ~ Q(h2 | h1) for the third RBM's data
+            with torch.no_grad():
+                h2 = batched(lambda h: rbm2.sample_hidden(h, gen), h1)
+            rbm3 = RBM(args.layer2, args.layer3, generator=gen)
+            transposed3 = args.layer3 == rbm2.n_visible
+            if transposed3:
+                with torch.no_grad():
+                    rbm3.W.copy_(rbm2.W.T)
+                    rbm3.visible.bias.copy_(rbm2.hidden.bias)
+                    rbm3.hidden.bias.copy_(rbm2.visible.bias)
+            cfg3 = RBMTrainConfig(**{**cfg2.__dict__, "init_visible_bias": not transposed3})
+            t0 = time.perf_counter()
+            train_rbm(rbm3, h2, cfg3, generator=gen)
+            if dev.type == "cuda":
+                torch.cuda.synchronize()
+            train3_s = time.perf_counter() - t0
+            with torch.no_grad():
+                base3 = batched(rbm2.mean_hidden, base)
+            res3 = ais(rbm3, base3, args.ais_betas)
+            bound3 = dbn_lower_bound([rbm1, rbm2, rbm3], x_test, res3, n_samples=args.bound_samples, generator=gen)
+            down3, up3 = res3.uncertainty
+            print(f"3-layer DBN (third RBM {args.layer3} units, {l2_epochs} epochs in {train3_s:.1f}s): top log Z "
+                  f"{res3.log_z:.2f} (+{up3:.2f}/-{down3:.2f}, ESS {res3.ess:.1f}); test bound {bound3.value:.2f} "
+                  f"nats (MC s.e. {bound3.stderr:.3f}) vs 2 layers {bound.value:.2f}", flush=True)
+            results["dbn3"] = {
+                "layer3_hidden": args.layer3, "layer3_epochs": l2_epochs, "layer3_init_transposed": transposed3,
+                "train_seconds": train3_s, "top_log_z": res3.log_z, "top_log_z_low": res3.log_z_low,
+                "top_log_z_high": res3.log_z_high, "ess": res3.ess, "ais_seconds": res3.seconds,
+                "test_bound": bound3.value, "test_bound_stderr": bound3.stderr,
+                "test_bound_low": bound3.value - up3 - 3 * bound3.stderr,
+                "test_bound_high": bound3.value + down3 + 3 * bound3.stderr,
+            }
 
     results["total_seconds"] = time.perf_counter() - started
     results["machine"] = {
@@ -271,12 +307,20 @@ def plot(results: dict, path: str) -> None:
         ys = [d["rbm_test_loglik"], d["test_bound"]]
         lo = [d["rbm_test_loglik"] - results["models"][d["layer1"]]["test_loglik_low"], d["test_bound"] - d["test_bound_low"]]
         hi = [results["models"][d["layer1"]]["test_loglik_high"] - d["rbm_test_loglik"], d["test_bound_high"] - d["test_bound"]]
+        xs, ticks = [1, 2], ["1 (RBM, log p)", "2 (DBN, bound)"]
+        if "dbn3" in results:
+            d3 = results["dbn3"]
+            ys.append(d3["test_bound"])
+            lo.append(d3["test_bound"] - d3["test_bound_low"])
+            hi.append(d3["test_bound_high"] - d3["test_bound"])
+            xs.append(3)
+            ticks.append("3 (DBN, bound)")
         finite = [[e if math.isfinite(e) else float("nan") for e in row] for row in (lo, hi)]
-        ax2.errorbar([1, 2], ys, yerr=finite, marker="o", capsize=4)
-        for x, y in zip([1, 2], ys):
+        ax2.errorbar(xs, ys, yerr=finite, marker="o", capsize=4)
+        for x, y in zip(xs, ys):
             ax2.annotate(f"{y:.2f}", (x, y), textcoords="offset points", xytext=(8, 4), fontsize=8)
         ax2.axhline(-85.97, color="grey", ls=":", label="paper 2-layer bound (-85.97)")
-        ax2.set_xticks([1, 2], ["1 (RBM, log p)", "2 (DBN, bound)"])
+        ax2.set_xticks(xs, ticks)
         ax2.legend(fontsize=8)
     ax2.set_xlabel("layers")
     ax2.set_ylabel("test log-likelihood / lower bound (nats)")
