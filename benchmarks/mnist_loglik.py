@@ -73,6 +73,8 @@ def main(argv=None) -> int:
     p.add_argument("--batch-size", type=int, default=100)
     p.add_argument("--lr", type=float, default=0.1, help="CD learning rate (momentum 0.5 -> 0.9)")
     p.add_argument("--pcd-lr", type=float, default=0.02, help="PCD learning rate, annealed linearly to ~0")
+    p.add_argument("--pcd-momentum", type=float, default=0.5,
+                   help="PCD momentum, kept all along (a pilot with lr 0.02 diverged after switching to 0.9)")
     p.add_argument("--pcd-from-cd", action=argparse.BooleanOptionalAction, default=True,
                    help="start PCD from the CD model trained before it in --models (as the paper raised k "
                         "during training); --no-pcd-from-cd trains PCD from scratch")
@@ -142,6 +144,7 @@ def main(argv=None) -> int:
             # Tieleman (2008): a small learning rate decayed towards zero keeps the
             # persistent chains close to the model's distribution
             cfg.lr, cfg.lr_final, cfg.n_chains = args.pcd_lr, args.pcd_lr / 100, args.batch_size
+            cfg.momentum = cfg.final_momentum = args.pcd_momentum
         else:
             cfg.lr = args.lr
         rbm = RBM(x_train.shape[1], args.hidden, generator=gen)
