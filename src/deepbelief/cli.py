@@ -78,6 +78,8 @@ def _recipe_from_args(args):
         recipe.dataset = args.dataset
         if args.dataset != "digits" and args.recipe == "default":
             recipe.n_valid = 10_000 if "mnist" in args.dataset else recipe.n_valid
+    if args.layers is not None:
+        recipe.layer_overrides = recipe.layer_overrides[: len(args.layers)]
     for flag, field in (("layers", "layers"), ("visible", "visible"), ("hidden", "hidden"),
                         ("retrain_all", "retrain_all")):
         if getattr(args, flag) is not None:

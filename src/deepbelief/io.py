@@ -93,15 +93,12 @@ def load_tensors(path, *, device: str | torch.device = "cpu") -> tuple[dict[str,
         head = fh.read(8)
     if len(head) < 8:
         raise ModelFileError(f"model file {str(path)!r} is truncated ({size} bytes): not a safetensors file")
-    if head[:1] == b"\x80" or head[:2] in (b"PK",):
-        raise ModelFileError(
-            f"model file {str(path)!r} looks like a pickle/zip payload, not safetensors; "
-            "deepbelief never unpickles files"
-        )
     n = int.from_bytes(head, "little")
     if n <= 0 or n > min(size - 8, 100_000_000):
+        kind = " (it looks like a pickle/torch.save payload, which is never loaded)" if head[:1] == b"\x80" or \
+            head[:2] == b"PK" else ""
         raise ModelFileError(
-            f"model file {str(path)!r} is not a valid safetensors file (header length {n}, file size {size})"
+            f"model file {str(path)!r} is not a valid safetensors file (header length {n}, file size {size}){kind}"
         )
     try:
         with safe_open(str(path), framework="pt", device=str(device)) as f:

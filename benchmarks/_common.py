@@ -1,0 +1,60 @@
+"""Shared plumbing of the benchmark scripts: arguments, machine description, JSON output."""
+
+from __future__ import annotations
+
+import argparse
+import datetime as _dt
+import json
+import os
+import platform
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "src"))  # run from a checkout without installing
+
+
+def default_data_dir() -> str | None:
+    for c in (ROOT.parent / "shared" / "data" / "mnist", Path("/work/shared/data/mnist")):
+        if c.exists():
+            return str(c)
+    return None
+
+
+def parser(description: str) -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=description)
+    p.add_argument("--device", default="auto", help="auto|cpu|cuda")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--data-dir", default=default_data_dir())
+    p.add_argument("--quick", action="store_true", help="a small version that runs in about a minute")
+    p.add_argument("--out", default=None, help="write the measured figures as JSON here")
+    return p
+
+
+def machine_info(device: str | None = None) -> dict:
+    import torch
+
+    info = {
+        "date": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "command": " ".join([Path(sys.argv[0]).name] + sys.argv[1:]),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "cpu_threads": torch.get_num_threads(),
+        "cpu_count": os.cpu_count(),
+        "machine": platform.machine(),
+    }
+    if device is not None and str(device).startswith("cuda") and torch.cuda.is_available():
+        info["device_name"] = torch.cuda.get_device_name()
+    else:
+        info["device_name"] = f"CPU ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
+    return info
+
+
+def write_json(path: str | None, payload: dict) -> None:
+    if not path:
+        return
+    from deepbelief.io import atomic_write_bytes
+
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_bytes(path, json.dumps(payload, indent=2, default=str).encode())
+    print(f"wrote {path}")

@@ -1,0 +1,28 @@
+"""Shared fixtures: where the project's copy of MNIST lives (tests never download)."""
+
+from pathlib import Path
+
+import pytest
+
+_CANDIDATES = [
+    Path(__file__).resolve().parents[1].parent / "shared" / "data" / "mnist",
+    Path("/work/shared/data/mnist"),
+]
+
+
+def mnist_dir() -> Path | None:
+    for c in _CANDIDATES:
+        if (c / "train-images-idx3-ubyte.gz").exists():
+            return c
+    return None
+
+
+@pytest.fixture(scope="session")
+def mnist():
+    """The MNIST Dataset from ../shared/data/mnist (skips if the copy is absent)."""
+    d = mnist_dir()
+    if d is None:
+        pytest.skip("MNIST copy not found at ../shared/data/mnist")
+    from deepbelief.data import load_dataset
+
+    return load_dataset("mnist", data_dir=d, download=False)

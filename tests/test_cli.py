@@ -1,0 +1,65 @@
+"""The command line, end to end on the embedded digits (seconds)."""
+
+import json
+
+import pytest
+
+from deepbelief.cli import main
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    d = tmp_path_factory.mktemp("cli")
+    out = d / "m.safetensors"
+    rc = main(["train", "--epochs", "8", "--finetune-epochs", "8", "--layers", "32", "-o", str(out),
+               "--metrics-json", str(d / "metrics.json"), "--quiet", "--device", "cpu"])
+    assert rc == 0
+    return d, out
+
+
+def test_train_writes_models_and_metrics(trained):
+    d, out = trained
+    assert out.exists() and (d / "m.dbn.safetensors").exists()
+    metrics = json.loads((d / "metrics.json").read_text())
+    assert 0.0 <= metrics["test_error"] < 0.5
+    assert metrics["recipe"]["layers"] == [32]
+
+
+def test_evaluate_reproduces_the_recorded_test_error(trained, capsys):
+    d, out = trained
+    metrics = json.loads((d / "metrics.json").read_text())
+    assert main(["evaluate", str(out), "--device", "cpu"]) == 0
+    text = capsys.readouterr().out
+    assert f"{100 * metrics['test_error']:.2f}%" in text
+
+
+def test_show_filters_writes_a_png(trained):
+    d, out = trained
+    png = d / "f.png"
+    assert main(["show-filters", str(d / "m.dbn.safetensors"), "-o", str(png), "--n", "16"]) == 0
+    data = png.read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n"
+    import struct
+
+    w, h = struct.unpack(">II", data[16:24])
+    # 16 tiles of 8x8 in a 4x4 grid with 1-pixel padding, enlarged 2x
+    assert (w, h) == (2 * (4 * 9 + 1), 2 * (4 * 9 + 1))
+
+
+def test_train_from_toml_config(tmp_path):
+    cfg = tmp_path / "run.toml"
+    cfg.write_text('layers = [16]\n[rbm]\nepochs = 1\nbatch_size = 20\n[finetune]\nepochs = 1\nbatch_size = 20\n')
+    out = tmp_path / "t.safetensors"
+    assert main(["train", "--config", str(cfg), "-o", str(out), "--quiet", "--device", "cpu"]) == 0
+    from deepbelief.io import read_metadata
+
+    meta = read_metadata(out)
+    assert meta["recipe"]["layers"] == [16] and meta["recipe"]["rbm"]["epochs"] == 1
+
+
+def test_bad_arguments_give_one_line_errors(tmp_path, capsys):
+    assert main(["train", "--recipe", "nope", "-o", str(tmp_path / "x.safetensors")]) == 2
+    err = capsys.readouterr().err
+    assert "recipe must be one of" in err and "'nope'" in err
+    assert main(["evaluate", str(tmp_path / "missing.safetensors")]) == 2
+    assert "does not exist" in capsys.readouterr().err
