@@ -13,7 +13,7 @@ the bound equals the RBM's log-likelihood exactly (Hinton, Osindero & Teh 2006);
 improvement of the bound is then due to the second layer.
 
     python benchmarks/mnist_loglik.py --quick                  # ~1 minute on a CPU
-    python benchmarks/mnist_loglik.py --device cuda --out results.json
+    python benchmarks/mnist_loglik.py --device cuda --out benchmarks/results/mnist_loglik_gpu.json
 
 Writes a JSON of every figure (``--out``) and the figure ``docs/mnist_loglik.png``
 (log-likelihood against epochs and against the number of layers).
@@ -22,29 +22,21 @@ Writes a JSON of every figure (``--out``) and the figure ``docs/mnist_loglik.png
 from __future__ import annotations
 
 import argparse
-import datetime
-import json
 import math
-import platform
 import sys
 import time
 from pathlib import Path
 
 import torch
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "src"))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import ROOT, machine_info, parser, write_json  # noqa: E402  (puts src/ on the path)
 
 from deepbelief.ais import ais_log_partition, dbn_lower_bound, rbm_log_likelihood  # noqa: E402
 from deepbelief.data import load_dataset  # noqa: E402
 from deepbelief.errors import resolve_device  # noqa: E402
 from deepbelief.rbm import RBM, batched  # noqa: E402
 from deepbelief.training import RBMTrainConfig, make_generator, train_rbm  # noqa: E402
-
-
-def default_data_dir() -> str:
-    here = ROOT.parent / "shared" / "data" / "mnist"
-    return str(here if here.is_dir() else Path("/work/shared/data/mnist"))
 
 
 def parse_models(text: str) -> list[tuple[str, int]]:
@@ -60,12 +52,8 @@ def parse_models(text: str) -> list[tuple[str, int]]:
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--device", default="auto", help="auto|cpu|cuda")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--data-dir", default=default_data_dir())
-    p.add_argument("--quick", action="store_true", help="a small version (about a minute on a CPU)")
-    p.add_argument("--out", default=None, help="write every measured figure as JSON here")
+    p = parser(__doc__)
+    p.formatter_class = argparse.RawDescriptionHelpFormatter
     p.add_argument("--models", default="cd1,pcd1", help="first-layer RBMs to train, e.g. cd1,cd25,pcd1")
     p.add_argument("--hidden", type=int, default=500)
     p.add_argument("--epochs", type=int, default=None, help="epochs of PCD models (default 150)")
@@ -263,17 +251,10 @@ def main(argv=None) -> int:
             }
 
     results["total_seconds"] = time.perf_counter() - started
-    results["machine"] = {
-        "torch": torch.__version__, "device": str(dev),
-        "device_name": torch.cuda.get_device_name(dev) if dev.type == "cuda" else platform.processor() or "cpu",
-        "threads": torch.get_num_threads(), "python": platform.python_version(),
-        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "command": " ".join([sys.executable] + sys.argv),
-    }
+    results["machine"] = {**machine_info(str(dev)), "device": str(dev)}
     results["args"] = vars(args)
     print(f"total {results['total_seconds']:.1f}s")
-    if args.out:
-        Path(args.out).write_text(json.dumps(_clean(results), indent=2, default=str))
+    write_json(args.out, _clean(results))  # atomic
     if args.figure:
         plot(results, args.figure)
     return 0
