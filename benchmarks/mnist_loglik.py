@@ -79,8 +79,8 @@ def main(argv=None) -> int:
     p.add_argument("--layer2-epochs", type=int, default=None, help="epochs of the second RBM (default 60)")
     p.add_argument("--ais-runs", type=int, default=100)
     p.add_argument("--ais-betas", type=int, default=None, help="default: the paper's 14,500")
-    p.add_argument("--curve-betas", type=int, default=1000, help="AIS temperatures for the per-epoch curve")
-    p.add_argument("--curve-points", type=int, default=8, help="AIS evaluations during each training run")
+    p.add_argument("--curve-betas", type=int, default=5000, help="AIS temperatures for the per-epoch curve")
+    p.add_argument("--curve-points", type=int, default=4, help="AIS evaluations during each training run")
     p.add_argument("--bound-samples", type=int, default=10)
     p.add_argument("--train-size", type=int, default=None, help="use the first N training images")
     p.add_argument("--figure", default=None,
@@ -284,7 +284,8 @@ def plot(results: dict, path: str) -> None:
     ax1.axhline(-86.34, color="grey", ls=":", label="paper CD-25 (-86.34)")
     ax1.set_xlabel("training epochs (PCD continues from CD where marked +)")
     ax1.set_ylabel("test log-likelihood (nats)")
-    ax1.set_title("RBM, binarised MNIST (AIS)")
+    ax1.set_title(f"RBM, binarised MNIST (AIS; inner points {results['args']['curve_betas']} temperatures)",
+                  fontsize=9)
     ax1.legend(fontsize=8)
     if "dbn" in results:
         d = results["dbn"]
