@@ -9,11 +9,14 @@ The public API, bottom up:
 - ``GenerativeDBN`` / ``pretrain_generative`` / ``up_down``: labels in the top RBM,
   free-energy classification, generation, contrastive wake-sleep (HOT 2006)
 - ``save_model`` / ``load_model``: safetensors + JSON, atomic, never pickle
+- ``ais_log_partition`` / ``rbm_log_likelihood`` / ``dbn_lower_bound``: AIS, log p(v), the DBN bound
 """
 
 __version__ = "0.1.0"
 
 from deepbelief.dbn import DBN, GenerativeDBN, pretrain_generative
+
+from deepbelief.ais import ais_log_partition, dbn_lower_bound, rbm_log_likelihood
 from deepbelief.errors import ConfigError, DataError, DeepBeliefError, DivergenceError, ModelFileError
 from deepbelief.finetune import DeepClassifier, FinetuneConfig, finetune, unroll
 from deepbelief.io import load_model, save_model
@@ -28,4 +31,6 @@ __all__ = [
     "finetune", "unroll", "save_model", "load_model", "DeepBeliefError", "ConfigError", "DataError",
     "ModelFileError", "DivergenceError",
     "GenerativeDBN", "pretrain_generative", "UpDownConfig", "up_down",
+
+    "ais_log_partition", "rbm_log_likelihood", "dbn_lower_bound",
 ]

@@ -143,3 +143,58 @@ def log_likelihood_grad(rbm, data: Tensor) -> dict[str, Tensor]:
 def all_binary(n: int) -> Tensor:
     """{0,1}^n as a float64 tensor, shape (2^n, n) (itertools order)."""
     return torch.tensor(list(itertools.product([0.0, 1.0], repeat=n)), dtype=torch.float64)
+
+
+# -- Deep Belief Networks: exact log p(v) and the exact variational bound ----------------
+def _log_cond_matrix(units, u: Tensor, x: Tensor) -> Tensor:
+    """log p(u_i | x_s) for every pair, shape (n_u, n_x): -E(u) + s(u) . x + F(x)."""
+    return -units.energy(u)[:, None] + units.scale(u) @ x.T + units.free_energy(x)[None, :]
+
+
+def _dbn_rbms(dbn):
+    rbms = list(dbn.rbms) if hasattr(dbn, "rbms") else list(dbn)
+    if not rbms:
+        raise ConfigError("dbn must hold at least one RBM, got []")
+    return [_double(r) for r in rbms]
+
+
+@torch.no_grad()
+def dbn_log_prob(dbn, v: Tensor) -> Tensor:
+    """Exact log p(v) of a tiny DBN, shape (batch,), float64.
+
+    The top RBM defines p(h_{L-1}) = exp(-F_top(h_{L-1})) / Z_top; each lower RBM the
+    directed conditional p(h_{l-1} | h_l) (its visible conditional). The marginal of each
+    layer is enumerated top-down: log p(h_{l-1}) = logsumexp_{h_l} [log p(h_{l-1} | h_l)
+    + log p(h_l)] (Hinton, Osindero & Teh 2006). Hidden layers must be small and discrete.
+    """
+    rbms = _dbn_rbms(dbn)
+    top = rbms[-1]
+    states = layer_states(top.visible, device=top.W.device)
+    logp = -top.free_energy(states) - log_partition(top)  # (S,)
+    for i in range(len(rbms) - 2, -1, -1):
+        r = rbms[i]
+        below = v.to(torch.float64) if i == 0 else layer_states(r.visible, device=r.W.device)
+        logp = torch.logsumexp(_log_cond_matrix(r.visible, below, r.visible_input(states)) + logp[None, :], dim=1)
+        states = below
+    return logp
+
+
+@torch.no_grad()
+def dbn_variational_bound(dbn, v: Tensor) -> Tensor:
+    """The exact variational lower bound of ``ais.dbn_lower_bound``, by enumeration: (batch,).
+
+    B(v) = sum_{h_1} Q(h_1 | v) [log p(v | h_1) - log Q(h_1 | v) + B_2(h_1)], recursively
+    up the stack, with B_{L-1}(h) = log p_top(h), the top RBM's exact marginal.
+    """
+    rbms = _dbn_rbms(dbn)
+    top = rbms[-1]
+    states = layer_states(top.visible, device=top.W.device)
+    bound = -top.free_energy(states) - log_partition(top)  # (S,): B at the top is exact
+    for i in range(len(rbms) - 2, -1, -1):
+        r = rbms[i]
+        below = v.to(torch.float64) if i == 0 else layer_states(r.visible, device=r.W.device)
+        log_q = _log_cond_matrix(r.hidden, states, r.hidden_input(below)).T  # (n_below, S): Q(h | below)
+        log_gen = _log_cond_matrix(r.visible, below, r.visible_input(states))  # (n_below, S): p(below | h)
+        bound = (log_q.exp() * (log_gen - log_q + bound[None, :])).sum(1)
+        states = below
+    return bound

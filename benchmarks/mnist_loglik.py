@@ -1,0 +1,324 @@
+"""Test log-likelihood of 500-hidden RBMs on binarised MNIST, and the 2-layer DBN bound.
+
+Reproduces the set-up of Salakhutdinov & Murray (2008), "On the quantitative analysis of
+deep belief networks": RBMs with 500 hidden units trained on the 60,000 stochastically
+binarised MNIST training images (seed 0) with CD-k and with PCD, their partition
+functions estimated by AIS (100 runs, 14,500 intermediate distributions by default),
+the average log-probability of the 10,000 test images; then a second RBM trained on the
+first one's hidden samples, and the variational lower bound of the 2-layer DBN. The
+paper: CD-1 -125.53, CD-3 -105.50, CD-25 -86.34 nats; DBN bound -85.97.
+
+The second RBM starts as the transpose of the first (W2 = W1^T, biases swapped), where
+the bound equals the RBM's log-likelihood exactly (Hinton, Osindero & Teh 2006); every
+improvement of the bound is then due to the second layer.
+
+    python benchmarks/mnist_loglik.py --quick                  # ~1 minute on a CPU
+    python benchmarks/mnist_loglik.py --device cuda --out benchmarks/results/mnist_loglik_gpu.json
+
+Writes a JSON of every figure (``--out``) and the figure ``docs/mnist_loglik.png``
+(log-likelihood against epochs and against the number of layers).
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import ROOT, machine_info, parser, write_json  # noqa: E402  (puts src/ on the path)
+
+from deepbelief.ais import ais_log_partition, dbn_lower_bound, rbm_log_likelihood  # noqa: E402
+from deepbelief.data import load_dataset  # noqa: E402
+from deepbelief.errors import resolve_device  # noqa: E402
+from deepbelief.rbm import RBM, batched  # noqa: E402
+from deepbelief.training import RBMTrainConfig, make_generator, train_rbm  # noqa: E402
+
+
+def parse_models(text: str) -> list[tuple[str, int]]:
+    """'cd1,pcd1,cd25' -> [('cd', 1), ('pcd', 1), ('cd', 25)]."""
+    out = []
+    for tok in text.split(","):
+        tok = tok.strip().lower()
+        method = "pcd" if tok.startswith("pcd") else "cd" if tok.startswith("cd") else None
+        if method is None or not tok[len(method):].isdigit():
+            raise SystemExit(f"--models entries must look like cd1, cd25 or pcd1, got {tok!r}")
+        out.append((method, int(tok[len(method):])))
+    return out
+
+
+def main(argv=None) -> int:
+    p = parser(__doc__)
+    p.formatter_class = argparse.RawDescriptionHelpFormatter
+    p.add_argument("--models", default="cd1,pcd1", help="first-layer RBMs to train, e.g. cd1,cd25,pcd1")
+    p.add_argument("--hidden", type=int, default=500)
+    p.add_argument("--epochs", type=int, default=None, help="epochs of PCD models (default 150)")
+    p.add_argument("--cd-epochs", type=int, default=None, help="epochs of CD models (default 30)")
+    p.add_argument("--batch-size", type=int, default=100)
+    p.add_argument("--lr", type=float, default=0.1, help="CD learning rate (momentum 0.5 -> 0.9)")
+    p.add_argument("--pcd-lr", type=float, default=0.02, help="PCD learning rate, annealed linearly to ~0")
+    p.add_argument("--pcd-momentum", type=float, default=0.5,
+                   help="PCD momentum, kept all along (a pilot with lr 0.02 diverged after switching to 0.9)")
+    p.add_argument("--pcd-from-cd", action=argparse.BooleanOptionalAction, default=True,
+                   help="start PCD from the CD model trained before it in --models (as the paper raised k "
+                        "during training); --no-pcd-from-cd trains PCD from scratch")
+    p.add_argument("--weight-decay", type=float, default=2e-4)
+    p.add_argument("--layer2", type=int, default=784,
+                   help="hidden units of the second RBM (0: no DBN); 784 (the data's size) starts it as the "
+                        "transpose of the first, where the bound equals the RBM's log-likelihood")
+    p.add_argument("--layer3", type=int, default=0,
+                   help="hidden units of an optional third RBM (0: none); the second RBM's input size (500) "
+                        "starts it as the transpose of the second, where the 3-layer bound equals the 2-layer one")
+    p.add_argument("--layer2-lr", type=float, default=0.005,
+                   help="learning rate of the second RBM, annealed linearly to 1/100 of it (small: the "
+                        "transposed start is already good, large noisy steps lower the bound)")
+    p.add_argument("--layer2-epochs", type=int, default=None, help="epochs of the second RBM (default 60)")
+    p.add_argument("--ais-runs", type=int, default=100)
+    p.add_argument("--ais-betas", type=int, default=None, help="default: the paper's 14,500")
+    p.add_argument("--curve-betas", type=int, default=5000, help="AIS temperatures for the per-epoch curve")
+    p.add_argument("--curve-points", type=int, default=4, help="AIS evaluations during each training run")
+    p.add_argument("--bound-samples", type=int, default=10)
+    p.add_argument("--train-size", type=int, default=None, help="use the first N training images")
+    p.add_argument("--figure", default=None,
+                   help="PNG to write (default docs/mnist_loglik.png; none with --quick); '' for none")
+    args = p.parse_args(argv)
+
+    if args.figure is None:
+        args.figure = "" if args.quick else str(ROOT / "docs" / "mnist_loglik.png")
+    if args.quick:
+        args.epochs = args.epochs or 2
+        args.cd_epochs = args.cd_epochs or 2
+        args.layer2_epochs = 1 if args.layer2_epochs is None else args.layer2_epochs
+        args.train_size = args.train_size or 6000
+        args.hidden = 100 if args.hidden == 500 else args.hidden
+        args.ais_runs = min(args.ais_runs, 50)
+        args.ais_betas = args.ais_betas or 1000
+        args.curve_betas = min(args.curve_betas, 200)
+        args.curve_points = min(args.curve_points, 2)
+    epochs = args.epochs if args.epochs is not None else 150
+    cd_epochs = args.cd_epochs if args.cd_epochs is not None else 30
+    l2_epochs = args.layer2_epochs if args.layer2_epochs is not None else 60
+    dev = resolve_device(args.device)
+    started = time.perf_counter()
+
+    ds = load_dataset("mnist-binarized", data_dir=args.data_dir, download=False)
+    x_train = ds.x_train.to(dev)
+    if args.train_size:
+        x_train = x_train[: args.train_size]
+    x_test = ds.x_test.to(dev)
+    print(f"binarised MNIST: train {tuple(x_train.shape)}, test {tuple(x_test.shape)}, device {dev}")
+    gen = make_generator(args.seed, dev)
+
+    def ais(rbm, base, betas):
+        return ais_log_partition(rbm, n_runs=args.ais_runs, betas=betas, base_data=base, generator=gen)
+
+    results = {"models": {}, "n_train": int(x_train.shape[0]), "n_test": int(x_test.shape[0])}
+    best = None
+    last_cd = None  # (name, rbm, epochs) of the latest CD model, a starting point for PCD
+    for method, k in parse_models(args.models):
+        name = f"{method.upper()}-{k}"
+        start, offset = None, 0
+        if method == "pcd" and args.pcd_from_cd and last_cd is not None:
+            start, offset = last_cd[1], last_cd[2]
+            name = f"{last_cd[0]}+{name}"
+        n_ep = cd_epochs if method == "cd" else epochs
+        cfg = RBMTrainConfig(epochs=n_ep, batch_size=args.batch_size, weight_decay=args.weight_decay,
+                             method=method, k=k)
+        if method == "pcd":
+            # Tieleman (2008): a small learning rate decayed towards zero keeps the
+            # persistent chains close to the model's distribution
+            cfg.lr, cfg.lr_final, cfg.n_chains = args.pcd_lr, args.pcd_lr / 100, args.batch_size
+            cfg.momentum = cfg.final_momentum = args.pcd_momentum
+        else:
+            cfg.lr = args.lr
+        rbm = RBM(x_train.shape[1], args.hidden, generator=gen)
+        if start is not None:
+            rbm.load_state_dict(start.state_dict())
+            cfg.init_visible_bias = False
+        curve = []
+        curve_s = [0.0]
+        every = max(1, n_ep // max(1, args.curve_points))
+
+        def on_epoch(epoch, m, rbm=rbm, curve=curve, n_ep=n_ep, every=every, name=name, curve_s=curve_s,
+                     offset=offset):
+            if (epoch + 1) % every == 0 and epoch + 1 < n_ep:
+                t = time.perf_counter()
+                res = ais(rbm, x_train, args.curve_betas)
+                curve.append({"epoch": offset + epoch + 1, "test_loglik": rbm_log_likelihood(rbm, x_test, res),
+                              "ais_betas": args.curve_betas})
+                print(f"  {name} epoch {epoch + 1}: test log-lik {curve[-1]['test_loglik']:.2f} "
+                      f"(AIS {args.curve_betas} temperatures), recon {m['recon_error']:.2f}", flush=True)
+                curve_s[0] += time.perf_counter() - t
+
+        t0 = time.perf_counter()
+        train_rbm(rbm, x_train, cfg, generator=gen, callback=on_epoch)
+        if dev.type == "cuda":
+            torch.cuda.synchronize()
+        train_s = time.perf_counter() - t0 - curve_s[0]  # the curve's AIS runs are not training
+        res = ais(rbm, x_train, args.ais_betas)
+        ll = rbm_log_likelihood(rbm, x_test, res)
+        ll_train = rbm_log_likelihood(rbm, x_train[:10000], res)
+        if offset:
+            curve.insert(0, {**results["models"][last_cd[0]]["curve"][-1]})
+        curve.append({"epoch": offset + n_ep, "test_loglik": ll, "ais_betas": res.n_betas})
+        down, up = res.uncertainty
+        print(f"{name}: {n_ep} epochs in {train_s:.1f}s; log Z {res.log_z:.2f} (+{up:.2f}/-{down:.2f}, ESS "
+              f"{res.ess:.1f}, {res.seconds:.1f}s); test log-lik {ll:.2f} nats, train {ll_train:.2f}", flush=True)
+        results["models"][name] = {
+            "method": method, "k": k, "epochs": n_ep, "started_from": last_cd[0] if offset else None, "lr": cfg.lr, "lr_final": cfg.lr_final,
+            "train_seconds": train_s, "curve_ais_seconds": curve_s[0], "log_z": res.log_z, "log_z_low": res.log_z_low, "log_z_high": res.log_z_high,
+            "ess": res.ess, "ais_runs": res.n_runs, "ais_betas": res.n_betas, "ais_seconds": res.seconds,
+            "test_loglik": ll, "test_loglik_low": ll - up, "test_loglik_high": ll + down,
+            "train_loglik_first10k": ll_train, "curve": curve,
+        }
+        if best is None or ll > results["models"][best[0]]["test_loglik"]:
+            best = (name, rbm, cfg)
+        if method == "cd":
+            last_cd = (name, rbm, n_ep)
+
+    if args.layer2 and best is not None:
+        name, rbm1, cfg1 = best
+        # one binary sample of Q(h1 | v) per training image: the data the top RBM should model
+        with torch.no_grad():
+            h1 = batched(lambda v: rbm1.sample_hidden(v, gen), x_train)
+        rbm2 = RBM(args.hidden, args.layer2, generator=gen)
+        transposed = args.layer2 == rbm1.n_visible
+        if transposed:  # start where the bound equals the RBM's log-likelihood
+            with torch.no_grad():
+                rbm2.W.copy_(rbm1.W.T)
+                rbm2.visible.bias.copy_(rbm1.hidden.bias)
+                rbm2.hidden.bias.copy_(rbm1.visible.bias)
+        cfg2 = RBMTrainConfig(**{**cfg1.__dict__, "epochs": l2_epochs, "init_visible_bias": not transposed,
+                                 "lr": args.layer2_lr, "lr_final": args.layer2_lr / 100})
+        t0 = time.perf_counter()
+        train_rbm(rbm2, h1, cfg2, generator=gen)
+        if dev.type == "cuda":
+            torch.cuda.synchronize()
+        train_s = time.perf_counter() - t0
+        with torch.no_grad():
+            base = batched(rbm1.mean_hidden, x_train)
+        res2 = ais(rbm2, base, args.ais_betas)
+        bound = dbn_lower_bound([rbm1, rbm2], x_test, res2, n_samples=args.bound_samples, generator=gen)
+        down, up = res2.uncertainty
+        rbm_ll = results["models"][name]["test_loglik"]
+        print(f"DBN {name}({args.hidden})-{cfg1.method.upper()}-{cfg1.k}({args.layer2}): layer 2 {l2_epochs} epochs "
+              f"in {train_s:.1f}s; top log Z {res2.log_z:.2f} (+{up:.2f}/-{down:.2f}, ESS {res2.ess:.1f}); "
+              f"test bound {bound.value:.2f} nats (MC s.e. {bound.stderr:.3f}) vs RBM {rbm_ll:.2f}", flush=True)
+        results["dbn"] = {
+            "layer1": name, "layer2_hidden": args.layer2, "layer2_epochs": l2_epochs, "layer2_init_transposed": transposed,
+            "train_seconds": train_s, "top_log_z": res2.log_z, "top_log_z_low": res2.log_z_low,
+            "top_log_z_high": res2.log_z_high, "ess": res2.ess, "ais_seconds": res2.seconds,
+            "test_bound": bound.value, "test_bound_stderr": bound.stderr, "bound_samples": bound.n_samples,
+            "test_bound_low": bound.value - up - 3 * bound.stderr, "test_bound_high": bound.value + down + 3 * bound.stderr,
+            "rbm_test_loglik": rbm_ll, "improvement": bound.value - rbm_ll,
+        }
+        if args.layer3:
+            # the same construction one level up: h2 ~ Q(h2 | h1) for the third RBM's data
+            with torch.no_grad():
+                h2 = batched(lambda h: rbm2.sample_hidden(h, gen), h1)
+            rbm3 = RBM(args.layer2, args.layer3, generator=gen)
+            transposed3 = args.layer3 == rbm2.n_visible
+            if transposed3:
+                with torch.no_grad():
+                    rbm3.W.copy_(rbm2.W.T)
+                    rbm3.visible.bias.copy_(rbm2.hidden.bias)
+                    rbm3.hidden.bias.copy_(rbm2.visible.bias)
+            cfg3 = RBMTrainConfig(**{**cfg2.__dict__, "init_visible_bias": not transposed3})
+            t0 = time.perf_counter()
+            train_rbm(rbm3, h2, cfg3, generator=gen)
+            if dev.type == "cuda":
+                torch.cuda.synchronize()
+            train3_s = time.perf_counter() - t0
+            with torch.no_grad():
+                base3 = batched(rbm2.mean_hidden, base)
+            res3 = ais(rbm3, base3, args.ais_betas)
+            bound3 = dbn_lower_bound([rbm1, rbm2, rbm3], x_test, res3, n_samples=args.bound_samples, generator=gen)
+            down3, up3 = res3.uncertainty
+            print(f"3-layer DBN (third RBM {args.layer3} units, {l2_epochs} epochs in {train3_s:.1f}s): top log Z "
+                  f"{res3.log_z:.2f} (+{up3:.2f}/-{down3:.2f}, ESS {res3.ess:.1f}); test bound {bound3.value:.2f} "
+                  f"nats (MC s.e. {bound3.stderr:.3f}) vs 2 layers {bound.value:.2f}", flush=True)
+            results["dbn3"] = {
+                "layer3_hidden": args.layer3, "layer3_epochs": l2_epochs, "layer3_init_transposed": transposed3,
+                "train_seconds": train3_s, "top_log_z": res3.log_z, "top_log_z_low": res3.log_z_low,
+                "top_log_z_high": res3.log_z_high, "ess": res3.ess, "ais_seconds": res3.seconds,
+                "test_bound": bound3.value, "test_bound_stderr": bound3.stderr,
+                "test_bound_low": bound3.value - up3 - 3 * bound3.stderr,
+                "test_bound_high": bound3.value + down3 + 3 * bound3.stderr,
+            }
+
+    results["total_seconds"] = time.perf_counter() - started
+    results["machine"] = {**machine_info(str(dev)), "device": str(dev)}
+    results["args"] = vars(args)
+    print(f"total {results['total_seconds']:.1f}s")
+    write_json(args.out, _clean(results))  # atomic
+    if args.figure:
+        plot(results, args.figure)
+    return 0
+
+
+def _clean(x):
+    """Strict JSON: non-finite floats (an AIS interval open at one end) become strings."""
+    if isinstance(x, dict):
+        return {k: _clean(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_clean(v) for v in x]
+    if isinstance(x, float) and not math.isfinite(x):
+        return str(x)
+    return x
+
+
+def plot(results: dict, path: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 4))
+    for name, m in results["models"].items():
+        ep = [c["epoch"] for c in m["curve"]]
+        ax1.plot(ep, [c["test_loglik"] for c in m["curve"]], marker="o", label=f"{name}: {m['test_loglik']:.2f}")
+    ax1.axhline(-86.34, color="grey", ls=":", label="paper CD-25 (-86.34)")
+    ax1.set_xlabel("training epochs (PCD continues from CD where marked +)")
+    ax1.set_ylabel("test log-likelihood (nats)")
+    ax1.set_title(f"RBM, binarised MNIST (AIS; inner points {results['args']['curve_betas']} temperatures)",
+                  fontsize=9)
+    ax1.legend(fontsize=8)
+    if "dbn" in results:
+        d = results["dbn"]
+        ys = [d["rbm_test_loglik"], d["test_bound"]]
+        lo = [d["rbm_test_loglik"] - results["models"][d["layer1"]]["test_loglik_low"], d["test_bound"] - d["test_bound_low"]]
+        hi = [results["models"][d["layer1"]]["test_loglik_high"] - d["rbm_test_loglik"], d["test_bound_high"] - d["test_bound"]]
+        xs, ticks = [1, 2], ["1 (RBM, log p)", "2 (DBN, bound)"]
+        if "dbn3" in results:
+            d3 = results["dbn3"]
+            ys.append(d3["test_bound"])
+            lo.append(d3["test_bound"] - d3["test_bound_low"])
+            hi.append(d3["test_bound_high"] - d3["test_bound"])
+            xs.append(3)
+            ticks.append("3 (DBN, bound)")
+        finite = [[e if math.isfinite(e) else float("nan") for e in row] for row in (lo, hi)]
+        ax2.errorbar(xs, ys, yerr=finite, marker="o", capsize=4)
+        for x, y in zip(xs, ys):
+            ax2.annotate(f"{y:.2f}", (x, y), textcoords="offset points", xytext=(8, 4), fontsize=8)
+        ax2.axhline(-85.97, color="grey", ls=":", label="paper 2-layer bound (-85.97)")
+        ax2.set_xticks(xs, ticks)
+        ax2.legend(fontsize=8)
+    ax2.set_xlabel("layers")
+    ax2.set_ylabel("test log-likelihood / lower bound (nats)")
+    ax2.set_title("adding a layer")
+    m, a = results["machine"], results["args"]
+    fig.suptitle(f"{results['n_train']} training images, {a['hidden']} hidden units; AIS {a['ais_runs']} runs x "
+                 f"{a['ais_betas'] or 14500} temperatures; {m['device_name']} ({m['date'][:10]})", fontsize=9)
+    fig.tight_layout()
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    print(f"wrote {path}")
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

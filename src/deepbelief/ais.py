@@ -1,0 +1,467 @@
+"""Annealed importance sampling (AIS), test log-likelihood, and the DBN variational bound.
+
+The partition function Z of a 784-500 RBM is a sum over 2^500 terms; Salakhutdinov &
+Murray (2008, "On the quantitative analysis of deep belief networks") estimate it with
+annealed importance sampling (Neal 2001). This module implements their estimator for
+any pair of unit types, generically over the unit interface of ``units.py``.
+
+The path. Let E_B(a, o) be the target RBM's energy, with ``a`` the *annealed* layer
+(visible or hidden, ``over=``) and ``o`` the other layer, and let the base model A be the
+same RBM with W = 0 and the annealed layer's biases replaced by base-rate biases b_A
+(fitted to data; the other layer keeps the target's parameters). The intermediate models
+are the geometric averages of the joints,
+
+    p_k(a, o) ∝ exp(-(1 - β_k) E_A(a, o) - β_k E_B(a, o)),   0 = β_0 < ... < β_K = 1,
+
+which are again RBMs: weights β_k W, annealed-layer bias (1 - β_k) b_A + β_k b_B (units
+whose bias enters as ``x + b`` and whose scale s(a) is shared by A and B, which holds for
+every unit type here because A copies the target's variances). Summing ``o`` out gives
+the unnormalised marginal
+
+    log p*_k(a) = -(1 - β_k) E_A(a) - β_k E_B(a) - F_o(β_k s(a) W),
+
+with E_A, E_B the annealed layer's self-energies and F_o the other layer's free energy
+(``Units.free_energy``). One AIS run draws a_0 from the factorised base model, then for
+k = 1..K adds log p*_k(a_{k-1}) - log p*_{k-1}(a_{k-1}) to its log weight and moves
+a_{k-1} -> a_k with one Gibbs sweep o ~ p_k(o | a), a ~ p_k(a | o) that leaves p_k
+invariant. The mean weight is an unbiased estimate of Z_B / Z_A, and
+log Z_A = -F_a^A(0) - F_o(0) is exact because A is factorised.
+
+Over the visible layer (``over="visible"``) this is the paper's algorithm for binary
+RBMs; over the hidden layer (``over="hidden"``) the visible layer is summed or integrated
+out analytically, which is what RBMs with Gaussian visible units need.
+
+All AIS arithmetic runs in ``dtype`` (float64 by default): the weight increments are
+differences of free energies of size ~10^3 multiplied by steps of 10^-5, which float32
+would round away. Log weights are combined with log-sum-exp and never overflow.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Sequence
+
+import torch
+from torch import Tensor
+
+from deepbelief.errors import ConfigError, check_choice, check_int
+from deepbelief.units import Units
+
+#: the paper's schedule: steps of 1e-3 up to 0.5, 1e-4 up to 0.9, 1e-5 up to 1
+PAPER_SEGMENTS: tuple[tuple[float, float, int], ...] = ((0.0, 0.5, 500), (0.5, 0.9, 4000), (0.9, 1.0, 10000))
+PAPER_N_BETAS = sum(n for _, _, n in PAPER_SEGMENTS)  # 14,500 intermediate distributions
+
+_DISCRETE = {"bernoulli", "softmax"}
+
+
+@dataclass
+class AISResult:
+    """An AIS estimate of log Z.
+
+    Attributes:
+        log_z: log of the mean importance weight plus log Z_A, the estimate of log Z.
+        log_z_low, log_z_high: log(mean weight -/+ 3 standard errors of the mean) plus
+            log Z_A, the paper's uncertainty interval (``-inf`` when the lower end is <= 0).
+        log_weights: (n_runs,) float64 log importance weights, including log Z_A, so
+            ``logsumexp(log_weights) - log(n_runs) == log_z``.
+        ess: effective sample size (sum w)^2 / sum w^2, in [1, n_runs].
+        n_runs: number of parallel AIS runs.
+        n_betas: number of intermediate distributions K (temperatures beta_1..beta_K = 1).
+        seconds: wall time of the run.
+        log_z_base: exact log Z of the base model.
+        over: the annealed layer, ``"visible"`` or ``"hidden"``.
+    """
+
+    log_z: float
+    log_z_low: float
+    log_z_high: float
+    log_weights: Tensor = field(repr=False)
+    ess: float
+    n_runs: int
+    n_betas: int
+    seconds: float
+    log_z_base: float = 0.0
+    over: str = "visible"
+
+    def __float__(self) -> float:
+        return self.log_z
+
+    @property
+    def uncertainty(self) -> tuple[float, float]:
+        """(log_z - log_z_low, log_z_high - log_z): the interval's half-widths in nats."""
+        return self.log_z - self.log_z_low, self.log_z_high - self.log_z
+
+
+# -- the schedule ------------------------------------------------------------------------
+def paper_betas(n_betas: int = PAPER_N_BETAS) -> Tensor:
+    """Inverse temperatures spaced like Salakhutdinov & Murray (2008), float64 on the CPU.
+
+    ``n_betas`` (K) intermediate distributions are split between [0, 0.5), [0.5, 0.9) and
+    [0.9, 1] in the paper's proportions 500 : 4000 : 10000, each segment uniformly spaced;
+    K = 14,500 reproduces the paper's schedule exactly. Returns K + 1 values, 0 first and
+    1 last, shape (K + 1,).
+    """
+    n_betas = check_int("n_betas", n_betas, minimum=3)
+    counts = [max(1, round(n_betas * n / PAPER_N_BETAS)) for _, _, n in PAPER_SEGMENTS[:2]]
+    counts.append(n_betas - sum(counts))
+    if counts[-1] < 1:
+        raise ConfigError(f"n_betas must leave at least one step per segment, got {n_betas}")
+    parts = [torch.linspace(lo, hi, c + 1, dtype=torch.float64)[:-1] for (lo, hi, _), c in zip(PAPER_SEGMENTS, counts)]
+    return torch.cat(parts + [torch.ones(1, dtype=torch.float64)])
+
+
+def _check_betas(betas) -> list[float]:
+    if betas is None:
+        return paper_betas().tolist()
+    if isinstance(betas, int) and not isinstance(betas, bool):
+        return paper_betas(betas).tolist()
+    b = torch.as_tensor(betas, dtype=torch.float64).detach().cpu()
+    if b.dim() != 1 or b.numel() < 2:
+        raise ConfigError(f"betas must be a 1-D sequence of at least 2 temperatures, got shape {tuple(b.shape)}")
+    if not bool(torch.isfinite(b).all()) or float(b[0]) != 0.0 or float(b[-1]) != 1.0:
+        raise ConfigError(f"betas must start at 0 and end at 1, got first {float(b[0]):g}, last {float(b[-1]):g}")
+    if not bool((b[1:] > b[:-1]).all()):
+        raise ConfigError("betas must be strictly increasing, got a non-increasing step")
+    return b.tolist()
+
+
+# -- the base model ----------------------------------------------------------------------
+def _groups(units):
+    return list(units.groups) if units.kind == "joint" else [units]
+
+
+@torch.no_grad()
+def _set_bias_(units, bias: Tensor) -> None:
+    for g, part in zip(_groups(units), torch.split(bias, [g.n for g in _groups(units)], dim=-1)):
+        g.bias.copy_(part)
+
+
+@torch.no_grad()
+def fit_base_biases(units, data: Tensor, eps: float = 1e-3) -> Tensor:
+    """Base-rate biases of ``units`` fitted to the marginals of ``data`` (n, units.n).
+
+    Bernoulli groups get log(p / (1 - p)) with p the mean activity clipped to
+    [eps, 1 - eps] (the paper's base-rate model), softmax groups log p, Gaussian groups the
+    data mean; other unit types keep their current bias. Returns a (units.n,) tensor.
+    """
+    out = []
+    for g, d in zip(_groups(units), torch.split(data, [g.n for g in _groups(units)], dim=-1)):
+        m = d.mean(0).to(g.bias.dtype)
+        if g.kind == "bernoulli":
+            p = m.clamp(eps, 1 - eps)
+            out.append(torch.log(p) - torch.log1p(-p))
+        elif g.kind == "softmax":
+            p = m.clamp_min(eps)
+            out.append(torch.log(p / p.sum()))
+        elif g.kind == "gaussian":
+            out.append(m)
+        else:
+            out.append(g.bias.detach().clone())
+    return torch.cat(out)
+
+
+def _resolve_over(rbm, over: str) -> str:
+    check_choice("over", over, {"auto", "visible", "hidden"})
+    if over != "auto":
+        return over
+    return "visible" if all(g.kind in _DISCRETE for g in _groups(rbm.visible)) else "hidden"
+
+
+# -- AIS ---------------------------------------------------------------------------------
+@torch.no_grad()
+def ais_log_partition(
+    rbm,
+    *,
+    n_runs: int = 100,
+    betas: int | Sequence[float] | Tensor | None = None,
+    base_data: Tensor | None = None,
+    over: str = "auto",
+    generator: torch.Generator | None = None,
+    dtype: torch.dtype = torch.float64,
+    progress: Callable[[int, int], None] | None = None,
+) -> AISResult:
+    """Estimate log Z of ``rbm`` by annealed importance sampling (Salakhutdinov & Murray 2008).
+
+    Args:
+        rbm: any ``RBM`` (not modified; AIS runs on a ``dtype`` copy on its device).
+        n_runs: number of independent AIS runs, simulated in parallel as one batch.
+        betas: None for the paper's 14,500 intermediate distributions, an int K for K
+            distributions spaced like the paper's (``paper_betas``), or an explicit
+            increasing sequence from 0 to 1.
+        base_data: (n, n_visible) data; the base model's annealed-layer biases are fitted
+            to its marginals (for ``over="hidden"`` to the marginals of E[h | v]). None
+            keeps the target's biases (then only the weights are annealed).
+        over: the annealed layer: ``"visible"``, ``"hidden"`` or ``"auto"`` (visible when
+            the visible units are discrete, else hidden).
+        generator: the run's generator, on the model's device (None: a fresh one seeded 0).
+        dtype: arithmetic precision of the whole run (float64 by default).
+        progress: called as ``progress(k, K)`` about 100 times during the run (no host
+            synchronisation is needed to call it).
+
+    Returns:
+        an ``AISResult``. The estimate of Z is unbiased; by Jensen's inequality the
+        estimate of log Z is biased low, so log-likelihoods computed from it tend to be
+        optimistic when the runs have not mixed (watch ``ess``).
+    """
+    t0 = time.perf_counter()
+    n_runs = check_int("n_runs", n_runs, minimum=1)
+    bl = _check_betas(betas)
+    over = _resolve_over(rbm, over)
+    device = rbm.W.device
+    if generator is None:
+        generator = torch.Generator(device=device).manual_seed(0)
+    elif torch.device(generator.device).type != device.type:
+        raise ConfigError(f"generator must be on the model's device ({device}), got one on {generator.device}")
+    model = copy.deepcopy(rbm).to(dtype=dtype)
+    if over == "visible":
+        ann, oth, W = model.visible, model.hidden, model.W  # (n_a, n_o): a @ W feeds o
+    else:
+        ann, oth, W = model.hidden, model.visible, model.W.T
+    base = copy.deepcopy(ann)
+    if base_data is not None:
+        x = model.check_input("base_data", base_data, device=device)
+        if over == "hidden":
+            from deepbelief.rbm import batched
+
+            x = batched(model.mean_hidden, x)
+        _set_bias_(base, fit_base_biases(ann, x))
+    db = ann.bias - base.bias  # (n_a,) b_B - b_A: shifts the input of the mixed conditional
+    wt = W.T.contiguous()
+    # units whose self-energy is -b . u: E_A(a) - E_B(a) = a . db, one matrix-vector product
+    linear = all(type(g).energy is Units.energy for g in _groups(ann))
+
+    zero_a = torch.zeros(1, ann.n, device=device, dtype=dtype)
+    zero_o = torch.zeros(1, oth.n, device=device, dtype=dtype)
+    log_za = float(-(base.free_energy(zero_a) + oth.free_energy(zero_o)))  # factorised base: exact
+    a = base.sample(zero_a.expand(n_runs, -1), generator)
+    logw = torch.zeros(n_runs, device=device, dtype=torch.float64)
+    K = len(bl) - 1
+    every = max(1, K // 100)
+    for k in range(1, K + 1):
+        b_prev, b = bl[k - 1], bl[k]
+        x = ann.scale(a) @ W  # (n_runs, n_o)
+        # log p*_k(a) - log p*_{k-1}(a) = (b - b_prev) (E_A(a) - E_B(a)) - F_o(b x) + F_o(b_prev x)
+        de = a @ db if linear else base.energy(a) - ann.energy(a)
+        inc = (b - b_prev) * de - oth.free_energy(b * x) + oth.free_energy(b_prev * x)
+        logw += inc.to(torch.float64)
+        if k < K:
+            o = oth.sample(b * x, generator)
+            # p_k(a | o): weights b W and bias (1-b) b_A + b b_B = b_B - (1-b) db
+            a = ann.sample(b * (oth.scale(o) @ wt) - (1.0 - b) * db, generator)
+        if progress is not None and (k % every == 0 or k == K):
+            progress(k, K)
+    return _summarise(logw + log_za, log_za, n_runs, K, over, time.perf_counter() - t0)
+
+
+def _summarise(log_weights: Tensor, log_za: float, n_runs: int, K: int, over: str, seconds: float) -> AISResult:
+    lw = log_weights.detach().to("cpu", torch.float64)
+    m = float(lw.max())
+    r = torch.exp(lw - m)  # in (0, 1]: no overflow
+    mean = float(r.mean())
+    se = float(r.std()) / math.sqrt(n_runs) if n_runs > 1 else float("inf")
+    log_z = m + math.log(mean)
+    high = m + math.log(mean + 3 * se) if math.isfinite(se) else math.inf
+    low = m + math.log(mean - 3 * se) if mean - 3 * se > 0 else -math.inf
+    ess = float(r.sum() ** 2 / (r * r).sum())
+    return AISResult(log_z=log_z, log_z_low=low, log_z_high=high, log_weights=lw, ess=ess, n_runs=n_runs,
+                     n_betas=K, seconds=seconds, log_z_base=log_za, over=over)
+
+
+# -- log-likelihoods ---------------------------------------------------------------------
+def _log_z(value) -> float:
+    if isinstance(value, AISResult):
+        return value.log_z
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
+        return float(value)
+    raise ConfigError(f"log_z must be a finite number or an AISResult, got {value!r}")
+
+
+@torch.no_grad()
+def rbm_log_prob(rbm, data, log_z_or_result, *, batch_size: int = 4096) -> Tensor:
+    """log p(v) = -F(v) - log Z for each row of ``data`` (n, n_visible): shape (n,), float64."""
+    log_z = _log_z(log_z_or_result)
+    device = rbm.W.device
+    x = rbm.check_input("data", data, device=device)
+    r = copy.deepcopy(rbm).to(torch.float64)
+    out = [-r.free_energy(x[i : i + batch_size].to(torch.float64)) for i in range(0, x.shape[0], batch_size)]
+    return torch.cat(out) - log_z
+
+
+def rbm_log_likelihood(rbm, data, log_z_or_result, *, batch_size: int = 4096) -> float:
+    """Average log-probability of ``data`` (n, n_visible) under ``rbm``, in nats.
+
+    (1/n) sum_i [-F(v_i)] - log Z, with the free energy F exact and log Z exact or an AIS
+    estimate (Salakhutdinov & Murray 2008, eq. 12). With an AIS ``log_z`` the result
+    inherits its uncertainty: shift by the ``AISResult``'s interval for error bars.
+    """
+    return float(rbm_log_prob(rbm, data, log_z_or_result, batch_size=batch_size).mean())
+
+
+def log_conditional(units, u: Tensor, x: Tensor) -> Tensor:
+    """log p(u | x) of a unit layer given its interaction input ``x``: shape (batch,).
+
+    p(u | x) = exp(-E_u(u) + s(u) . x) / exp(-F_u(x)), so
+    log p(u | x) = -E_u(u) + s(u) . x + F_u(x) for any unit type (a density for
+    real-valued units).
+    """
+    return -units.energy(u) + (units.scale(u) * x).sum(-1) + units.free_energy(x)
+
+
+@dataclass
+class BoundEstimate:
+    """A Monte Carlo estimate of the average variational lower bound, in nats.
+
+    ``value`` is the average over the data of the per-example estimates; ``stderr`` its
+    standard error from the sampling of the hidden states (the test set is fixed); the
+    AIS uncertainty of log Z_top adds to it (``top``).
+    """
+
+    value: float
+    stderr: float
+    n_samples: int
+    top: AISResult | None = None
+
+    def __float__(self) -> float:
+        return self.value
+
+
+@torch.no_grad()
+def dbn_lower_bound_terms(rbms, data: Tensor, log_z_top: float, *, n_samples: int, generator) -> Tensor:
+    """Per-sample bound terms, shape (n, n_samples), float64; see ``dbn_lower_bound``."""
+    rs = [copy.deepcopy(r).to(torch.float64) for r in rbms]
+    n = data.shape[0]
+    v = data.to(torch.float64).repeat_interleave(n_samples, 0)  # (n S, n_v)
+    total = torch.zeros(v.shape[0], device=v.device, dtype=torch.float64)
+    below = v
+    for r in rs[:-1]:
+        x_up = r.hidden_input(below)
+        h = r.hidden.sample(x_up, generator)  # h ~ Q(h | below), the recognition distribution
+        total += log_conditional(r.visible, below, r.visible_input(h)) - log_conditional(r.hidden, h, x_up)
+        below = h
+    total += -rs[-1].free_energy(below) - log_z_top  # log p_top(h_{L-1})
+    return total.reshape(n, n_samples)
+
+
+def dbn_lower_bound(
+    dbn,
+    data,
+    top_log_z_or_result,
+    *,
+    n_samples: int = 10,
+    generator: torch.Generator | None = None,
+    batch_size: int = 1000,
+) -> BoundEstimate:
+    """Average variational lower bound on log p(v) of a DBN (Hinton, Osindero & Teh 2006).
+
+    For a 2-layer DBN whose top RBM models p_2(h) and whose first RBM gives the
+    generative p(v | h) and the recognition distribution Q(h | v) = prod_j p_1(h_j | v),
+
+        log p(v) >= sum_h Q(h | v) [log p(v | h) + log p*_2(h) - log Q(h | v)] - log Z_2
+                 = log p(v) - KL(Q(h | v) || p(h | v)),
+
+    with log p*_2(h) = -F_2(h) the top RBM's unnormalised marginal and Z_2 its partition
+    function (estimated by AIS). The estimator draws ``n_samples`` states h^(s) ~ Q(h | v)
+    per example and averages log p(v | h^(s)) - F_2(h^(s)) - log Q(h^(s) | v) - log Z_2:
+    unbiased for the bound (given Z_2), and of zero variance where Q is the exact
+    posterior (then every term equals log p(v)). Salakhutdinov & Murray (2008), section 4.
+    Deeper stacks chain the same terms: h_l ~ Q(h_l | h_{l-1}) with each RBM's generative
+    conditional p(h_{l-1} | h_l) and the top RBM's marginal. A 1-RBM "stack" gives
+    log p(v) exactly.
+
+    Args:
+        dbn: a ``DBN`` or a list of RBMs, bottom first.
+        data: (n, n_visible) data, e.g. the binarised MNIST test set.
+        top_log_z_or_result: log Z of the top RBM (a float or an ``AISResult``).
+        n_samples: samples of the hidden states per example.
+        generator: the run's generator on the model's device (None: a fresh one seeded 0).
+        batch_size: examples per batch (memory is about batch_size * n_samples rows).
+    """
+    rbms = list(dbn.rbms) if hasattr(dbn, "rbms") else list(dbn)
+    if not rbms:
+        raise ConfigError("dbn must hold at least one RBM, got []")
+    log_z = _log_z(top_log_z_or_result)
+    n_samples = check_int("n_samples", n_samples, minimum=1)
+    batch_size = check_int("batch_size", batch_size, minimum=1)
+    device = rbms[0].W.device
+    if generator is None:
+        generator = torch.Generator(device=device).manual_seed(0)
+    x = rbms[0].check_input("data", data, device=device)
+    terms = torch.cat([dbn_lower_bound_terms(rbms, x[i : i + batch_size], log_z, n_samples=n_samples,
+                                             generator=generator) for i in range(0, x.shape[0], batch_size)])
+    per_example = terms.mean(1)
+    n = terms.shape[0]
+    if n_samples > 1:  # the data are fixed: only the within-example sampling noise counts
+        var = terms.var(1).sum() / n_samples
+    else:
+        var = terms[:, 0].var() * n if n > 1 else torch.tensor(0.0)
+    return BoundEstimate(value=float(per_example.mean()), stderr=float(var.sqrt()) / n, n_samples=n_samples,
+                         top=top_log_z_or_result if isinstance(top_log_z_or_result, AISResult) else None)
+
+
+def top_base_data(dbn, data: Tensor, batch_size: int = 4096) -> Tensor:
+    """The data the top RBM of ``dbn`` sees: E[h | v] passed up through the lower RBMs.
+
+    Use it as ``base_data`` when estimating the top RBM's log Z by AIS.
+    """
+    rbms = list(dbn.rbms) if hasattr(dbn, "rbms") else list(dbn)
+    from deepbelief.rbm import batched
+
+    x = rbms[0].check_input("data", data)
+    with torch.no_grad():
+        for r in rbms[:-1]:
+            x = batched(r.mean_hidden, x, batch_size)
+    return x
+
+
+def model_rbms(model) -> list:
+    """The RBMs of an ``RBM`` (one) or a ``DBN`` (its stack), bottom first."""
+    if getattr(model, "kind", None) == "rbm":
+        return [model]
+    if hasattr(model, "rbms"):
+        return list(model.rbms)
+    raise ConfigError(f"model must be an RBM or a DBN for a log-likelihood, got kind {getattr(model, 'kind', None)!r}")
+
+
+def evaluate_log_likelihood(
+    model,
+    train,
+    test,
+    *,
+    n_runs: int = 100,
+    betas=None,
+    n_samples: int = 10,
+    generator: torch.Generator | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> dict:
+    """Test log-likelihood of an RBM, or the variational lower bound of a DBN, in nats.
+
+    The top RBM's log Z is estimated by AIS with its base-rate model fitted to ``train``
+    (passed up the stack); one RBM gives the average log p(v) of ``test``
+    (``rbm_log_likelihood``), a stack of two or more the average bound
+    (``dbn_lower_bound``). Returns a dict: ``measure`` ("log_likelihood" or "lower_bound"),
+    ``value``, ``low`` and ``high`` (the AIS interval carried over, widened by 3 Monte
+    Carlo standard errors for a bound), ``stderr``, ``n_test``, ``ais`` (the AISResult),
+    ``seconds``.
+    """
+    t0 = time.perf_counter()
+    rbms = model_rbms(model)
+    device = rbms[0].W.device
+    if generator is None:
+        generator = torch.Generator(device=device).manual_seed(0)
+    test = rbms[0].check_input("test", test, device=device)
+    base = top_base_data(rbms, rbms[0].check_input("train", train, device=device))
+    res = ais_log_partition(rbms[-1], n_runs=n_runs, betas=betas, base_data=base, generator=generator,
+                            progress=progress)
+    down, up = res.uncertainty
+    if len(rbms) == 1:
+        value, stderr, measure = rbm_log_likelihood(rbms[0], test, res), 0.0, "log_likelihood"
+    else:
+        b = dbn_lower_bound(rbms, test, res, n_samples=n_samples, generator=generator)
+        value, stderr, measure = b.value, b.stderr, "lower_bound"
+    # a larger log Z means a lower log-likelihood: the interval flips
+    return {"measure": measure, "value": value, "low": value - up - 3 * stderr, "high": value + down + 3 * stderr,
+            "stderr": stderr, "n_test": int(test.shape[0]), "n_layers": len(rbms), "ais": res,
+            "seconds": time.perf_counter() - t0}
