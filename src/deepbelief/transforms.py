@@ -100,8 +100,10 @@ class Whiten(Standardize):
     """PCA or ZCA whitening: x' = (x - mean) U diag((lambda + eps)^-1/2) [U^T].
 
     ``lambda``, ``U`` are the eigenvalues and eigenvectors of the data covariance. ``eps``
-    regularises the small eigenvalues (it stops pixel noise from being amplified into
-    unit-variance directions); with eps = 0 the covariance of x' is the identity.
+    (relative to the mean eigenvalue) regularises the small eigenvalues: it stops pixel
+    noise from being amplified into unit-variance directions. One scalar then rescales the
+    result so that the components' variances average 1; with eps = 0 the covariance of x'
+    is the identity.
     ``method="zca"`` rotates back (x' has d components and looks like an image, Bell &
     Sejnowski 1997); ``method="pca"`` keeps the ``n_components`` leading components.
     """
@@ -134,9 +136,14 @@ class Whiten(Standardize):
         lam, u = lam.flip(0).clamp_min(0.0), u.flip(1)
         if self.eps == 0.0 and float(lam[k - 1]) <= 1e-12 * float(lam[0]):
             raise DataError("the data covariance is singular; whiten with eps > 0 or fewer n_components")
-        scale = 1.0 / torch.sqrt(lam[:k] + self.eps)
+        # eps is relative to the mean eigenvalue, so it means the same on any data scale
+        scale = 1.0 / torch.sqrt(lam[:k] + self.eps * float(lam.mean()))
         m = u[:, :k] * scale  # (d, k)
-        self.matrix = m @ u[:, :k].T if self.method == "zca" else m
+        m = m @ u[:, :k].T if self.method == "zca" else m
+        # regularised whitening leaves the components with variance < 1: one scalar brings
+        # the average back to 1, the scale Gaussian units with log_var ~ 0 expect
+        m = m / (xc @ m).std(0).pow(2).mean().sqrt()
+        self.matrix = m
         self.std = torch.ones(d, dtype=torch.float64)  # unused; keeps the Standardize checks
         return self
 

@@ -200,6 +200,14 @@ class Gaussian(Units):
         self.var_lr_scale = check_float("var_lr_scale", var_lr_scale, minimum=0.0)
         self.log_var = nn.Parameter(torch.full((self.n,), log_var), requires_grad=self.learn_var)
 
+    @property
+    def sample_negative(self) -> bool:
+        """CD must sample these units in the negative phase when variances are learned:
+        d free_energy / d log sigma^2 has the term -(v - b)^2 / (2 sigma^2), whose model
+        expectation a noise-free mean reconstruction underestimates by 1/2 per unit, a bias
+        that drives every variance up to its upper bound."""
+        return self.learn_var
+
     def inv_var(self) -> Tensor:
         return torch.exp(-self.log_var)
 
@@ -401,6 +409,7 @@ class Joint(Units):
         self.sizes = [g.n for g in groups]
         self.n = sum(self.sizes)
         self.needs_back = any(g.needs_back for g in groups)
+        self.sample_negative = any(getattr(g, "sample_negative", False) for g in groups)
         self.unit_interval = all(g.unit_interval for g in groups)
 
     @property
