@@ -79,7 +79,7 @@ def test_patches_dataset_is_deterministic_and_split_by_region():
     img = a.x_train.reshape(-1, 8, 8)
     c = torch.corrcoef(torch.stack([img[:, :, :-1].flatten(), img[:, :, 1:].flatten()]))[0, 1]
     assert float(c) > 0.8
-    # no test patch equals a training patch (they come from disjoint rows)
+    # no test patch equals a training patch (they come from disjoint blocks)
     d = torch.cdist(a.x_test, a.x_train).min()
     assert float(d) > 0
     with pytest.raises(ConfigError, match="size"):

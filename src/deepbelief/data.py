@@ -777,13 +777,14 @@ def load_digits_dataset() -> Dataset:
 
 
 # Natural image patches from the two photographs scikit-learn ships (china.jpg, flower.jpg,
-# 427x640 each): the top 3/4 of each photograph gives training patches, the bottom 1/4 test
-# patches, so no test pixel was ever seen in training.
+# 427x640 each), cut into 32x32 blocks coloured like a checkerboard: training patches lie
+# inside "white" blocks, test patches inside "black" ones, so no test pixel was ever seen
+# in training while both sets sample the whole of both scenes.
 PATCHES_SIZE = 8
 PATCHES_N_TRAIN = 40_000
 PATCHES_N_TEST = 10_000
 PATCHES_N_VALID = 5_000
-PATCHES_TRAIN_FRACTION = 0.75
+PATCHES_BLOCK = 32
 
 
 def load_patches_dataset(size: int = PATCHES_SIZE, *, n_train: int = PATCHES_N_TRAIN,
@@ -792,8 +793,8 @@ def load_patches_dataset(size: int = PATCHES_SIZE, *, n_train: int = PATCHES_N_T
 
     The photographs are converted to grey (ITU-R 601 luma, 0.299 R + 0.587 G + 0.114 B)
     in [0, 1]. Patch positions are drawn uniformly with ``numpy.random.default_rng(seed)``,
-    half from each photograph; training patches lie entirely in the top 3/4 of a
-    photograph, test patches in the bottom 1/4. The label is the photograph (0 china,
+    half from each photograph; training patches lie entirely inside the "white" 32x32
+    blocks of a checkerboard over the photograph, test patches inside the "black" ones. The label is the photograph (0 china,
     1 flower). No file or network is needed (the JPEGs ship with scikit-learn, read with
     Pillow). For Gaussian RBMs standardise or whiten them first (``deepbelief.transforms``).
 
@@ -820,11 +821,14 @@ def load_patches_dataset(size: int = PATCHES_SIZE, *, n_train: int = PATCHES_N_T
         xs, ys = [], []
         for label, img in enumerate(grey):
             h, w = img.shape
-            cut = int(h * PATCHES_TRAIN_FRACTION)
-            lo, hi = (0, cut - size) if part == "train" else (cut, h - size)
+            blk = max(PATCHES_BLOCK, 2 * size)
+            bi, bj = np.meshgrid(np.arange(h // blk), np.arange(w // blk), indexing="ij")
+            keep = (bi + bj) % 2 == (0 if part == "train" else 1)  # checkerboard of blocks
+            bi, bj = bi[keep], bj[keep]
             m = n // len(grey) + (1 if label < n % len(grey) else 0)
-            r = rng.integers(lo, hi + 1, size=m)
-            c = rng.integers(0, w - size + 1, size=m)
+            which = rng.integers(0, bi.size, size=m)
+            r = bi[which] * blk + rng.integers(0, blk - size + 1, size=m)
+            c = bj[which] * blk + rng.integers(0, blk - size + 1, size=m)
             d = np.arange(size)
             # (m, size, size) by fancy indexing: no Python loop over patches
             patches = img[r[:, None, None] + d[None, :, None], c[:, None, None] + d[None, None, :]]
