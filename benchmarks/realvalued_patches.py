@@ -91,6 +91,9 @@ def main(argv=None) -> int:
     except ImportError:
         ais_log_partition = None
         out["ais"] = "AIS not available (deepbelief.ais missing)"
+    # warm-up (thread pools, kernels) so that the first model's time is not inflated
+    train_rbm(RBM(Gaussian(64), 16, generator=make_generator(0, dev)), x_tr[:1000],
+              RBMTrainConfig(epochs=1, batch_size=100, monitor_size=100), generator=make_generator(0, dev))
     for name, learn in (("learned_var", True), ("fixed_var", False)):
         gen = make_generator(a.seed, dev)
         rbm = RBM(Gaussian(64, learn_var=learn), a.hidden, generator=gen)
