@@ -50,6 +50,8 @@ def add_train(sub) -> None:
     p.add_argument("--layers", type=_csv_ints, default=None, help="hidden layer sizes, e.g. 500,500,2000")
     p.add_argument("--visible", default=None, help="data units: bernoulli or gaussian")
     p.add_argument("--hidden", default=None, help="hidden units: bernoulli, nrelu or stepped_sigmoid")
+    p.add_argument("--transform", default=None, dest="input_transform",
+                   help="data transform for --visible gaussian: standardize (default), zca, pca or none")
     p.add_argument("--epochs", type=int, default=None, help="RBM epochs per layer")
     p.add_argument("--batch-size", type=int, default=None)
     p.add_argument("--lr", type=float, default=None, help="RBM learning rate")
@@ -87,7 +89,7 @@ def _recipe_from_args(args):
     if args.layers is not None:
         recipe.layer_overrides = recipe.layer_overrides[: len(args.layers)]
     for flag, field in (("layers", "layers"), ("visible", "visible"), ("hidden", "hidden"),
-                        ("retrain_all", "retrain_all")):
+                        ("retrain_all", "retrain_all"), ("input_transform", "input_transform")):
         if getattr(args, flag) is not None:
             setattr(recipe, field, getattr(args, flag))
     for flag, field in (("epochs", "epochs"), ("batch_size", "batch_size"), ("lr", "lr"), ("method", "method"),
@@ -139,9 +141,8 @@ def cmd_train(args) -> int:
     finally:
         distributed.shutdown()
     meta = {"recipe": recipe.to_dict(), "seed": args.seed, "device": res["device"]}
-    if res.get("standardize") is not None:
-        mu, sd = res["standardize"]
-        meta["input_transform"] = {"type": "standardize", "mean": mu.tolist(), "std": sd.tolist()}
+    if res.get("input_transform") is not None:
+        meta["input_transform"] = res["input_transform"].to_dict()
     if "net" in res:
         meta["metrics"] = {"test_error": res["test_error"], "valid_error": res["valid_error"]}
         save_model(out, res["net"], **meta)
@@ -162,7 +163,7 @@ def cmd_train(args) -> int:
         from deepbelief.io import atomic_write_bytes
 
         keep = {k: v for k, v in res.items() if isinstance(v, (int, float, str, dict, list, type(None)))
-                and k not in ("standardize",)}
+                and k not in ("input_transform",)}
         atomic_write_bytes(args.metrics_json, json.dumps(keep, indent=2, default=str).encode())
     return 0
 
@@ -197,14 +198,10 @@ def add_evaluate(sub) -> None:
 
 
 def _apply_input_transform(meta: dict, x):
-    import torch
+    from deepbelief.transforms import transform_from_dict
 
-    t = meta.get("input_transform")
-    if not t:
-        return x
-    mu = torch.tensor(t["mean"], dtype=x.dtype, device=x.device)
-    sd = torch.tensor(t["std"], dtype=x.dtype, device=x.device)
-    return (x - mu) / sd
+    t = transform_from_dict(meta.get("input_transform"))
+    return x if t is None else t(x)
 
 
 def _dataset_for(meta: dict, args):
@@ -286,6 +283,9 @@ def add_show_filters(sub) -> None:
     p.add_argument("-o", "--output", default="filters.png")
     p.add_argument("--n", type=int, default=100, help="number of filters to show (default 100)")
     p.add_argument("--shape", type=_csv_ints, default=None, help="image shape, e.g. 28,28 (default: square)")
+    p.add_argument("--raw", action="store_true",
+                   help="show the stored weights; by default Gaussian-visible filters are divided by the "
+                        "visible variances and mapped back through the stored input transform")
 
 
 def first_layer_filters(model):
@@ -302,6 +302,25 @@ def first_layer_filters(model):
     raise ConfigError(f"model of kind {kind!r} has no first-layer filters to show")
 
 
+def input_space_filters(model, w, meta: dict):
+    """First-layer filters (n_hidden, n_inputs) as they act on the *untransformed* input.
+
+    A Gaussian-visible RBM sends s_v(v) W = (v / sigma^2) W up, so its effective filters
+    are W / sigma^2; if the data went through a linear input transform x' = (x - m) A
+    (standardisation, ZCA), the filter acting on x is A (W / sigma^2).
+    """
+    from deepbelief.transforms import transform_from_dict
+
+    rbm = model if getattr(model, "kind", "") == "rbm" else (model.rbms[0] if hasattr(model, "rbms") else None)
+    if rbm is not None and getattr(rbm.visible, "kind", "") == "gaussian":
+        w = w * rbm.visible.inv_var().detach().unsqueeze(0)
+    t = transform_from_dict(meta.get("input_transform"))
+    if t is not None:
+        a = t.linear_part().to(w.device, w.dtype)  # (d, d')
+        w = w @ a.T
+    return w
+
+
 def cmd_show_filters(args) -> int:
     from deepbelief.errors import check_int
     from deepbelief.io import load_model
@@ -309,6 +328,10 @@ def cmd_show_filters(args) -> int:
 
     model = load_model(args.model)
     w = first_layer_filters(model).detach()
+    if not args.raw:
+        from deepbelief.io import read_metadata
+
+        w = input_space_filters(model, w, read_metadata(args.model))
     n = check_int("--n", args.n, minimum=1)
     shape = tuple(args.shape) if args.shape else image_shape_for(w.shape[1])
     save_tiles(args.output, w[:n], shape)

@@ -56,11 +56,12 @@ __all__ = [
     "load_fashion_mnist",
     "load_idx_folder",
     "load_mnist",
+    "load_patches_dataset",
     "read_idx",
 ]
 
 #: Names accepted by :func:`load_dataset`; the first is the default.
-DATASETS: tuple[str, ...] = ("digits", "mnist", "mnist-binarized", "fashion-mnist")
+DATASETS: tuple[str, ...] = ("digits", "mnist", "mnist-binarized", "fashion-mnist", "patches")
 
 #: Environment variable naming a folder of datasets (files directly, or ``mnist/`` etc.).
 DATA_ENV_VAR = "DEEPBELIEF_DATA"
@@ -785,6 +786,79 @@ def load_digits_dataset() -> Dataset:
     )
 
 
+# Natural image patches from the two photographs scikit-learn ships (china.jpg, flower.jpg,
+# 427x640 each), cut into 32x32 blocks coloured like a checkerboard: training patches lie
+# inside "white" blocks, test patches inside "black" ones, so no test pixel was ever seen
+# in training while both sets sample the whole of both scenes.
+PATCHES_SIZE = 8
+PATCHES_N_TRAIN = 40_000
+PATCHES_N_TEST = 10_000
+PATCHES_N_VALID = 5_000
+PATCHES_BLOCK = 32
+
+
+def load_patches_dataset(size: int = PATCHES_SIZE, *, n_train: int = PATCHES_N_TRAIN,
+                         n_test: int = PATCHES_N_TEST, seed: int = 0) -> Dataset:
+    """Grey natural image patches cut from ``sklearn.datasets.load_sample_images``.
+
+    The photographs are converted to grey (ITU-R 601 luma, 0.299 R + 0.587 G + 0.114 B)
+    in [0, 1]. Patch positions are drawn uniformly with ``numpy.random.default_rng(seed)``,
+    half from each photograph; training patches lie entirely inside the "white" 32x32
+    blocks of a checkerboard over the photograph, test patches inside the "black" ones. The label is the photograph (0 china,
+    1 flower). No file or network is needed (the JPEGs ship with scikit-learn, read with
+    Pillow). For Gaussian RBMs standardise or whiten them first (``deepbelief.transforms``).
+
+    Returns:
+        Dataset ``"patches"``: ``x_train`` float32 ``(n_train, size*size)``, ``x_test``
+        ``(n_test, size*size)``, ``image_shape=(size, size)``, ``n_valid=n_train // 8``.
+    """
+    size = check_int("size", size, minimum=2, maximum=64)
+    n_train = check_int("n_train", n_train, minimum=2)
+    n_test = check_int("n_test", n_test, minimum=1)
+    seed = check_int("seed", seed, minimum=0)
+    try:
+        from sklearn.datasets import load_sample_images
+    except ImportError as exc:  # pragma: no cover - sklearn is a dependency
+        raise DataError(f"the patches dataset needs scikit-learn's sample images: {exc}") from None
+    try:
+        images = load_sample_images().images
+    except ImportError as exc:  # pragma: no cover - Pillow missing
+        raise DataError(f"the patches dataset needs Pillow to read scikit-learn's JPEGs: {exc}") from None
+    grey = [np.asarray(im, dtype=np.float64) @ np.array([0.299, 0.587, 0.114]) / 255.0 for im in images]
+    rng = np.random.default_rng(seed)
+    out = {}
+    for part, n in (("train", n_train), ("test", n_test)):
+        xs, ys = [], []
+        for label, img in enumerate(grey):
+            h, w = img.shape
+            blk = max(PATCHES_BLOCK, 2 * size)
+            bi, bj = np.meshgrid(np.arange(h // blk), np.arange(w // blk), indexing="ij")
+            keep = (bi + bj) % 2 == (0 if part == "train" else 1)  # checkerboard of blocks
+            bi, bj = bi[keep], bj[keep]
+            m = n // len(grey) + (1 if label < n % len(grey) else 0)
+            which = rng.integers(0, bi.size, size=m)
+            r = bi[which] * blk + rng.integers(0, blk - size + 1, size=m)
+            c = bj[which] * blk + rng.integers(0, blk - size + 1, size=m)
+            d = np.arange(size)
+            # (m, size, size) by fancy indexing: no Python loop over patches
+            patches = img[r[:, None, None] + d[None, :, None], c[:, None, None] + d[None, None, :]]
+            xs.append(patches.reshape(m, size * size))
+            ys.append(np.full(m, label, dtype=np.int64))
+        order = rng.permutation(n)
+        out[part] = (np.concatenate(xs)[order].astype(np.float32), np.concatenate(ys)[order])
+    return Dataset(
+        x_train=torch.from_numpy(np.ascontiguousarray(out["train"][0])),
+        y_train=torch.from_numpy(np.ascontiguousarray(out["train"][1])),
+        x_test=torch.from_numpy(np.ascontiguousarray(out["test"][0])),
+        y_test=torch.from_numpy(np.ascontiguousarray(out["test"][1])),
+        name="patches",
+        image_shape=(size, size),
+        n_valid=max(1, n_train // 8),
+        n_classes=2,
+        source="sklearn.datasets.load_sample_images",
+    )
+
+
 def load_dataset(
     name: str = "digits",
     data_dir: str | os.PathLike | None = None,
@@ -801,6 +875,7 @@ def load_dataset(
     * ``mnist-binarized``: MNIST binarised once with ``seed`` (0 by default), training set
       then test set from one generator (Salakhutdinov & Murray 2008).
     * ``fashion-mnist``: :func:`load_fashion_mnist` (local files only).
+    * ``patches``: :func:`load_patches_dataset`, 8x8 grey natural image patches (embedded).
 
     Args:
         name: the dataset.
@@ -820,6 +895,8 @@ def load_dataset(
     seed = check_int("seed", seed, minimum=0)
     if name == "digits":
         dataset = load_digits_dataset()
+    elif name == "patches":
+        dataset = load_patches_dataset()
     elif name in ("mnist", "mnist-binarized"):
         dataset = load_mnist(data_dir, download=download, cache_dir=cache_dir)
     else:

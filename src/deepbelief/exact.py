@@ -1,7 +1,7 @@
 """Brute-force answers for tiny RBMs: the oracle behind the tests and a utility.
 
 For an RBM whose visible or hidden layer consists of discrete units (Bernoulli, softmax,
-or a joint of them) with few enough configurations (about 2^25), the partition function
+stepped sigmoid counts, or a joint of them) with few enough configurations (about 2^25), the partition function
 is an exact sum over that layer's states of exp(-F(state)), where F is the free energy
 with the *other* layer summed or integrated out analytically. Everything is computed in
 float64 with log-sum-exp, so it never overflows.
@@ -40,8 +40,18 @@ def layer_states(units, *, device=None, dtype=torch.float64) -> Tensor:
         elif g.kind == "softmax":
             total *= g.n
             parts.append(torch.eye(g.n, device=device, dtype=dtype))
+        elif g.kind == "stepped_sigmoid":  # counts 0..copies per unit
+            base = g.copies + 1
+            total *= base**g.n
+            if total > MAX_STATES:
+                break
+            idx = torch.arange(base**g.n, device=device)
+            digits = (idx.unsqueeze(1) // base ** torch.arange(g.n - 1, -1, -1, device=device)) % base
+            parts.append(digits.to(dtype))
         else:
-            raise ConfigError(f"exact enumeration needs discrete units (bernoulli, softmax), got {g.kind!r}")
+            raise ConfigError(
+                f"exact enumeration needs discrete units (bernoulli, softmax, stepped_sigmoid), got {g.kind!r}"
+            )
     if total > MAX_STATES:
         raise ConfigError(f"exact enumeration needs at most {MAX_STATES} states, this layer has {total}")
     out = parts[0]
@@ -58,6 +68,8 @@ def _n_states(units) -> float:
             total *= 2.0**g.n
         elif g.kind == "softmax":
             total *= g.n
+        elif g.kind == "stepped_sigmoid":
+            total *= float(g.copies + 1) ** g.n
         else:
             return float("inf")
     return total

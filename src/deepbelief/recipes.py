@@ -41,6 +41,8 @@ class Recipe:
     #: per-RBM changes to ``rbm`` (a list of dicts of RBMTrainConfig fields, bottom first)
     layer_overrides: list = field(default_factory=list)
     finetune: FinetuneConfig | None = field(default_factory=lambda: FinetuneConfig(epochs=40, batch_size=20, lr=0.1))
+    #: transform of real-valued data for gaussian visibles: standardize, zca, pca or none
+    input_transform: str = "standardize"
     #: size of the validation split taken from the end of the training set (0: none)
     n_valid: int = 297
     #: after early stopping, fine-tune again on train + valid for the chosen epochs
@@ -56,6 +58,7 @@ class Recipe:
             raise ConfigError("layers must list at least one hidden layer size, got []")
         check_choice("visible", self.visible, {"bernoulli", "gaussian"})
         check_choice("hidden", self.hidden, {"bernoulli", "nrelu", "stepped_sigmoid"})
+        check_choice("input_transform", self.input_transform, {"standardize", "zca", "pca", "none"})
         check_int("n_valid", self.n_valid, minimum=0)
         self.rbm.validate()
         if len(self.layer_overrides) > len(self.layers):
@@ -194,13 +197,15 @@ def run_recipe(
     x_tr, y_tr = x_all[: x_all.shape[0] - n_valid], y_all[: x_all.shape[0] - n_valid]
     x_va, y_va = (x_all[x_all.shape[0] - n_valid:], y_all[x_all.shape[0] - n_valid:]) if n_valid else (None, None)
     x_te, y_te = ds.x_test.to(dev), ds.y_test.to(dev)
-    standardize = None
-    if recipe.visible == "gaussian":  # Gaussian visibles expect zero mean, unit variance data
-        mu, sd = x_tr.mean(0), x_tr.std(0).clamp_min(1e-2)
-        standardize = (mu, sd)
-        x_tr, x_te = (x_tr - mu) / sd, (x_te - mu) / sd
-        x_va = None if x_va is None else (x_va - mu) / sd
-        x_all = (x_all - mu) / sd
+    transform = None
+    if recipe.visible == "gaussian" and recipe.input_transform != "none":
+        # Gaussian visibles expect zero mean, unit variance data (transforms.py); the
+        # fitted transform travels with the model so new data is mapped the same way
+        from deepbelief.transforms import make_transform
+
+        transform = make_transform(recipe.input_transform).fit(x_tr)
+        x_tr, x_te, x_all = transform(x_tr), transform(x_te), transform(x_all)
+        x_va = None if x_va is None else transform(x_va)
     gen = make_generator(seed, dev)
     specs = layer_specs(recipe, x_tr.shape[1])
     log(f"[{recipe.name}] data {recipe.dataset}: train {x_tr.shape[0]}, valid {n_valid}, test {x_te.shape[0]}; "
@@ -218,7 +223,7 @@ def run_recipe(
                          checkpoint_dir=ckdir, resume=resume, checkpoint_every=checkpoint_every)
     pretrain_s = time.perf_counter() - t0
     result = {"recipe": recipe.to_dict(), "seed": seed, "device": str(dev), "dbn": dbn, "pretrain_seconds": pretrain_s,
-              "standardize": standardize}
+              "input_transform": transform}
     if recipe.finetune is None:
         result["total_seconds"] = time.perf_counter() - t_start
         return result

@@ -34,10 +34,13 @@ class CD:
     def negative(self, rbm: RBM, v0: Tensor, x0: Tensor, gen: torch.Generator | None) -> tuple[Tensor, Tensor]:
         """Return (v_neg, x_neg) with x_neg = hidden_input(v_neg)."""
         x = x0
+        # learned variances are fitted to E[(v - b)^2]: a mean-field reconstruction has no
+        # noise, so it would under-estimate that term and push the variances up (units.py)
+        sample = self.sample_visible or getattr(rbm.visible, "sample_negative", False)
         for _ in range(self.k):
             h = rbm.hidden.sample(x, gen)
             xv = rbm.visible_input(h)
-            v = rbm.visible.sample(xv, gen) if self.sample_visible else rbm.visible.mean(xv)
+            v = rbm.visible.sample(xv, gen) if sample else rbm.visible.mean(xv)
             x = rbm.hidden_input(v)
         return v, x
 

@@ -210,6 +210,14 @@ class Gaussian(Units):
         self.var_lr_scale = check_float("var_lr_scale", var_lr_scale, minimum=0.0)
         self.log_var = nn.Parameter(torch.full((self.n,), log_var), requires_grad=self.learn_var)
 
+    @property
+    def sample_negative(self) -> bool:
+        """CD must sample these units in the negative phase when variances are learned:
+        d free_energy / d log sigma^2 has the term -(v - b)^2 / (2 sigma^2), whose model
+        expectation a noise-free mean reconstruction underestimates by 1/2 per unit, a bias
+        that drives every variance up to its upper bound."""
+        return self.learn_var
+
     def inv_var(self) -> Tensor:
         return torch.exp(-self.log_var)
 
@@ -269,13 +277,37 @@ class Gaussian(Units):
         }
 
 
+def _log_qbinomial_table(n: int, q: float) -> Tensor:
+    """log of the Gaussian (q-)binomial coefficients [n choose k]_q for k = 0..n, float64.
+
+    [n k]_q = L(n) / (L(k) L(n-k)) with L(m) = prod_{i=1}^m (1 - q^i); O(n) and stable.
+    """
+    i = torch.arange(1, n + 1, dtype=torch.float64)
+    logl = torch.cat([torch.zeros(1, dtype=torch.float64), torch.cumsum(torch.log1p(-(q**i)), 0)])
+    k = torch.arange(n + 1)
+    return logl[n] - logl[k] - logl[n - k]
+
+
 class SteppedSigmoid(Units):
     """``copies`` binary units sharing weights, with bias offsets -0.5, -1.5, ..., -(N - 0.5).
 
-    The unit's value is the number of copies that are on. Mean and sampling are exact:
-    E[u | x] = sum_{n=1}^N sigmoid(x + b - n + 0.5), and a sample is a sum of independent
-    Bernoulli draws. Its free energy when summed out is -sum_n softplus(x + b - n + 0.5).
-    As N grows the mean approaches softplus(x + b) = log(1 + e^(x+b)) (Nair & Hinton 2010).
+    The unit's value u in {0, ..., N} is the number of copies that are on (Nair & Hinton
+    2010, section 2). Mean and sampling are exact:
+    E[u | x] = sum_{n=1}^N sigmoid(y - n + 0.5) with y = x + b, and a sample is a sum of N
+    independent Bernoulli draws. Summing the copies out gives the free energy
+    ``F(x) = -sum_n softplus(y - n + 0.5)``. As N grows the mean approaches
+    softplus(y) = log(1 + e^y) (a midpoint sum of sigmoids approximating its integral).
+
+    Energy of a state: the copies are exchangeable, so p(u = k | x) sums over the
+    C(N, k) subsets of copies that are on; with q_n = exp(-(n - 1/2)) that sum is the
+    elementary symmetric polynomial e_k(q) = e^{-k^2/2} [N k]_{1/e} (a q-binomial
+    coefficient), hence the exact self-energy
+
+        E_u(k) = -b k + k^2 / 2 - log [N k]_{1/e}.
+
+    When the units are *visible* units of a higher RBM their data are means, not counts;
+    E_u is then the linear interpolation of that table between integers (the q-binomial
+    term lies in [0, 0.7), so the interpolation changes the energy by less than that).
     """
 
     kind = "stepped_sigmoid"
@@ -284,6 +316,10 @@ class SteppedSigmoid(Units):
         super().__init__(n)
         self.copies = check_int("copies", copies, minimum=1, maximum=10_000)
         self.register_buffer("offsets", torch.arange(self.copies, dtype=torch.float32) + 0.5, persistent=False)
+        k = torch.arange(self.copies + 1, dtype=torch.float64)
+        # the part of E_u(k) that does not depend on parameters, k = 0..N
+        table = 0.5 * k * k - _log_qbinomial_table(self.copies, math.exp(-1.0))
+        self.register_buffer("count_energy", table, persistent=False)  # float64: exact table
 
     def _shifted(self, x):  # (batch, n, N)
         return (x + self.bias).unsqueeze(-1) - self.offsets.to(x.dtype)
@@ -296,27 +332,54 @@ class SteppedSigmoid(Units):
         u = _uniform(p.shape, p, gen)
         return torch.lt(u, p, out=u).sum(-1)
 
+    def energy(self, u):
+        table = self.count_energy.to(u.dtype)
+        uc = u.clamp(0, self.copies)
+        lo = uc.floor().clamp(max=self.copies - 1).long()
+        frac = uc - lo.to(u.dtype)
+        c = table[lo] * (1 - frac) + table[lo + 1] * frac  # exact at integers
+        return (c - u * self.bias).sum(-1)
+
     def free_energy(self, x):
         return -F.softplus(self._shifted(x)).sum((-1, -2))
+
+    def check_data(self, name, x):
+        from deepbelief.errors import DataError
+
+        if x.numel() and (float(x.min()) < 0.0 or float(x.max()) > self.copies):
+            raise DataError(
+                f"{name} must lie in [0, {self.copies}] (the number of copies) for stepped sigmoid units, "
+                f"got values in [{float(x.min()):g}, {float(x.max()):g}]"
+            )
 
     def config(self):
         return {**super().config(), "copies": self.copies}
 
 
 class NReLU(Units):
-    """Noisy rectified linear units (Nair & Hinton 2010).
+    """Noisy rectified linear units (Nair & Hinton 2010, "Rectified linear units improve
+    restricted Boltzmann machines", section 2).
 
-    Mean max(0, y) with y = x + b; a sample is max(0, y + N(0, sigmoid(y))). They
-    approximate stepped sigmoid units with infinitely many copies, so ``free_energy``
-    uses that sum, -sum_{n>=1} softplus(y - n + 0.5), truncated where the terms fall below
-    float precision (``terms`` copies; the default covers inputs up to about 60).
+    With y = x + b: mean max(0, y), and a sample is max(0, y + N(0, sigmoid(y))) (the
+    noise *variance* is sigmoid(y)). They stand for stepped sigmoid units with infinitely
+    many copies, whose mean sum_n sigmoid(y - n + 0.5) ~ softplus(y) Nair & Hinton replace
+    by max(0, y). We apply the same approximation to the free energy, so that it is the
+    exact integral of the mean the unit uses:
+
+        F(x) = -max(0, y)^2 / 2,   -dF/dx = max(0, y) = E[u | x] = ``stat``.
+
+    The exact infinite stepped-sigmoid sum -sum_n softplus(y - n + 0.5) differs from this
+    by a bounded amount (between 0 and about pi^2/6 - 1/24 ~ 1.6 per unit), and its
+    derivative by softplus(y) - max(0, y) <= log 2; using it instead would make the W
+    gradient pair v with softplus(y) while the unit sends max(0, y) up, i.e. it would not
+    be the gradient of the model that is sampled. Use ``SteppedSigmoid`` for the exact sum.
+
+    Self-energy of a state u >= 0 (needed when NReLU units are the *visible* layer of the
+    next RBM in a stack): E_u(u) = u^2 / 2 - b u, the stepped-sigmoid energy without its
+    bounded q-binomial term, so the layer behaves like a rectified unit-variance Gaussian.
     """
 
     kind = "nrelu"
-
-    def __init__(self, n: int, *, terms: int = 80):
-        super().__init__(n)
-        self.terms = check_int("terms", terms, minimum=1, maximum=100_000)
 
     def mean(self, x):
         return torch.relu(x + self.bias)
@@ -326,19 +389,17 @@ class NReLU(Units):
         noise = _normal(y.shape, y, gen)
         return torch.relu(y + noise * torch.sigmoid(y).sqrt())
 
+    def energy(self, u):
+        return (0.5 * u * u - u * self.bias).sum(-1)
+
     def free_energy(self, x):
-        y = x + self.bias
-        offsets = torch.arange(self.terms, device=y.device, dtype=y.dtype) + 0.5
-        return -F.softplus(y.unsqueeze(-1) - offsets).sum((-1, -2))
+        return -0.5 * torch.relu(x + self.bias).square().sum(-1)
 
     def check_data(self, name, x):
         from deepbelief.errors import DataError
 
         if x.numel() and float(x.min()) < 0.0:
             raise DataError(f"{name} must be >= 0 for NReLU units, got minimum {float(x.min()):g}")
-
-    def config(self):
-        return {**super().config(), "terms": self.terms}
 
 
 class Joint(Units):
@@ -359,6 +420,7 @@ class Joint(Units):
         self.sizes = [g.n for g in groups]
         self.n = sum(self.sizes)
         self.needs_back = any(g.needs_back for g in groups)
+        self.sample_negative = any(getattr(g, "sample_negative", False) for g in groups)
         self.unit_interval = all(g.unit_interval for g in groups)
 
     @property
