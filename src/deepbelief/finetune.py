@@ -235,12 +235,12 @@ def finetune(
     """
     cfg = (config or FinetuneConfig()).validate()
     dev = net.out.weight.device
-    x = as_data("x", x, n_features=net.sizes[0], device=dev)
+    x = as_data("x", x, n_features=net.sizes[0], device=dev, dtype=net.out.weight.dtype)
     y = as_labels("y", y, n_classes=net.n_classes, n_rows=x.shape[0], device=dev)
     if cfg.batch_size > x.shape[0]:
         raise ConfigError(f"batch_size must be <= the number of training rows ({x.shape[0]}), got {cfg.batch_size}")
     if valid is not None:
-        xv = as_data("valid x", valid[0], n_features=net.sizes[0], device=dev)
+        xv = as_data("valid x", valid[0], n_features=net.sizes[0], device=dev, dtype=net.out.weight.dtype)
         yv = as_labels("valid y", valid[1], n_classes=net.n_classes, n_rows=xv.shape[0], device=dev)
     net.dropout, net.input_dropout = cfg.dropout, cfg.input_dropout
     top = list(net.out.parameters())
