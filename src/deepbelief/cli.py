@@ -63,6 +63,10 @@ def add_train(sub) -> None:
     p.add_argument("-o", "--output", default="model.safetensors", help="where to write the model")
     p.add_argument("--metrics-json", default=None, help="also write the results as JSON here")
     p.add_argument("--quiet", action="store_true", help="no per-epoch lines")
+    p.add_argument("--metrics-csv", default=None, help="write per-epoch metrics of every phase to this CSV")
+    p.add_argument("--tensorboard", default=None, help="also log them to this TensorBoard folder (if installed)")
+    p.add_argument("--save-config", default=None,
+                   help="write the run's full recipe as TOML (re-run it with --config) and exit")
     _common(p)
 
 
@@ -102,12 +106,29 @@ def cmd_train(args) -> int:
     from deepbelief.recipes import run_recipe
 
     recipe = _recipe_from_args(args)
+    if args.save_config:
+        from deepbelief.config import dump_toml
+        from deepbelief.io import atomic_write_bytes
+
+        atomic_write_bytes(args.save_config, dump_toml(recipe.to_dict()).encode())
+        print(f"wrote {args.save_config}")
+        return 0
+    logger = None
+    if args.metrics_csv or args.tensorboard:
+        from deepbelief.metrics_log import MetricsLogger
+
+        logger = MetricsLogger(args.metrics_csv, tensorboard_dir=args.tensorboard)
     out = Path(args.output)
     if not out.parent.exists() if str(out.parent) else False:
         raise ConfigError(f"output {str(out)!r}: folder {str(out.parent)!r} does not exist")
     res = run_recipe(recipe, data_dir=args.data_dir, device=args.device, seed=args.seed,
-                     log=None if args.quiet else print, checkpoint_dir=args.checkpoint_dir, resume=args.resume)
-    meta = {"recipe": recipe.to_dict(), "seed": args.seed, "device": res["device"]}
+                     log=None if args.quiet else print, checkpoint_dir=args.checkpoint_dir, resume=args.resume,
+                     logger=logger)
+    if logger is not None:
+        logger.close()
+    from deepbelief import __version__
+
+    meta = {"recipe": recipe.to_dict(), "seed": args.seed, "device": res["device"], "deepbelief_version": __version__}
     if res.get("standardize") is not None:
         mu, sd = res["standardize"]
         meta["input_transform"] = {"type": "standardize", "mean": mu.tolist(), "std": sd.tolist()}
@@ -218,6 +239,10 @@ COMMANDS = [
     (add_evaluate, cmd_evaluate, "evaluate"),
     (add_show_filters, cmd_show_filters, "show-filters"),
 ]
+
+from deepbelief.cli_ecosystem import COMMANDS as _ECOSYSTEM_COMMANDS  # noqa: E402  plot, reproduce
+
+COMMANDS += _ECOSYSTEM_COMMANDS
 
 
 def build_parser() -> argparse.ArgumentParser:

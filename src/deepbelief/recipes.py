@@ -67,6 +67,8 @@ class Recipe:
             raise ConfigError(f"unknown recipe option(s) {unknown}; valid: {sorted(names)}")
         if isinstance(d.get("rbm"), dict):
             d["rbm"] = RBMTrainConfig.from_dict(d["rbm"])
+        if d.get("finetune") is False:  # how a TOML file says "no fine-tuning" (TOML has no null)
+            d["finetune"] = None
         if isinstance(d.get("finetune"), dict):
             d["finetune"] = FinetuneConfig.from_dict(d["finetune"])
         return cls(**d).validate()
@@ -115,9 +117,11 @@ def run_recipe(
     checkpoint_dir: str | Path | None = None,
     resume: bool = False,
     dataset=None,
+    logger=None,
 ) -> dict:
     """Pre-train, fine-tune and test ``recipe``. Returns a dict with the trained ``dbn``,
-    the fine-tuned ``net``, ``test_error``, ``valid_error``, ``best_epoch`` and timings."""
+    the fine-tuned ``net``, ``test_error``, ``valid_error``, ``best_epoch`` and timings.
+    ``logger``: a ``metrics_log.MetricsLogger`` that receives every per-epoch row."""
     from deepbelief.data import load_dataset
 
     recipe.validate()
@@ -147,6 +151,8 @@ def run_recipe(
         gap = f" fe_gap {m['free_energy_gap']:+.3f}" if "free_energy_gap" in m else ""
         log(f"  rbm {layer} epoch {epoch + 1:3d}/{recipe.rbm.epochs}: recon {m['recon_error']:.4f}{gap} "
             f"({m['seconds']:.2f}s)")
+        if logger is not None:
+            logger.pretrain_callback(layer, epoch, m)
 
     t0 = time.perf_counter()
     dbn = pretrain_stack(x_tr, specs, recipe.rbm, generator=gen, valid=x_va, callback=on_epoch,
@@ -161,6 +167,8 @@ def run_recipe(
     def on_ft(epoch, m):
         va = f" valid error {100 * m['valid_error']:.2f}%" if "valid_error" in m else ""
         log(f"  finetune epoch {epoch + 1:3d}/{recipe.finetune.epochs}: loss {m['loss']:.4f}{va} ({m['seconds']:.2f}s)")
+        if logger is not None:
+            logger.log("finetune" if "valid_error" in m or not n_valid else "retrain", epoch, m)
 
     t0 = time.perf_counter()
     net = unroll(dbn, int(ds.n_classes), generator=gen)
