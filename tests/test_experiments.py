@@ -130,3 +130,14 @@ def test_lecture14_and_erhan_tiny_on_digits(tmp_path):
     s = next(x for x in e["summary"] if x["depth"] == 2 and x["pretrained"])
     errs = [r["test_error"] for r in e["runs"] if r["depth"] == 2 and r["pretrained"]]
     assert s["mean"] == pytest.approx(sum(errs) / 2) and s["std"] == pytest.approx(abs(errs[0] - errs[1]) / math.sqrt(2))
+
+
+def test_set_overrides_parse_as_toml_and_unknown_keys_are_named():
+    from deepbelief.errors import ConfigError
+    from deepbelief.experiments import _from_dict, parse_sets
+
+    assert parse_sets(["a=1", "b=[1, 2]", "c=0.5", "d=word"]) == {"a": 1, "b": [1, 2], "c": 0.5, "d": "word"}
+    with pytest.raises(ConfigError, match="KEY=VALUE"):
+        parse_sets(["novalue"])
+    with pytest.raises(ConfigError, match=r"unknown ErhanConfig option\(s\) \['depth'\]"):
+        _from_dict(ErhanConfig, {"depth": [1]})

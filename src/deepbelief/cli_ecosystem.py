@@ -126,6 +126,8 @@ def add_reproduce(sub) -> None:
     size.add_argument("--quick", action="store_true", help="a minutes-long version on a subset (CPU)")
     size.add_argument("--reduced", action="store_true", help="erhan: the < 30 min CPU configuration")
     p.add_argument("--config", default=None, help="TOML file overriding the experiment's settings")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override one setting, e.g. --set finetune_epochs=10 --set depths=[1,2] (TOML values)")
     p.add_argument("--data-dir", default=None, help="folder with the MNIST IDX files")
     p.add_argument("--docs-dir", default="docs", help="where the markdown table and figures go (default docs/)")
     p.add_argument("--results", default="benchmarks/results",

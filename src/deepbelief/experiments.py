@@ -566,6 +566,7 @@ def main_from_args(args) -> int:
         from deepbelief.config import load_toml
 
         overrides = load_toml(args.config)
+    overrides.update(parse_sets(getattr(args, "set", None) or []))
     docs = Path(args.docs_dir)
     (docs / "results").mkdir(parents=True, exist_ok=True)
     data_dir = args.data_dir or _default_data_dir()
@@ -600,6 +601,23 @@ def main_from_args(args) -> int:
         atomic_write_bytes(args.out, json.dumps(res, indent=2, default=_json_default).encode())
         print(f"wrote {args.out}")
     return 0
+
+
+def parse_sets(items: list[str]) -> dict:
+    """``["a=1", "b=[1,2]", "c=name"]`` -> ``{"a": 1, "b": [1, 2], "c": "name"}`` (TOML values,
+    bare words as strings)."""
+    import tomllib
+
+    out = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"--set expects KEY=VALUE, got {item!r}")
+        try:
+            out[key.strip()] = tomllib.loads(f"v = {value}")["v"]
+        except tomllib.TOMLDecodeError:
+            out[key.strip()] = value
+    return out
 
 
 def _json_default(o):
