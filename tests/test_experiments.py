@@ -130,6 +130,11 @@ def test_lecture14_and_erhan_tiny_on_digits(tmp_path):
     s = next(x for x in e["summary"] if x["depth"] == 2 and x["pretrained"])
     errs = [r["test_error"] for r in e["runs"] if r["depth"] == 2 and r["pretrained"]]
     assert s["mean"] == pytest.approx(sum(errs) / 2) and s["std"] == pytest.approx(abs(errs[0] - errs[1]) / math.sqrt(2))
+    from deepbelief.experiments import erhan_figures, erhan_markdown
+
+    erhan_figures(e, tmp_path / "h.png", tmp_path / "t.png")
+    assert (tmp_path / "h.png").read_bytes()[:4] == b"\x89PNG" and (tmp_path / "t.png").read_bytes()[:4] == b"\x89PNG"
+    assert "| 2 |" in erhan_markdown(e, "quick", {"hist": "h.png", "tsne": "t.png"})
 
 
 def test_set_overrides_parse_as_toml_and_unknown_keys_are_named():

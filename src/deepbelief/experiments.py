@@ -77,12 +77,22 @@ def mnist_subset(n_train: int, n_valid: int, n_test: int, *, data_dir=None, devi
 
 def machine_info(device) -> dict:
     dev = torch.device(device)
-    name = torch.cuda.get_device_name(dev) if dev.type == "cuda" else (platform.processor() or platform.machine())
+    name = torch.cuda.get_device_name(dev) if dev.type == "cuda" else _cpu_name()
     return {"torch": torch.__version__, "device": str(dev), "device_name": name, "threads": torch.get_num_threads(),
             "python": platform.python_version(),
             "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
             "command": " ".join(["deepbelief"] + sys.argv[1:]) if sys.argv and "deepbelief" in sys.argv[0]
             else " ".join(sys.argv)}
+
+
+def _cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
 
 
 def _sync(device) -> None:
@@ -476,6 +486,7 @@ def posterior_example(cfg: PosteriorConfig | None = None, *, seed: int = 0, log=
     from deepbelief.training import train_rbm
 
     cfg = cfg or PosteriorConfig()
+    t_start = time.perf_counter()
     gen = make_generator(seed)
     protos = (torch.rand(4, cfg.n_visible, generator=gen) < 0.5).double()
     idx = torch.randint(0, 4, (cfg.n_data,), generator=gen)
@@ -529,13 +540,14 @@ def posterior_example(cfg: PosteriorConfig | None = None, *, seed: int = 0, log=
     return {"experiment": "posterior", "config": dataclasses.asdict(cfg), "seed": seed,
             "log_p_rbm1": bound1, "kl_factorial": kl_fact, "kl_prior": kl_prior, "top_states": top_states,
             "bound": {"1": bound1, "2_init": bound2_init, "2": bound2, "3_init": bound3_init, "3": bound3},
-            "machine": machine_info("cpu")}
+            "seconds": time.perf_counter() - t_start, "machine": machine_info("cpu")}
 
 
 def posterior_markdown(res: dict) -> str:
     c, b, m = res["config"], res["bound"], res["machine"]
     out = ["# The aggregated posterior is not factorial, and each layer improves the bound", "",
-           f"`{m['command']}` on {m['device_name']}, torch {m['torch']}, {m['date']}; seed {res['seed']}; "
+           f"`{m['command']}` on {m['device_name']} (cpu, {m['threads']} threads), torch {m['torch']}, {m['date']}; "
+           f"{res['seconds']:.0f} s; seed {res['seed']}; "
            "every number is exact (enumeration in float64, `deepbelief.exact`), none is sampled.", "",
            f"Data: {c['n_data']} noisy copies (10% bit flips) of four random {c['n_visible']}-bit prototypes. "
            f"RBM 1: {c['n_visible']} visible, {c['n_hidden']} hidden units, CD-1, {c['epochs']} epochs.", "",
