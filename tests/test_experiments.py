@@ -114,7 +114,7 @@ def test_read_recorded_updown(tmp_path):
     assert got["test_error"] == pytest.approx(1.31) and got["seconds"] == 12.0
 
 
-def test_lecture14_and_erhan_tiny_on_digits(tmp_path):
+def test_lecture14_tiny_on_digits(tmp_path):
     cfg = Lecture14Config(n_train=300, n_valid=100, n_test=200, layers=[16, 16], pretrain_epochs=1,
                           finetune_epochs=2, dropout_epochs=2, batch_size=50)
     res = lecture14(cfg, device="cpu", data_dir="digits", results_dir=tmp_path, log=lambda s: None)
@@ -123,6 +123,9 @@ def test_lecture14_and_erhan_tiny_on_digits(tmp_path):
     assert all(0 <= r["test_error"] <= 100 for r in res["rows"][:3])
     md = lecture14_markdown(res, "quick")
     assert "not recorded" in md and "0.92%" in md
+
+
+def test_erhan_tiny_on_digits(tmp_path):
     e = erhan(ErhanConfig(n_train=300, n_valid=100, n_test=200, width=8, depths=[1, 2], seeds=2, pretrain_epochs=1,
                           finetune_epochs=2, batch_size=50, n_trajectory=10), device="cpu", data_dir="digits",
               log=lambda s: None)
