@@ -282,8 +282,8 @@ class ErhanConfig:
             return cls(n_train=5_000, n_valid=1_000, n_test=10_000, width=300, depths=[1, 2, 3], seeds=3,
                        pretrain_epochs=5, finetune_epochs=20, n_trajectory=200)
         if size == "reduced":
-            return cls(n_train=10_000, n_valid=2_000, n_test=10_000, width=500, depths=[1, 2, 3, 4], seeds=3,
-                       pretrain_epochs=8, finetune_epochs=20)
+            return cls(n_train=10_000, n_valid=2_000, n_test=10_000, width=400, depths=[1, 2, 3, 4], seeds=3,
+                       pretrain_epochs=5, finetune_epochs=15)
         return cls()
 
 
