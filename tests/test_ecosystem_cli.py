@@ -1,9 +1,7 @@
 """Metrics CSV logging, TOML round trips, `deepbelief plot` and the saved run config."""
 
 import math
-import tomllib
 
-import numpy as np
 import pytest
 import torch
 
@@ -15,6 +13,8 @@ from deepbelief.io import read_metadata, save_model
 from deepbelief.metrics_log import MetricsLogger, curves_from_rows, read_metrics_csv
 from deepbelief.rbm import RBM
 from deepbelief.recipes import RECIPES, Recipe, get_recipe
+
+tomllib = pytest.importorskip("tomllib") if __import__("sys").version_info >= (3, 11) else pytest.importorskip("tomli")
 
 
 def test_metrics_csv_round_trip_with_mixed_phases(tmp_path):

@@ -626,16 +626,18 @@ def main_from_args(args) -> int:
 def parse_sets(items: list[str]) -> dict:
     """``["a=1", "b=[1,2]", "c=name"]`` -> ``{"a": 1, "b": [1, 2], "c": "name"}`` (TOML values,
     bare words as strings)."""
-    import tomllib
+    from deepbelief.config import _toml
 
+    if _toml is None:  # pragma: no cover - Python 3.10 without tomli
+        raise ConfigError("--set needs 'tomli' on Python < 3.11 (pip install tomli)")
     out = {}
     for item in items:
         key, sep, value = item.partition("=")
         if not sep or not key.strip():
             raise ConfigError(f"--set expects KEY=VALUE, got {item!r}")
         try:
-            out[key.strip()] = tomllib.loads(f"v = {value}")["v"]
-        except tomllib.TOMLDecodeError:
+            out[key.strip()] = _toml.loads(f"v = {value}")["v"]
+        except _toml.TOMLDecodeError:
             out[key.strip()] = value
     return out
 
