@@ -33,7 +33,6 @@ def add_plot(sub) -> None:
     p.add_argument("--seed", type=int, default=0)
 
 
-@__import__("torch").no_grad()
 def gibbs_samples(model, n: int, steps: int, generator):
     """Fantasies of an RBM or a DBN, shape (n, n_visible): ``steps`` sweeps of alternating
     Gibbs sampling in the (top) RBM from uniform noise, then, for a DBN, one top-down pass
@@ -47,6 +46,13 @@ def gibbs_samples(model, n: int, steps: int, generator):
     rbms = list(model.rbms) if hasattr(model, "rbms") else [model] if getattr(model, "kind", "") == "rbm" else None
     if rbms is None:
         raise ConfigError(f"samples need an RBM or a DBN model file, got a {getattr(model, 'kind', '?')!r} model")
+    with torch.no_grad():
+        return _fantasies(rbms, n, steps, generator)
+
+
+def _fantasies(rbms, n, steps, generator):
+    import torch
+
     top = rbms[-1]
     v = torch.rand((n, top.n_visible), generator=generator, device=top.W.device, dtype=top.W.dtype)
     if top.visible.kind == "bernoulli":
