@@ -71,6 +71,10 @@ def add_train(sub) -> None:
     p.add_argument("--quiet", action="store_true", help="no per-epoch lines")
     p.add_argument("--precision", default=None,
                    help="RBM matmul precision: fp32 (default), tf32 (CUDA only) or bf16 (GPUs; slow on CPUs)")
+    p.add_argument("--metrics-csv", default=None, help="write per-epoch metrics of every phase to this CSV")
+    p.add_argument("--tensorboard", default=None, help="also log them to this TensorBoard folder (if installed)")
+    p.add_argument("--save-config", default=None,
+                   help="write the run's full recipe as TOML (re-run it with --config) and exit")
     _common(p)
 
 
@@ -119,6 +123,18 @@ def cmd_train(args) -> int:
     from deepbelief import distributed
 
     recipe = _recipe_from_args(args)
+    if args.save_config:
+        from deepbelief.config import dump_toml
+        from deepbelief.io import atomic_write_bytes
+
+        atomic_write_bytes(args.save_config, dump_toml(recipe.to_dict()).encode())
+        print(f"wrote {args.save_config}")
+        return 0
+    logger = None
+    if args.metrics_csv or args.tensorboard:
+        from deepbelief.metrics_log import MetricsLogger
+
+        logger = MetricsLogger(args.metrics_csv, tensorboard_dir=args.tensorboard)
     out = Path(args.output)
     # refuse unwritable outputs before hours of training, not after
     for flag, target in (("--output", args.output), ("--metrics-json", args.metrics_json)):
@@ -129,7 +145,8 @@ def cmd_train(args) -> int:
     # under torchrun (WORLD_SIZE > 1): join the process group; rank 0 alone logs and writes
     device = distributed.init_from_env(args.device) if distributed.env_world_size() > 1 else args.device
     run_kw = dict(data_dir=args.data_dir, device=device, seed=args.seed, checkpoint_dir=args.checkpoint_dir,
-                  resume=args.resume, checkpoint_every=args.checkpoint_every)
+                  resume=args.resume, checkpoint_every=args.checkpoint_every,
+                  logger=logger)
     if not distributed.is_main():
         try:
             run_recipe(recipe, log=None, **run_kw)
@@ -140,7 +157,11 @@ def cmd_train(args) -> int:
         res = run_recipe(recipe, log=None if args.quiet else print, **run_kw)
     finally:
         distributed.shutdown()
-    meta = {"recipe": recipe.to_dict(), "seed": args.seed, "device": res["device"]}
+        if logger is not None:
+            logger.close()
+    from deepbelief import __version__
+
+    meta = {"recipe": recipe.to_dict(), "seed": args.seed, "device": res["device"], "deepbelief_version": __version__}
     if res.get("input_transform") is not None:
         meta["input_transform"] = res["input_transform"].to_dict()
     if "net" in res:
@@ -348,6 +369,9 @@ COMMANDS = [
 from deepbelief import cli_generative  # noqa: E402  (registers sample and finetune)
 
 COMMANDS += cli_generative.COMMANDS
+from deepbelief.cli_ecosystem import COMMANDS as _ECOSYSTEM_COMMANDS  # noqa: E402  plot, reproduce
+
+COMMANDS += _ECOSYSTEM_COMMANDS
 
 
 def build_parser() -> argparse.ArgumentParser:

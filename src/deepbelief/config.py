@@ -41,3 +41,43 @@ def load_toml(path: str | Path) -> dict:
             return _toml.load(fh)
     except _toml.TOMLDecodeError as exc:
         raise ConfigError(f"config file {str(path)!r} is not valid TOML: {exc}") from None
+
+
+def _toml_value(key: str, v) -> str:
+    import json
+    import math
+
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, int):
+        return str(v)
+    if isinstance(v, float):
+        if not math.isfinite(v):
+            return "nan" if v != v else ("inf" if v > 0 else "-inf")
+        return repr(v)
+    if isinstance(v, str):
+        return json.dumps(v)  # a JSON string is a valid TOML basic string
+    if isinstance(v, (list, tuple)):
+        return "[" + ", ".join(_toml_value(key, x) for x in v) + "]"
+    if isinstance(v, dict):  # inline table (e.g. a layer's units config)
+        return "{" + ", ".join(f"{k} = {_toml_value(k, x)}" for k, x in v.items()) + "}"
+    raise ConfigError(f"config value {key!r} cannot be written as TOML: {v!r} ({type(v).__name__})")
+
+
+def dump_toml(config: dict) -> str:
+    """Write a recipe-like dict as TOML that ``load_toml`` reads back to the same dict.
+
+    Top-level scalars first, then one ``[table]`` per nested dict. TOML has no null, so
+    keys whose value is None are left out (the dataclass default, None, applies when the
+    file is read); a top-level table that is None is written as ``key = false``.
+    """
+    head, tables = [], []
+    for k, v in config.items():
+        if isinstance(v, dict):
+            body = [f"{kk} = {_toml_value(kk, vv)}" for kk, vv in v.items() if vv is not None]
+            tables.append(f"\n[{k}]\n" + "\n".join(body))
+        elif v is None:
+            head.append(f"{k} = false")
+        else:
+            head.append(f"{k} = {_toml_value(k, v)}")
+    return "\n".join(head) + "\n" + "\n".join(tables) + "\n"

@@ -268,14 +268,14 @@ def finetune(
     checkpoint_every = check_int("checkpoint_every", checkpoint_every, minimum=1)
     if resume and checkpoint is None:
         raise ConfigError("resume=True needs a checkpoint file to resume from, got checkpoint=None")
-    x = as_data("x", x, n_features=net.sizes[0], device=dev)
+    x = as_data("x", x, n_features=net.sizes[0], device=dev, dtype=net.out.weight.dtype)
     y = as_labels("y", y, n_classes=net.n_classes, n_rows=x.shape[0], device=dev)
     if cfg.batch_size > x.shape[0]:
         raise ConfigError(f"batch_size must be <= the number of training rows ({x.shape[0]}), got {cfg.batch_size}")
     if valid is not None:
         if not isinstance(valid, (tuple, list)) or len(valid) != 2:
             raise ConfigError(f"valid must be a pair (x_valid, y_valid), got {type(valid).__name__}")
-        xv = as_data("valid x", valid[0], n_features=net.sizes[0], device=dev)
+        xv = as_data("valid x", valid[0], n_features=net.sizes[0], device=dev, dtype=net.out.weight.dtype)
         yv = as_labels("valid y", valid[1], n_classes=net.n_classes, n_rows=xv.shape[0], device=dev)
     net.dropout, net.input_dropout = cfg.dropout, cfg.input_dropout
     top = list(net.out.parameters())

@@ -105,3 +105,27 @@ def plot_curves(path, series: dict[str, list[float]], *, xlabel="epoch", ylabel=
     plt.close(fig)
     atomic_write_bytes(path, buf.getvalue())
     return Path(path)
+
+
+def _pyplot():
+    """matplotlib.pyplot with the file-only Agg backend, or a ConfigError saying how to install it."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:  # pragma: no cover - depends on the environment
+        raise ConfigError("plotting needs matplotlib: pip install 'deepbelief[plot]'") from None
+    return plt
+
+
+def figure_png(path, fig) -> Path:
+    """Write a matplotlib figure atomically as PNG and close it."""
+    import io as _io
+
+    buf = _io.BytesIO()
+    fig.tight_layout()
+    fig.savefig(buf, format="png")
+    _pyplot().close(fig)
+    atomic_write_bytes(path, buf.getvalue())
+    return Path(path)

@@ -98,6 +98,9 @@ class Recipe:
             raise ConfigError(f"unknown recipe option(s) {unknown}; valid: {sorted(names)}")
         if isinstance(d.get("rbm"), dict):
             d["rbm"] = RBMTrainConfig.from_dict(d["rbm"])
+        for key in ("finetune", "updown"):  # how a TOML file says "none" (TOML has no null)
+            if d.get(key) is False:
+                d[key] = None
         if isinstance(d.get("finetune"), dict):
             d["finetune"] = FinetuneConfig.from_dict(d["finetune"])
         return cls(**d).validate()
@@ -166,6 +169,7 @@ def run_recipe(
     resume: bool = False,
     dataset=None,
     checkpoint_every: int = 1,
+    logger=None,
 ) -> dict:
     """Pre-train, fine-tune and test ``recipe``. Returns a dict with the trained ``dbn``,
     the fine-tuned ``net``, ``test_error``, ``valid_error``, ``best_epoch`` and timings.
@@ -173,7 +177,9 @@ def run_recipe(
     With ``checkpoint_dir``, every phase checkpoints there every ``checkpoint_every``
     epochs (``layer<i>.ckpt.safetensors``, ``finetune.ckpt.safetensors``,
     ``retrain.ckpt.safetensors``) and ``run.json`` records the recipe and seed; ``resume``
-    continues a killed run and ends with the weights an uninterrupted run would have."""
+    continues a killed run and ends with the weights an uninterrupted run would have.
+
+    ``logger``: a ``metrics_log.MetricsLogger`` that receives every per-epoch row."""
     from deepbelief.data import load_dataset
 
     recipe.validate()
@@ -217,6 +223,8 @@ def run_recipe(
         gap = f" fe_gap {m['free_energy_gap']:+.3f}" if "free_energy_gap" in m else ""
         log(f"  rbm {layer} epoch {epoch + 1:3d}: recon {m['recon_error']:.4f}{gap} "
             f"({m['seconds']:.2f}s)")
+        if logger is not None:
+            logger.pretrain_callback(layer, epoch, m)
 
     t0 = time.perf_counter()
     dbn = pretrain_stack(x_tr, specs, recipe.rbm_configs(), generator=gen, valid=x_va, callback=on_epoch,
@@ -231,6 +239,8 @@ def run_recipe(
     def on_ft(epoch, m):
         va = f" valid error {100 * m['valid_error']:.2f}%" if "valid_error" in m else ""
         log(f"  finetune epoch {epoch + 1:3d}: loss {m['loss']:.4f}{va} ({m['seconds']:.2f}s)")
+        if logger is not None:
+            logger.log("finetune" if "valid_error" in m or not n_valid else "retrain", epoch, m)
 
     t0 = time.perf_counter()
     net = unroll(dbn, int(ds.n_classes), generator=gen)

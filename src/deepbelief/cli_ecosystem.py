@@ -1,0 +1,155 @@
+"""Command-line subcommands for plots and experiments (registered in ``cli.COMMANDS``).
+
+    deepbelief plot filters MODEL -o filters.png       first-layer weights as tiles
+    deepbelief plot samples MODEL -o samples.png       Gibbs samples of an RBM or DBN
+    deepbelief plot curves metrics.csv -o curves.png   training curves from --metrics-csv
+    deepbelief reproduce lecture14 [--quick]           the lecture's MNIST table
+    deepbelief reproduce erhan [--quick|--reduced]     does pre-training help? (Erhan et al.)
+    deepbelief reproduce posterior                     aggregated posterior, bound per layer
+
+Heavy imports happen inside the ``cmd_`` functions, so ``deepbelief --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from deepbelief.errors import ConfigError
+
+
+# -- plot ---------------------------------------------------------------------------------
+def add_plot(sub) -> None:
+    p = sub.add_parser("plot", help="figures: filters, samples (PNG tiles) or training curves")
+    p.add_argument("what", choices=["filters", "samples", "curves"])
+    p.add_argument("source", help="a model file (filters, samples) or a metrics CSV (curves)")
+    p.add_argument("-o", "--output", default=None, help="PNG to write (default: <what>.png)")
+    p.add_argument("--n", type=int, default=100, help="filters or samples to show (default 100)")
+    p.add_argument("--shape", default=None, help="image shape, e.g. 28,28 (default: square)")
+    p.add_argument("--steps", type=int, default=1000, help="Gibbs steps per sample (default 1000)")
+    p.add_argument("--metrics", default=None,
+                   help="comma-separated metric names for curves (default: every metric in the file)")
+    p.add_argument("--device", default="auto", help="auto|cpu|cuda (default: auto)")
+    p.add_argument("--seed", type=int, default=0)
+
+
+def gibbs_samples(model, n: int, steps: int, generator):
+    """Fantasies of an RBM or a DBN, shape (n, n_visible): ``steps`` sweeps of alternating
+    Gibbs sampling in the (top) RBM from uniform noise, then, for a DBN, one top-down pass
+    of means through the directed layers (Hinton, Osindero & Teh 2006, section 2)."""
+    import torch
+
+    from deepbelief.errors import check_int
+
+    n = check_int("--n", n, minimum=1)
+    steps = check_int("--steps", steps, minimum=1)
+    rbms = list(model.rbms) if hasattr(model, "rbms") else [model] if getattr(model, "kind", "") == "rbm" else None
+    if rbms is None:
+        raise ConfigError(f"samples need an RBM or a DBN model file, got a {getattr(model, 'kind', '?')!r} model")
+    with torch.no_grad():
+        return _fantasies(rbms, n, steps, generator)
+
+
+def _fantasies(rbms, n, steps, generator):
+    import torch
+
+    top = rbms[-1]
+    v = torch.rand((n, top.n_visible), generator=generator, device=top.W.device, dtype=top.W.dtype)
+    if top.visible.kind == "bernoulli":
+        v = (v < 0.5).to(v.dtype)
+    v = top.gibbs(v, steps - 1, generator) if steps > 1 else v
+    v = top.mean_visible(top.sample_hidden(v, generator))  # the last half-step as means: less noisy images
+    for r in reversed(rbms[:-1]):
+        v = r.mean_visible(v)
+    return v
+
+
+def cmd_plot(args) -> int:
+    from deepbelief.errors import resolve_device
+    from deepbelief.plotting import image_shape_for, save_tiles
+
+    out = Path(args.output or f"{args.what}.png")
+    if args.what == "curves":
+        from deepbelief.metrics_log import read_metrics_csv
+
+        rows = read_metrics_csv(args.source)
+        names = args.metrics.split(",") if args.metrics else None
+        plot_metrics(out, rows, names, title=Path(args.source).name)
+        print(f"wrote {out}")
+        return 0
+    from deepbelief.cli import _csv_ints, first_layer_filters
+    from deepbelief.io import load_model
+    from deepbelief.training import make_generator
+
+    dev = resolve_device(args.device)
+    model = load_model(args.source, device=dev)
+    if args.what == "filters":
+        images, norm = first_layer_filters(model).detach(), "each"
+        images = images[: args.n]
+    else:
+        images, norm = gibbs_samples(model, args.n, args.steps, make_generator(args.seed, dev)), "none"
+    shape = tuple(_csv_ints(args.shape)) if args.shape else image_shape_for(images.shape[1])
+    save_tiles(out, images, shape, normalize=norm)
+    print(f"wrote {out} ({images.shape[0]} {args.what} of {shape[0]}x{shape[1]})")
+    return 0
+
+
+def plot_metrics(path, rows: list[dict], metrics: list[str] | None = None, *, title: str = "") -> Path:
+    """One panel per metric, one line per (phase, layer), written as a PNG."""
+    from deepbelief.metrics_log import curves_from_rows
+    from deepbelief.plotting import _pyplot, figure_png
+
+    if not rows:
+        raise ConfigError("the metrics file holds no rows to plot")
+    skip = {"phase", "layer", "epoch", "seconds", "lr", "momentum", "best_epoch"}
+    names = metrics or [k for k in dict.fromkeys(k for r in rows for k in r) if k not in skip]
+    missing = [m for m in names if not any(m in r for r in rows)]
+    if missing:
+        raise ConfigError(f"--metrics names {missing} that are not in the file")
+    plt = _pyplot()
+    ncols = min(3, len(names))
+    nrows = -(-len(names) // ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(4.4 * ncols, 3.4 * nrows), dpi=110, squeeze=False)
+    for ax in axes.flat[len(names):]:
+        ax.set_visible(False)
+    for ax, m in zip(axes.flat, names):
+        for label, ys in curves_from_rows(rows, m).items():
+            ax.plot(range(1, len(ys) + 1), ys, label=label, marker="o", markersize=2.5)
+        ax.set_title(m)
+        ax.set_xlabel("epoch")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    return figure_png(path, fig)
+
+
+# -- reproduce ----------------------------------------------------------------------------
+def add_reproduce(sub) -> None:
+    p = sub.add_parser("reproduce", help="run a published experiment and compare with the paper's numbers")
+    p.add_argument("experiment", choices=["lecture14", "erhan", "posterior"])
+    size = p.add_mutually_exclusive_group()
+    size.add_argument("--quick", action="store_true", help="a minutes-long version on a subset (CPU)")
+    size.add_argument("--reduced", action="store_true", help="erhan: the < 30 min CPU configuration")
+    p.add_argument("--config", default=None, help="TOML file overriding the experiment's settings")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override one setting, e.g. --set finetune_epochs=10 --set depths=[1,2] (TOML values)")
+    p.add_argument("--data-dir", default=None, help="folder with the MNIST IDX files")
+    p.add_argument("--docs-dir", default="docs", help="where the markdown table and figures go (default docs/)")
+    p.add_argument("--results", default="benchmarks/results",
+                   help="folder of recorded benchmark JSONs to read published-run figures from")
+    p.add_argument("--out", default=None, help="also write every measured figure as JSON here")
+    p.add_argument("--device", default="auto", help="auto|cpu|cuda (default: auto)")
+    p.add_argument("--seed", type=int, default=0)
+
+
+def cmd_reproduce(args) -> int:
+    from deepbelief import experiments
+
+    return experiments.main_from_args(args)
+
+
+COMMANDS = [
+    (add_plot, cmd_plot, "plot"),
+    (add_reproduce, cmd_reproduce, "reproduce"),
+]

@@ -1,0 +1,665 @@
+"""The lecture's claims as experiments: each is one function, one command, one report.
+
+- ``lecture14``: the MNIST table of Hinton's lecture 14 ("Learning layers of features
+  by stacking RBMs"): backprop from random initialisation, pre-training + backprop,
+  pre-training + dropout backprop (Srivastava et al. 2014, table 2), and the generative
+  DBN after up-down fine-tuning (Hinton, Osindero & Teh 2006; read from a recorded
+  benchmark JSON, since that model is trained by ``benchmarks/`` of the generative-DBN
+  work), each beside the published number, with wall times.
+- ``erhan``: does pre-training help, and why? (Erhan et al. 2009, 2010): networks of
+  depth 1..4 with and without pre-training over several seeds; test error mean and
+  spread per depth, a histogram, and the function-space trajectories (each network's
+  outputs on a fixed test subset after each epoch, embedded in 2-D with t-SNE).
+- ``posterior``: on tiny models where everything is enumerable (``deepbelief.exact``),
+  the aggregated posterior of a trained RBM is not factorial, and stacking a second and
+  third RBM raises the variational bound on log p(v) (Hinton, Osindero & Teh 2006).
+
+Each writes a markdown report and PNG figures to ``docs/results/`` and, with ``out``, a
+JSON of every measured figure plus machine information. Sizes: ``quick`` (minutes on a
+2-core CPU, a subset of MNIST), ``reduced`` (erhan: under 30 minutes on that CPU) and
+``full`` (sized for about a minute of an H100; see docs/experiments.md).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import json
+import math
+import platform
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from deepbelief.errors import ConfigError, check_int, resolve_device
+from deepbelief.finetune import FinetuneConfig, error_rate, finetune, random_classifier, unroll
+from deepbelief.training import RBMTrainConfig, make_generator, pretrain_stack
+
+#: published test errors (%) on permutation-invariant MNIST for the lecture's table
+PUBLISHED = {
+    "backprop_random_init": (1.6, "Hinton, lecture 14 (backprop from small random weights)"),
+    "pretrain_backprop": (1.18, "Srivastava et al. 2014, table 2 (DBN + finetuning); 1.2% in Hinton & Salakhutdinov 2006"),
+    "pretrain_dropout": (0.92, "Srivastava et al. 2014, table 2 (DBN + dropout finetuning)"),
+    "generative_updown": (1.25, "Hinton, Osindero & Teh 2006 (generative DBN after up-down)"),
+}
+#: Erhan et al. (2010), JMLR, table/figure of MNIST test error (%) by depth
+ERHAN_PUBLISHED = {1: (1.81, 1.41), 2: (1.77, 1.37)}
+
+
+def _from_dict(cls, d: dict):
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(d) - names)
+    if unknown:
+        raise ConfigError(f"unknown {cls.__name__} option(s) {unknown}; valid: {sorted(names)}")
+    return cls(**d)
+
+
+# -- data -------------------------------------------------------------------------------
+def mnist_subset(n_train: int, n_valid: int, n_test: int, *, data_dir=None, device="cpu"):
+    """(x_tr, y_tr, x_va, y_va, x_te, y_te) on ``device``: the first ``n_train`` training
+    images, the last ``n_valid`` of the 60,000 (the usual validation split) and the first
+    ``n_test`` test images. Falls back to the embedded 8x8 digits if MNIST is absent
+    only when ``data_dir == "digits"``."""
+    from deepbelief.data import load_dataset
+
+    ds = load_dataset("digits" if data_dir == "digits" else "mnist", data_dir=None if data_dir == "digits" else data_dir)
+    n_all = ds.x_train.shape[0]
+    n_valid = min(n_valid, n_all // 4)
+    n_train = min(n_train, n_all - n_valid)
+    x, y = ds.x_train, ds.y_train
+    out = (x[:n_train], y[:n_train], x[n_all - n_valid:], y[n_all - n_valid:], ds.x_test[:n_test], ds.y_test[:n_test])
+    return tuple(t.to(device).contiguous() for t in out)
+
+
+def machine_info(device) -> dict:
+    dev = torch.device(device)
+    name = torch.cuda.get_device_name(dev) if dev.type == "cuda" else _cpu_name()
+    return {"torch": torch.__version__, "device": str(dev), "device_name": name, "threads": torch.get_num_threads(),
+            "python": platform.python_version(),
+            "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+            "command": " ".join(["deepbelief"] + sys.argv[1:]) if sys.argv and "deepbelief" in sys.argv[0]
+            else " ".join(sys.argv)}
+
+
+def _cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def _sync(device) -> None:
+    if torch.device(device).type == "cuda":
+        torch.cuda.synchronize()
+
+
+# -- lecture 14 -------------------------------------------------------------------------
+@dataclass
+class Lecture14Config:
+    """Sizes of the lecture-14 run. ``full`` is the published architecture with fewer epochs."""
+
+    n_train: int = 50_000
+    n_valid: int = 10_000
+    n_test: int = 10_000
+    layers: list = field(default_factory=lambda: [500, 500, 2000])
+    pretrain_epochs: int = 20
+    finetune_epochs: int = 30
+    dropout_epochs: int = 30
+    batch_size: int = 100
+    #: CD-1 learning rate. 0.05, not the guide's 0.1: with visible biases initialised to the
+    #: pixels' log-odds, 0.1 switched off nearly all units of a 2000-unit layer within two
+    #: epochs in our runs (mean activity 0.005 on MNIST), which made the stack useless
+    pretrain_lr: float = 0.05
+
+    @classmethod
+    def preset(cls, size: str) -> "Lecture14Config":
+        if size == "quick":
+            return cls(n_train=10_000, n_valid=2_000, n_test=10_000, pretrain_epochs=5, finetune_epochs=15,
+                       dropout_epochs=15)
+        return cls()
+
+
+def lecture14(cfg: Lecture14Config, *, device="auto", seed=0, data_dir=None, results_dir="benchmarks/results",
+              log=print) -> dict:
+    """Run the rows of the lecture's MNIST table; returns ``{"rows": [...], "config": ...}``.
+
+    The two pre-trained rows share one pre-trained stack (greedy training does not depend
+    on how the stack is fine-tuned afterwards), so its time is counted in both.
+    """
+    dev = resolve_device(device)
+    x_tr, y_tr, x_va, y_va, x_te, y_te = mnist_subset(cfg.n_train, cfg.n_valid, cfg.n_test, data_dir=data_dir,
+                                                      device=dev)
+    sizes = [x_tr.shape[1]] + list(cfg.layers)
+    log(f"[lecture14] train {x_tr.shape[0]}, valid {x_va.shape[0]}, test {x_te.shape[0]}; {sizes + [10]}; {dev}")
+    rbm_cfg = RBMTrainConfig(epochs=cfg.pretrain_epochs, batch_size=cfg.batch_size, lr=cfg.pretrain_lr, momentum=0.5,
+                             final_momentum=0.9, momentum_switch=min(5, cfg.pretrain_epochs // 2),
+                             weight_decay=2e-4)
+    ft = FinetuneConfig(epochs=cfg.finetune_epochs, batch_size=cfg.batch_size, lr=0.1, lr_decay=0.97, momentum=0.9,
+                        # Hinton & Salakhutdinov trained the new output layer alone for the first
+                        # epochs; 5 of 50 in the paper, scaled to shorter runs
+                        top_only_epochs=min(5, cfg.finetune_epochs // 6))
+    rows = []
+
+    def run_ft(name, net, config, gen, extra_s=0.0):
+        _sync(dev)
+        t0 = time.perf_counter()
+        hist = finetune(net, x_tr, y_tr, config, generator=gen, valid=(x_va, y_va))
+        err = float(error_rate(net, x_te, y_te))
+        seconds = time.perf_counter() - t0 + extra_s
+        pub, src = PUBLISHED[name]
+        rows.append({"name": name, "test_error": 100 * err, "published": pub, "source": src, "seconds": seconds,
+                     "best_epoch": hist[-1].get("best_epoch"), "epochs": config.epochs})
+        log(f"  {name}: test error {100 * err:.2f}% (published {pub}%) in {seconds:.1f}s")
+
+    gen = make_generator(seed, dev)
+    net = random_classifier(sizes, 10, generator=gen, device=dev)
+    run_ft("backprop_random_init", net, dataclasses.replace(ft, top_only_epochs=0), gen)
+
+    gen = make_generator(seed, dev)
+    _sync(dev)
+    t0 = time.perf_counter()
+    dbn = pretrain_stack(x_tr, sizes, rbm_cfg, generator=gen)
+    _sync(dev)
+    pre_s = time.perf_counter() - t0
+    log(f"  pre-training {cfg.pretrain_epochs} epochs per layer: {pre_s:.1f}s")
+    run_ft("pretrain_backprop", unroll(dbn, 10, generator=gen), ft, gen, pre_s)
+    drop = dataclasses.replace(ft, epochs=cfg.dropout_epochs, dropout=0.5, input_dropout=0.2)
+    run_ft("pretrain_dropout", unroll(dbn, 10, generator=gen), drop, gen, pre_s)
+
+    recorded = read_recorded_updown(results_dir)
+    pub, src = PUBLISHED["generative_updown"]
+    rows.append({"name": "generative_updown", "test_error": recorded.get("test_error"), "published": pub,
+                 "source": src, "seconds": recorded.get("seconds"), "recorded_from": recorded.get("file")})
+    return {"experiment": "lecture14", "config": dataclasses.asdict(cfg), "pretrain_seconds": pre_s, "rows": rows,
+            "seed": seed, "machine": machine_info(dev)}
+
+
+def read_recorded_updown(results_dir) -> dict:
+    """The generative DBN's test error from a recorded benchmark JSON, if one exists.
+
+    Looks in ``results_dir`` for JSON files whose name mentions up-down or the generative
+    DBN and takes the first numeric ``test_error`` (a fraction or a percentage) found at the
+    top level or one level down. Returns {} when none is recorded.
+    """
+    folder = Path(results_dir)
+    if not folder.is_dir():
+        return {}
+    for path in sorted(folder.glob("*.json")):
+        stem = path.stem.lower()
+        if not any(k in stem for k in ("updown", "up_down", "up-down", "gendbn", "generative")):
+            continue
+        try:
+            doc = json.loads(path.read_text())
+        except (OSError, json.JSONDecodeError):
+            continue
+        for d in [doc] + [v for v in doc.values() if isinstance(v, dict)] if isinstance(doc, dict) else []:
+            for key in ("test_error_percent", "test_error"):
+                v = d.get(key)
+                if isinstance(v, (int, float)):
+                    pct = float(v) if key.endswith("percent") or v > 1 else 100 * float(v)
+                    secs = d.get("seconds") or d.get("total_seconds") or doc.get("total_seconds")
+                    return {"test_error": pct, "seconds": secs, "file": str(path)}
+    return {}
+
+
+def lecture14_markdown(res: dict, size: str) -> str:
+    names = {"backprop_random_init": "backprop from random initialisation",
+             "pretrain_backprop": "pre-training + backprop",
+             "pretrain_dropout": "pre-training + dropout backprop",
+             "generative_updown": "generative DBN after up-down"}
+    c, m = res["config"], res["machine"]
+    out = [f"# Lecture 14's MNIST table ({size})", "",
+           f"`{m['command']}` on {m['device_name']} ({m['device']}), torch {m['torch']}, {m['date']}; "
+           f"seed {res['seed']}.", "",
+           f"Architecture 784-{'-'.join(map(str, c['layers']))}-10; {c['n_train']} training, {c['n_valid']} "
+           f"validation (early stopping) and {c['n_test']} test images; {c['pretrain_epochs']} epochs of CD-1 per "
+           f"layer, {c['finetune_epochs']} epochs of backprop ({c['dropout_epochs']} with dropout 0.5, input 0.2).", "",
+           "| method | our test error | published | wall time | source |", "| --- | --- | --- | --- | --- |"]
+    for r in res["rows"]:
+        ours = f"{r['test_error']:.2f}%" if r.get("test_error") is not None else "not recorded"
+        secs = f"{r['seconds']:.1f} s" if r.get("seconds") is not None else "-"
+        src = r["source"] + (f"; ours from `{r['recorded_from']}`" if r.get("recorded_from") else "")
+        out.append(f"| {names[r['name']]} | {ours} | {r['published']}% | {secs} | {src} |")
+    out += ["", "The pre-trained rows share one pre-trained stack; its time "
+            f"({res['pretrain_seconds']:.1f} s) is included in both.", ""]
+    if size != "full":
+        out.append("This is a reduced run (fewer images and epochs than the papers): compare the ordering of the "
+                   "rows, not the absolute numbers, with the published column.")
+    return "\n".join(out) + "\n"
+
+
+def lecture14_figure(res: dict, path) -> None:
+    from deepbelief.plotting import _pyplot, figure_png
+
+    plt = _pyplot()
+    rows = [r for r in res["rows"]]
+    labels = ["random init\n+ backprop", "pre-train\n+ backprop", "pre-train\n+ dropout", "generative\nup-down"]
+    x = np.arange(len(rows))
+    fig, ax = plt.subplots(figsize=(6.4, 3.6), dpi=120)
+    ours = [r["test_error"] if r.get("test_error") is not None else np.nan for r in rows]
+    ax.bar(x - 0.2, ours, 0.4, label="ours")
+    ax.bar(x + 0.2, [r["published"] for r in rows], 0.4, label="published", alpha=0.7)
+    for xi, v in zip(x, ours):
+        ax.text(xi - 0.2, 0 if np.isnan(v) else v, "n/a" if np.isnan(v) else f"{v:.2f}", ha="center",
+                va="bottom", fontsize=8)
+    ax.set_xticks(x, labels[: len(rows)], fontsize=8)
+    ax.set_ylabel("MNIST test error (%)")
+    ax.set_title("Lecture 14: permutation-invariant MNIST")
+    ax.legend()
+    ax.grid(axis="y", alpha=0.3)
+    figure_png(path, fig)
+
+
+# -- Erhan et al. -------------------------------------------------------------------------
+@dataclass
+class ErhanConfig:
+    """Sizes of the Erhan et al. experiment (their nets: 800-1200 units per layer, full MNIST)."""
+
+    n_train: int = 20_000
+    n_valid: int = 5_000
+    n_test: int = 10_000
+    width: int = 500
+    depths: list = field(default_factory=lambda: [1, 2, 3, 4])
+    seeds: int = 3
+    pretrain_epochs: int = 10  # >= 1
+    finetune_epochs: int = 20
+    batch_size: int = 100
+    lr: float = 0.1
+    pretrain_lr: float = 0.05
+    #: test images whose outputs trace each network's path in function space
+    n_trajectory: int = 300
+
+    @classmethod
+    def preset(cls, size: str) -> "ErhanConfig":
+        if size == "quick":
+            return cls(n_train=5_000, n_valid=1_000, n_test=10_000, width=300, depths=[1, 2, 3], seeds=3,
+                       pretrain_epochs=5, finetune_epochs=20, n_trajectory=200)
+        if size == "reduced":
+            return cls(n_train=10_000, n_valid=2_000, n_test=10_000, width=400, depths=[1, 2, 3, 4], seeds=3,
+                       pretrain_epochs=5, finetune_epochs=15)
+        return cls()
+
+
+def erhan(cfg: ErhanConfig, *, device="auto", seed=0, data_dir=None, log=print) -> dict:
+    """Depth x {pre-trained, random} x seeds; returns per-network test errors and trajectories.
+
+    For each seed one stack of ``max(depths)`` RBMs is pre-trained greedily; the depth-d
+    network unrolls its first d layers (greedy training of layer i never sees the layers
+    above it, so this equals pre-training a depth-d stack with the same seed).
+    """
+    dev = resolve_device(device)
+    check_int("seeds", cfg.seeds, minimum=1)
+    x_tr, y_tr, x_va, y_va, x_te, y_te = mnist_subset(cfg.n_train, cfg.n_valid, cfg.n_test, data_dir=data_dir,
+                                                      device=dev)
+    x_traj = x_te[: cfg.n_trajectory]
+    n_in = x_tr.shape[1]
+    log(f"[erhan] train {x_tr.shape[0]}, valid {x_va.shape[0]}, test {x_te.shape[0]}; width {cfg.width}, "
+        f"depths {cfg.depths}, {cfg.seeds} seeds; {dev}")
+    rbm_cfg = RBMTrainConfig(epochs=cfg.pretrain_epochs, batch_size=cfg.batch_size, lr=cfg.pretrain_lr,
+                             momentum_switch=min(5, cfg.pretrain_epochs // 2), weight_decay=2e-4)
+    runs, t_start = [], time.perf_counter()
+    for s in range(cfg.seeds):
+        gen = make_generator(seed + s, dev)
+        dbn = pretrain_stack(x_tr, [n_in] + [cfg.width] * max(cfg.depths), rbm_cfg, generator=gen)
+        for depth in cfg.depths:
+            for pre in (True, False):
+                gen_ft = make_generator(10_000 * (seed + s) + 100 * depth + int(pre), dev)
+                if pre:
+                    net = unroll(list(dbn.rbms)[:depth], 10, generator=gen_ft)
+                else:
+                    net = random_classifier([n_in] + [cfg.width] * depth, 10, generator=gen_ft, device=dev)
+                outputs = []
+                ft = FinetuneConfig(epochs=cfg.finetune_epochs, batch_size=cfg.batch_size, lr=cfg.lr, lr_decay=0.97,
+                                    top_only_epochs=0)
+                # the function-space trajectory: softmax outputs on a fixed test subset after each epoch
+                # (one small device-to-host copy per epoch, outside the batch loop)
+                hist = finetune(net, x_tr, y_tr, ft, generator=gen_ft, valid=(x_va, y_va),
+                                callback=lambda e, m, net=net: outputs.append(
+                                    net.predict_proba(x_traj).float().cpu().numpy().ravel()))
+                err = 100 * float(error_rate(net, x_te, y_te))
+                runs.append({"seed": seed + s, "depth": depth, "pretrained": pre, "test_error": err,
+                             "best_epoch": hist[-1].get("best_epoch"), "trajectory": np.stack(outputs)})
+                log(f"  seed {seed + s} depth {depth} {'pre-trained' if pre else 'random     '}: "
+                    f"test error {err:.2f}%")
+    summary = []
+    for depth in cfg.depths:
+        for pre in (True, False):
+            e = np.array([r["test_error"] for r in runs if r["depth"] == depth and r["pretrained"] == pre])
+            summary.append({"depth": depth, "pretrained": pre, "mean": float(e.mean()),
+                            "std": float(e.std(ddof=1)) if len(e) > 1 else 0.0, "n": int(len(e))})
+    return {"experiment": "erhan", "config": dataclasses.asdict(cfg), "runs": runs, "summary": summary, "seed": seed,
+            "seconds": time.perf_counter() - t_start, "machine": machine_info(dev)}
+
+
+def erhan_markdown(res: dict, size: str, figures: dict) -> str:
+    c, m = res["config"], res["machine"]
+    out = [f"# Does pre-training help? Erhan et al. 2010 ({size})", "",
+           f"`{m['command']}` on {m['device_name']} ({m['device']}), torch {m['torch']}, {m['date']}; "
+           f"{res['seconds']:.0f} s in all.", "",
+           f"{c['n_train']} MNIST training images ({c['n_valid']} for early stopping, {c['n_test']} test), "
+           f"{c['width']} sigmoid units per layer, {c['pretrain_epochs']} CD-1 epochs per layer, "
+           f"{c['finetune_epochs']} backprop epochs, {c['seeds']} seeds; test error at the best validation epoch.", "",
+           "| depth | pre-trained: mean ± sd | random init: mean ± sd | paper (random -> pre-trained) |",
+           "| --- | --- | --- | --- |"]
+    for depth in c["depths"]:
+        p = next(s for s in res["summary"] if s["depth"] == depth and s["pretrained"])
+        r = next(s for s in res["summary"] if s["depth"] == depth and not s["pretrained"])
+        pub = ERHAN_PUBLISHED.get(depth)
+        pub_s = f"{pub[0]}% -> {pub[1]}%" if pub else "-"
+        out.append(f"| {depth} | {p['mean']:.2f}% ± {p['std']:.2f} (n={p['n']}) | "
+                   f"{r['mean']:.2f}% ± {r['std']:.2f} (n={r['n']}) | {pub_s} |")
+    out += ["", f"![test errors]({figures['hist']})", "", f"![function-space trajectories]({figures['tsne']})", "",
+            "Trajectories: each network's softmax outputs on the same "
+            f"{c['n_trajectory']} test images after every epoch, concatenated into one vector, all networks "
+            "embedded together with t-SNE; colour is the epoch, filled markers are pre-trained networks.", ""]
+    if size != "full":
+        out.append("A reduced configuration (a subset of MNIST, narrower/shallower, fewer epochs than the paper): "
+                   "the absolute errors are higher than the paper's; the comparison is between the columns.")
+    return "\n".join(out) + "\n"
+
+
+def erhan_figures(res: dict, hist_path, tsne_path, seed: int = 0) -> None:
+    from sklearn.manifold import TSNE
+
+    from deepbelief.plotting import _pyplot, figure_png
+
+    plt = _pyplot()
+    depths = res["config"]["depths"]
+    fig, axes = plt.subplots(1, len(depths), figsize=(3.2 * len(depths), 3.0), dpi=120, squeeze=False, sharey=True)
+    errs = [r["test_error"] for r in res["runs"]]
+    bins = np.linspace(min(errs) - 0.05, max(errs) + 0.05, 16)
+    for ax, d in zip(axes[0], depths):
+        for pre, colour in ((True, "tab:blue"), (False, "tab:red")):
+            e = [r["test_error"] for r in res["runs"] if r["depth"] == d and r["pretrained"] == pre]
+            ax.hist(e, bins=bins, alpha=0.6, color=colour, label="pre-trained" if pre else "random init")
+        ax.set_title(f"{d} layer{'s' if d > 1 else ''}")
+        ax.set_xlabel("test error (%)")
+    axes[0][0].set_ylabel("networks")
+    axes[0][0].legend(fontsize=8)
+    figure_png(hist_path, fig)
+
+    traj = [r["trajectory"] for r in res["runs"]]
+    pts = np.concatenate(traj)
+    perplexity = float(min(30, max(2, (pts.shape[0] - 1) // 3)))
+    emb = TSNE(n_components=2, perplexity=perplexity, init="pca", random_state=seed).fit_transform(pts)
+    fig, ax = plt.subplots(figsize=(6.0, 5.0), dpi=120)
+    i = 0
+    for r, t in zip(res["runs"], traj):
+        e = emb[i: i + len(t)]
+        i += len(t)
+        ax.plot(e[:, 0], e[:, 1], color="0.8", lw=0.5, zorder=1)
+        sc = ax.scatter(e[:, 0], e[:, 1], c=np.arange(len(t)), cmap="viridis", s=14, zorder=2,
+                        marker="o" if r["pretrained"] else "x", vmin=0, vmax=len(t) - 1)
+    ax.scatter([], [], marker="o", c="k", label="pre-trained")
+    ax.scatter([], [], marker="x", c="k", label="random init")
+    ax.legend(fontsize=8)
+    fig.colorbar(sc, ax=ax, label="epoch")
+    ax.set_title("function-space trajectories (t-SNE)")
+    ax.set_xticks([])
+    ax.set_yticks([])
+    figure_png(tsne_path, fig)
+
+
+# -- the aggregated posterior and the bound, exactly ------------------------------------
+@torch.no_grad()
+def _layer_conditionals(rbm, states_below, states_above):
+    """log q(h | v) for all pairs (rows: below states, columns: above states), and
+    log p(v | h) for all pairs, of a Bernoulli-Bernoulli RBM; both (S_below, S_above)."""
+    import torch.nn.functional as F
+
+    # log sigmoid(x) and log sigmoid(-x) rather than log(p): exact for saturated units too
+    xh = rbm.hidden.preact(rbm.hidden_input(states_below))                          # (S_b, n_h)
+    log_q = F.logsigmoid(xh) @ states_above.T + F.logsigmoid(-xh) @ (1 - states_above).T  # (S_b, S_a)
+    xv = rbm.visible.preact(rbm.visible_input(states_above))                        # (S_a, n_v)
+    log_p = states_below @ F.logsigmoid(xv).T + (1 - states_below) @ F.logsigmoid(-xv).T  # (S_b, S_a)
+    return log_q, log_p
+
+
+@torch.no_grad()
+def variational_bound_exact(rbms, v) -> torch.Tensor:
+    """The DBN's variational lower bound on log p(v), by enumeration, shape (batch,).
+
+    With recognition q(h_1..h_{L-1} | v) = prod_i q(h_i | h_{i-1}) (each RBM's factorial
+    posterior) and the generative model p(h_{L-1}) prod_i p(h_{i-1} | h_i), where the top
+    RBM gives p(h_{L-1}) by its free energy (Hinton, Osindero & Teh 2006, eq. 8):
+
+        log p(v) >= sum_h q(h | v) [log p(h_{L-1}) + sum_i log p(h_{i-1} | h_i) - log q(h | v)]
+
+    For one RBM this is exactly log p(v). Float64, tiny layers only.
+    """
+    from deepbelief import exact
+
+    import copy
+
+    rbms = [copy.deepcopy(r).to(torch.float64) for r in rbms]
+    v = v.to(torch.float64)
+    top = rbms[-1]
+    log_z = exact.log_partition(top)
+    if len(rbms) == 1:
+        return -top.free_energy(v) - log_z
+    # log-weights over joint states of h_1..h_{L-1}, built layer by layer: (batch, S_1, ..., S_{L-1})
+    below = v
+    log_w = torch.zeros(v.shape[0], 1, dtype=torch.float64)   # sum of log p - log q so far, per path
+    log_qp = torch.zeros(v.shape[0], 1, dtype=torch.float64)  # log q of the path
+    for rbm in rbms[:-1]:
+        states = exact.all_binary(rbm.n_hidden)
+        lq, lp = _layer_conditionals(rbm, below if below is v else exact.all_binary(rbm.n_visible), states)
+        if below is v:
+            lq_path, lp_path = lq, lp  # (batch, S)
+            log_qp = lq_path
+            log_w = lp_path - lq_path
+        else:
+            # extend every path by the next layer's state: (batch, S_prev) x (S_prev, S) -> (batch, S_prev * S)
+            log_qp = (log_qp.unsqueeze(-1) + lq.unsqueeze(0)).flatten(1)
+            log_w = (log_w.unsqueeze(-1) + (lp - lq).unsqueeze(0)).flatten(1)
+        below = states
+    top_states = exact.all_binary(top.n_visible)
+    log_prior = -top.free_energy(top_states) - log_z          # (S_top,)
+    s_top = top_states.shape[0]
+    log_w = log_w + log_prior.repeat(log_w.shape[1] // s_top)  # the last layer's state is the fastest index
+    return (log_qp.exp() * log_w).sum(1)
+
+
+@dataclass
+class PosteriorConfig:
+    n_visible: int = 10
+    n_hidden: int = 6
+    n_data: int = 2000
+    epochs: int = 60
+    lr: float = 0.05
+
+
+def posterior_example(cfg: PosteriorConfig | None = None, *, seed: int = 0, log=print) -> dict:
+    """A worked example on tiny enumerable models (all numbers exact, float64).
+
+    Data: ``n_data`` noisy copies of four 10-bit prototypes. An RBM with ``n_hidden`` units is
+    trained with CD-1. Then:
+
+    1. the aggregated posterior q(h) = (1/N) sum_n p(h | v_n) against its factorial
+       approximation prod_j q(h_j): the KL divergence between them (the multi-information
+       of the hidden code) is > 0, so the next layer has structure to model;
+    2. the variational bound on the mean log p(v) with 1, 2 and 3 layers: a second RBM
+       initialised with W_2 = W_1^T gives exactly the same bound (the bound is tight for
+       one RBM), and training it on samples of q(h | v) raises the bound; likewise a third.
+    """
+    from deepbelief import exact
+    from deepbelief.rbm import RBM
+    from deepbelief.training import train_rbm
+
+    cfg = cfg or PosteriorConfig()
+    t_start = time.perf_counter()
+    gen = make_generator(seed)
+    protos = (torch.rand(4, cfg.n_visible, generator=gen) < 0.5).double()
+    idx = torch.randint(0, 4, (cfg.n_data,), generator=gen)
+    flip = (torch.rand(cfg.n_data, cfg.n_visible, generator=gen) < 0.1).double()
+    data = (protos[idx] - flip).abs()
+
+    train = RBMTrainConfig(epochs=cfg.epochs, batch_size=20, lr=cfg.lr, weight_decay=0.0,
+                           monitor_size=min(1000, cfg.n_data))
+    r1 = RBM(cfg.n_visible, cfg.n_hidden, generator=gen).double()
+    train_rbm(r1, data, train, generator=gen)
+    bound1 = float(variational_bound_exact([r1], data).mean())
+
+    hs = exact.all_binary(cfg.n_hidden)
+    with torch.no_grad():
+        ph = r1.mean_hidden(data)                                           # (N, n_h)
+        log_post = torch.log(ph) @ hs.T + torch.log1p(-ph) @ (1 - hs).T     # (N, S_h): log p(h | v_n)
+        agg = log_post.exp().mean(0)                                        # q(h), (S_h,)
+        marg = agg @ hs                                                     # q(h_j = 1)
+        fact = (torch.log(marg) @ hs.T + torch.log1p(-marg) @ (1 - hs).T).exp()
+        kl_fact = float((agg * (agg.log() - fact.log())).sum())
+        log_prior1 = -r1.free_energy_hidden(hs) - exact.log_partition(r1)  # layer 1's own prior p(h)
+        kl_prior = float((agg * (agg.log() - log_prior1)).sum())
+        top = torch.argsort(agg, descending=True)[:6]
+        top_states = [{"h": "".join(str(int(b)) for b in hs[i]), "q": float(agg[i]), "factorial": float(fact[i]),
+                       "prior": float(log_prior1[i].exp())} for i in top]
+    log(f"[posterior] log p(v) of RBM 1 (= the 1-layer bound): {bound1:.4f} nats")
+    log(f"  KL(q(h) || prod_j q(h_j)) = {kl_fact:.4f} nats; KL(q(h) || p_1(h)) = {kl_prior:.4f} nats")
+
+    def next_layer(below_rbm, below_data, train_it: bool):
+        # initialised as the transpose of the layer below: the bound is then unchanged
+        r = RBM(below_rbm.n_hidden, below_rbm.n_visible, generator=gen).double()
+        with torch.no_grad():
+            r.W.copy_(below_rbm.W.T)
+            r.visible.bias.copy_(below_rbm.hidden.bias)
+            r.hidden.bias.copy_(below_rbm.visible.bias)
+        samples = below_rbm.sample_hidden(below_data, gen)  # one posterior sample per row
+        if train_it:
+            train_rbm(r, samples, dataclasses.replace(train, init_visible_bias=False), generator=gen)
+        return r, samples
+
+    r2_init, _ = next_layer(r1, data, train_it=False)
+    bound2_init = float(variational_bound_exact([r1, r2_init], data).mean())
+    r2, h1 = next_layer(r1, data, train_it=True)
+    bound2 = float(variational_bound_exact([r1, r2], data).mean())
+    r3_init, _ = next_layer(r2, h1, train_it=False)
+    bound3_init = float(variational_bound_exact([r1, r2, r3_init], data).mean())
+    r3, _ = next_layer(r2, h1, train_it=True)
+    bound3 = float(variational_bound_exact([r1, r2, r3], data).mean())
+    log(f"  bound, 2 layers: {bound2_init:.4f} at W2 = W1^T, {bound2:.4f} after training layer 2")
+    log(f"  bound, 3 layers: {bound3_init:.4f} at W3 = W2^T, {bound3:.4f} after training layer 3")
+    return {"experiment": "posterior", "config": dataclasses.asdict(cfg), "seed": seed,
+            "log_p_rbm1": bound1, "kl_factorial": kl_fact, "kl_prior": kl_prior, "top_states": top_states,
+            "bound": {"1": bound1, "2_init": bound2_init, "2": bound2, "3_init": bound3_init, "3": bound3},
+            "seconds": time.perf_counter() - t_start, "machine": machine_info("cpu")}
+
+
+def posterior_markdown(res: dict) -> str:
+    c, b, m = res["config"], res["bound"], res["machine"]
+    out = ["# The aggregated posterior is not factorial, and each layer improves the bound", "",
+           f"`{m['command']}` on {m['device_name']} (cpu, {m['threads']} threads), torch {m['torch']}, {m['date']}; "
+           f"{res['seconds']:.0f} s; seed {res['seed']}; "
+           "every number is exact (enumeration in float64, `deepbelief.exact`), none is sampled.", "",
+           f"Data: {c['n_data']} noisy copies (10% bit flips) of four random {c['n_visible']}-bit prototypes. "
+           f"RBM 1: {c['n_visible']} visible, {c['n_hidden']} hidden units, CD-1, {c['epochs']} epochs.", "",
+           "## 1. The aggregated posterior q(h) = mean over the data of p(h | v)", "",
+           f"- KL(q(h) || prod_j q(h_j)) = **{res['kl_factorial']:.4f} nats**: the hidden code's units are "
+           "dependent when averaged over the data, although p(h | v) factorises for each v.",
+           f"- KL(q(h) || p_1(h)) = **{res['kl_prior']:.4f} nats**: RBM 1's own prior over h is not the "
+           "aggregated posterior either; a better model of q(h) makes a better generative model.", "",
+           "| h | q(h) | prod_j q(h_j) | p_1(h) |", "| --- | --- | --- | --- |"]
+    out += [f"| `{s['h']}` | {s['q']:.4f} | {s['factorial']:.4f} | {s['prior']:.4f} |" for s in res["top_states"]]
+    out += ["", "## 2. Each layer improves the variational bound on log p(v)", "",
+            "| model | mean bound on log p(v) (nats) |", "| --- | --- |",
+            f"| RBM 1 alone (exact log p(v)) | {b['1']:.4f} |",
+            f"| + RBM 2 initialised W2 = W1^T | {b['2_init']:.4f} |",
+            f"| + RBM 2 trained on samples of q(h1 \\| v) | {b['2']:.4f} |",
+            f"| + RBM 3 initialised W3 = W2^T | {b['3_init']:.4f} |",
+            f"| + RBM 3 trained | {b['3']:.4f} |", "",
+            "With the transposed initialisation the bound equals the layer below's value exactly (the argument "
+            "of Hinton, Osindero & Teh 2006); training the new layer raises log p(h) under q and so the bound.", ""]
+    return "\n".join(out) + "\n"
+
+
+# -- command line -------------------------------------------------------------------------
+def main_from_args(args) -> int:
+    size = "quick" if args.quick else "reduced" if args.reduced else "full"
+    overrides = {}
+    if args.config:
+        from deepbelief.config import load_toml
+
+        overrides = load_toml(args.config)
+    overrides.update(parse_sets(getattr(args, "set", None) or []))
+    docs = Path(args.docs_dir)
+    (docs / "results").mkdir(parents=True, exist_ok=True)
+    data_dir = args.data_dir or _default_data_dir()
+    if args.experiment == "lecture14":
+        if args.reduced:
+            raise ConfigError("--reduced applies to 'erhan'; lecture14 has --quick and the full size")
+        cfg = _from_dict(Lecture14Config, {**dataclasses.asdict(Lecture14Config.preset(size)), **overrides})
+        res = lecture14(cfg, device=args.device, seed=args.seed, data_dir=data_dir, results_dir=args.results)
+        md, fig = docs / "results" / f"lecture14-{size}.md", docs / "results" / f"lecture14-{size}.png"
+        lecture14_figure(res, fig)
+        text = lecture14_markdown(res, size) + f"\n![lecture 14 table]({fig.name})\n"
+    elif args.experiment == "erhan":
+        cfg = _from_dict(ErhanConfig, {**dataclasses.asdict(ErhanConfig.preset(size)), **overrides})
+        res = erhan(cfg, device=args.device, seed=args.seed, data_dir=data_dir)
+        md = docs / "results" / f"erhan-{size}.md"
+        figs = {"hist": f"erhan-{size}-hist.png", "tsne": f"erhan-{size}-tsne.png"}
+        erhan_figures(res, docs / "results" / figs["hist"], docs / "results" / figs["tsne"], seed=args.seed)
+        text = erhan_markdown(res, size, figs)
+        for r in res["runs"]:  # the trajectories are in the figure; keep the JSON small
+            r.pop("trajectory")
+    else:
+        cfg = _from_dict(PosteriorConfig, {**dataclasses.asdict(PosteriorConfig()), **overrides})
+        res = posterior_example(cfg, seed=args.seed)
+        md = docs / "results" / "posterior.md"
+        text = posterior_markdown(res)
+    from deepbelief.io import atomic_write_bytes
+
+    atomic_write_bytes(md, text.encode())
+    print(text)
+    print(f"wrote {md}")
+    if args.out:
+        atomic_write_bytes(args.out, json.dumps(res, indent=2, default=_json_default).encode())
+        print(f"wrote {args.out}")
+    return 0
+
+
+def parse_sets(items: list[str]) -> dict:
+    """``["a=1", "b=[1,2]", "c=name"]`` -> ``{"a": 1, "b": [1, 2], "c": "name"}`` (TOML values,
+    bare words as strings)."""
+    from deepbelief.config import _toml
+
+    if _toml is None:  # pragma: no cover - Python 3.10 without tomli
+        raise ConfigError("--set needs 'tomli' on Python < 3.11 (pip install tomli)")
+    out = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"--set expects KEY=VALUE, got {item!r}")
+        try:
+            out[key.strip()] = _toml.loads(f"v = {value}")["v"]
+        except _toml.TOMLDecodeError:
+            out[key.strip()] = value
+    return out
+
+
+def _json_default(o):
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    if isinstance(o, (np.floating, np.integer)):
+        return o.item()
+    return str(o)
+
+
+def _default_data_dir():
+    """../shared/data/mnist from the working directory (a repo root), else /work/shared/data/mnist,
+    else None (the library's own search: $DEEPBELIEF_DATA, the cache)."""
+    for p in (Path("..") / "shared" / "data" / "mnist", Path("/work/shared/data/mnist")):
+        if p.is_dir():
+            return str(p)
+    return None
+
+
+if __name__ == "__main__":  # pragma: no cover
+    from deepbelief.cli import main
+
+    raise SystemExit(main(["reproduce"] + sys.argv[1:]))

@@ -1,0 +1,151 @@
+"""Experiments: the exact variational bound against enumeration, and tiny end-to-end runs."""
+
+import json
+import math
+
+import pytest
+import torch
+
+from deepbelief import exact
+from deepbelief.experiments import (
+    ErhanConfig,
+    Lecture14Config,
+    PosteriorConfig,
+    erhan,
+    lecture14,
+    lecture14_markdown,
+    posterior_example,
+    read_recorded_updown,
+    variational_bound_exact,
+)
+from deepbelief.rbm import RBM
+from deepbelief.training import RBMTrainConfig, make_generator, pretrain_stack
+
+
+def _rbm(nv, nh, seed, scale=1.0):
+    g = torch.Generator().manual_seed(seed)
+    r = RBM(nv, nh, weight_std=scale, generator=g).double()
+    with torch.no_grad():
+        r.visible.bias.copy_(torch.randn(nv, generator=g, dtype=torch.float64) * 0.5)
+        r.hidden.bias.copy_(torch.randn(nh, generator=g, dtype=torch.float64) * 0.5)
+    return r
+
+
+def _log_p_dbn(r1, r2, v):
+    # oracle: log p(v) = log sum_h1 p2(h1) p(v | h1), every term enumerated
+    h1 = exact.all_binary(r1.n_hidden)
+    log_prior = -r2.free_energy(h1) - exact.log_partition(r2)
+    pv = r1.mean_visible(h1)  # (S, n_v)
+    log_lik = v @ torch.log(pv).T + (1 - v) @ torch.log1p(-pv).T  # (batch, S)
+    return torch.logsumexp(log_lik + log_prior, 1)
+
+
+def test_one_layer_bound_is_the_exact_log_likelihood():
+    r = _rbm(5, 3, 0)
+    v = exact.all_binary(5)
+    assert torch.allclose(variational_bound_exact([r], v), exact.log_prob(r, v), atol=1e-12)
+
+
+def test_transposed_second_layer_leaves_the_bound_exactly_unchanged():
+    r1 = _rbm(5, 3, 1)
+    r2 = RBM(3, 5).double()
+    with torch.no_grad():
+        r2.W.copy_(r1.W.T)
+        r2.visible.bias.copy_(r1.hidden.bias)
+        r2.hidden.bias.copy_(r1.visible.bias)
+    v = exact.all_binary(5)
+    assert torch.allclose(variational_bound_exact([r1, r2], v), exact.log_prob(r1, v), atol=1e-10)
+    # and then the DBN's own log p(v) equals the RBM's (the same model, written two ways)
+    assert torch.allclose(_log_p_dbn(r1, r2, v), exact.log_prob(r1, v), atol=1e-10)
+
+
+@pytest.mark.parametrize("seed", [2, 3])
+def test_bound_is_below_the_enumerated_dbn_log_likelihood_and_sums_correctly(seed):
+    r1, r2 = _rbm(5, 3, seed), _rbm(3, 4, seed + 10)
+    v = exact.all_binary(5)
+    bound = variational_bound_exact([r1, r2], v)
+    logp = _log_p_dbn(r1, r2, v)
+    assert torch.all(bound <= logp + 1e-12)
+    # the gap is KL(q(h|v) || p(h|v)); recompute it by enumeration
+    h1 = exact.all_binary(3)
+    log_q = torch.log(r1.mean_hidden(v)) @ h1.T + torch.log1p(-r1.mean_hidden(v)) @ (1 - h1).T
+    log_prior = -r2.free_energy(h1) - exact.log_partition(r2)
+    pv = r1.mean_visible(h1)
+    log_joint = v @ torch.log(pv).T + (1 - v) @ torch.log1p(-pv).T + log_prior
+    log_post = log_joint - logp[:, None]
+    kl = (log_q.exp() * (log_q - log_post)).sum(1)
+    assert torch.allclose(logp - bound, kl, atol=1e-10)
+
+
+def test_three_layer_bound_with_transposed_top_equals_two_layer_bound():
+    r1, r2 = _rbm(4, 3, 5), _rbm(3, 3, 6)
+    r3 = RBM(3, 3).double()
+    with torch.no_grad():
+        r3.W.copy_(r2.W.T)
+        r3.visible.bias.copy_(r2.hidden.bias)
+        r3.hidden.bias.copy_(r2.visible.bias)
+    v = exact.all_binary(4)
+    assert torch.allclose(variational_bound_exact([r1, r2, r3], v), variational_bound_exact([r1, r2], v), atol=1e-10)
+
+
+def test_posterior_example_small():
+    res = posterior_example(PosteriorConfig(n_visible=6, n_hidden=4, n_data=200, epochs=3), log=lambda s: None)
+    b = res["bound"]
+    assert b["2_init"] == pytest.approx(b["1"], abs=1e-9) and b["3_init"] == pytest.approx(b["2"], abs=1e-9)
+    assert res["kl_factorial"] >= 0 and res["kl_prior"] >= 0
+    assert sum(s["q"] for s in res["top_states"]) <= 1 + 1e-12
+
+
+def test_stack_prefix_equals_shallower_stack_with_the_same_seed():
+    # erhan() unrolls the first d layers of one deep stack: that must equal training a d-layer stack
+    x = (torch.rand(200, 12, generator=torch.Generator().manual_seed(0)) < 0.3).float()
+    cfg = RBMTrainConfig(epochs=2, batch_size=20)
+    deep = pretrain_stack(x, [12, 6, 5, 4], cfg, generator=make_generator(7))
+    shallow = pretrain_stack(x, [12, 6], cfg, generator=make_generator(7))
+    assert torch.equal(deep.rbms[0].W, shallow.rbms[0].W)
+
+
+def test_read_recorded_updown(tmp_path):
+    assert read_recorded_updown(tmp_path / "absent") == {}
+    (tmp_path / "other.json").write_text(json.dumps({"test_error": 0.5}))
+    assert read_recorded_updown(tmp_path) == {}
+    (tmp_path / "gendbn-updown.json").write_text(json.dumps({"results": {"test_error": 0.0131, "seconds": 12.0}}))
+    got = read_recorded_updown(tmp_path)
+    assert got["test_error"] == pytest.approx(1.31) and got["seconds"] == 12.0
+
+
+def test_lecture14_tiny_on_digits(tmp_path):
+    cfg = Lecture14Config(n_train=300, n_valid=100, n_test=200, layers=[16, 16], pretrain_epochs=1,
+                          finetune_epochs=2, dropout_epochs=2, batch_size=50)
+    res = lecture14(cfg, device="cpu", data_dir="digits", results_dir=tmp_path, log=lambda s: None)
+    names = [r["name"] for r in res["rows"]]
+    assert names == ["backprop_random_init", "pretrain_backprop", "pretrain_dropout", "generative_updown"]
+    assert all(0 <= r["test_error"] <= 100 for r in res["rows"][:3])
+    md = lecture14_markdown(res, "quick")
+    assert "not recorded" in md and "0.92%" in md
+
+
+def test_erhan_tiny_on_digits(tmp_path):
+    e = erhan(ErhanConfig(n_train=300, n_valid=100, n_test=200, width=8, depths=[1, 2], seeds=2, pretrain_epochs=1,
+                          finetune_epochs=2, batch_size=50, n_trajectory=10), device="cpu", data_dir="digits",
+              log=lambda s: None)
+    assert len(e["runs"]) == 2 * 2 * 2 and e["runs"][0]["trajectory"].shape == (2, 10 * 10)
+    s = next(x for x in e["summary"] if x["depth"] == 2 and x["pretrained"])
+    errs = [r["test_error"] for r in e["runs"] if r["depth"] == 2 and r["pretrained"]]
+    assert s["mean"] == pytest.approx(sum(errs) / 2) and s["std"] == pytest.approx(abs(errs[0] - errs[1]) / math.sqrt(2))
+    from deepbelief.experiments import erhan_figures, erhan_markdown
+
+    erhan_figures(e, tmp_path / "h.png", tmp_path / "t.png")
+    assert (tmp_path / "h.png").read_bytes()[:4] == b"\x89PNG" and (tmp_path / "t.png").read_bytes()[:4] == b"\x89PNG"
+    assert "| 2 |" in erhan_markdown(e, "quick", {"hist": "h.png", "tsne": "t.png"})
+
+
+def test_set_overrides_parse_as_toml_and_unknown_keys_are_named():
+    from deepbelief.errors import ConfigError
+    from deepbelief.experiments import _from_dict, parse_sets
+
+    assert parse_sets(["a=1", "b=[1, 2]", "c=0.5", "d=word"]) == {"a": 1, "b": [1, 2], "c": 0.5, "d": "word"}
+    with pytest.raises(ConfigError, match="KEY=VALUE"):
+        parse_sets(["novalue"])
+    with pytest.raises(ConfigError, match=r"unknown ErhanConfig option\(s\) \['depth'\]"):
+        _from_dict(ErhanConfig, {"depth": [1]})
