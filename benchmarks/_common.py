@@ -58,3 +58,17 @@ def write_json(path: str | None, payload: dict) -> None:
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     atomic_write_bytes(path, json.dumps(payload, indent=2, default=str).encode())
     print(f"wrote {path}")
+
+
+def run_reproduce(experiment: str) -> int:
+    """Run ``deepbelief reproduce EXPERIMENT`` with the repo's data, docs and results folders
+    as defaults (the benchmarks/reproduce_*.py scripts are this one call)."""
+    from deepbelief.cli import main
+
+    argv = sys.argv[1:]
+    defaults = {"--data-dir": default_data_dir(), "--docs-dir": str(ROOT / "docs"),
+                "--results": str(ROOT / "benchmarks" / "results")}
+    for flag, value in defaults.items():
+        if value is not None and not any(a == flag or a.startswith(flag + "=") for a in argv):
+            argv += [flag, value]
+    return main(["reproduce", experiment] + argv)

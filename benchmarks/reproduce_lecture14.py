@@ -7,26 +7,7 @@ Writes the markdown table and figures to docs/results/ and, with --out, every me
 figure plus machine information (torch version, device name, date, command) as JSON.
 """
 
-import sys
-from pathlib import Path
-
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "src"))
-
-from deepbelief.cli import main  # noqa: E402
-
-
-def default_data_dir() -> str:
-    here = ROOT.parent / "shared" / "data" / "mnist"
-    return str(here if here.is_dir() else Path("/work/shared/data/mnist"))
-
+from _common import run_reproduce
 
 if __name__ == "__main__":
-    argv = sys.argv[1:]
-    if not any(a == "--data-dir" or a.startswith("--data-dir=") for a in argv):
-        argv += ["--data-dir", default_data_dir()]
-    if not any(a == "--docs-dir" or a.startswith("--docs-dir=") for a in argv):
-        argv += ["--docs-dir", str(ROOT / "docs")]
-    if not any(a == "--results" or a.startswith("--results=") for a in argv):
-        argv += ["--results", str(ROOT / "benchmarks" / "results")]
-    raise SystemExit(main(["reproduce", "lecture14"] + argv))
+    raise SystemExit(run_reproduce("lecture14"))
