@@ -18,9 +18,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import datetime
 import json
-import platform
 import sys
 import time
 from pathlib import Path
@@ -28,7 +26,6 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
-import torch  # noqa: E402
 
 from deepbelief.data import load_dataset  # noqa: E402
 from deepbelief.errors import resolve_device  # noqa: E402
@@ -37,20 +34,11 @@ from deepbelief.io import atomic_write_bytes  # noqa: E402
 from deepbelief.training import RBMTrainConfig, make_generator, pretrain_stack  # noqa: E402
 
 
-def default_data_dir() -> str:
-    here = ROOT.parent / "shared" / "data" / "mnist"
-    return str(here if here.is_dir() else Path("/work/shared/data/mnist"))
+from _common import default_data_dir, machine_info  # noqa: E402
 
 
 def machine(dev) -> dict:
-    return {
-        "torch": torch.__version__,
-        "device": str(dev),
-        "device_name": torch.cuda.get_device_name(dev) if dev.type == "cuda" else platform.processor() or "cpu",
-        "threads": torch.get_num_threads(),
-        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "command": " ".join([sys.executable.split("/")[-1]] + sys.argv),
-    }
+    return machine_info(str(dev))
 
 
 def main(argv=None) -> int:

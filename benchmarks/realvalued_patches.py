@@ -21,9 +21,7 @@ densities are in the whitened, row-centred space), and writes the input-space fi
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
-import platform
 import sys
 import time
 from pathlib import Path
@@ -37,6 +35,7 @@ from deepbelief.data import load_patches_dataset  # noqa: E402
 from deepbelief.errors import resolve_device  # noqa: E402
 from deepbelief.io import atomic_write_bytes  # noqa: E402
 from deepbelief.plotting import save_tiles  # noqa: E402
+from _common import machine_info  # noqa: E402
 from deepbelief.rbm import RBM, batched  # noqa: E402
 from deepbelief.training import RBMTrainConfig, make_generator, train_rbm  # noqa: E402
 from deepbelief.transforms import Whiten  # noqa: E402
@@ -44,14 +43,7 @@ from deepbelief.units import Gaussian  # noqa: E402
 
 
 def machine(dev) -> dict:
-    return {
-        "torch": torch.__version__,
-        "device": str(dev),
-        "device_name": torch.cuda.get_device_name(dev) if dev.type == "cuda" else platform.processor() or "cpu",
-        "threads": torch.get_num_threads(),
-        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "command": " ".join([sys.executable.split("/")[-1]] + sys.argv),
-    }
+    return machine_info(str(dev))
 
 
 def main(argv=None) -> int:

@@ -12,7 +12,6 @@ Heavy imports happen inside the ``cmd_`` functions, so ``deepbelief --help`` sta
 
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 
 from deepbelief.errors import ConfigError

@@ -18,7 +18,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-import torch
 
 from deepbelief.errors import ConfigError, check_choice, check_int, resolve_device
 from deepbelief.finetune import FinetuneConfig, error_rate, finetune, unroll
