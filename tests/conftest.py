@@ -3,6 +3,11 @@
 from pathlib import Path
 
 import pytest
+import torch
+
+# The tests use tiny tensors, where a second OpenMP thread only adds synchronisation (on a
+# loaded 2-core machine, several times slower); benchmarks choose their own thread count.
+torch.set_num_threads(1)
 
 _CANDIDATES = [
     Path(__file__).resolve().parents[1].parent / "shared" / "data" / "mnist",
