@@ -263,21 +263,21 @@ class UpDownTrainer:
 
     # -- checkpoints ---------------------------------------------------------------------
     def save_checkpoint(self, path: str | Path) -> None:
-        from deepbelief.io import save_tensors
+        from deepbelief.checkpoint import save_checkpoint
 
         t = {f"model.{k}": v for k, v in self.model.state_dict().items()}
         t.update({f"velocity.{n}": v for n, v in zip(self.names, self.velocities)})
-        t["generator.state"] = self.gen.get_state()
-        meta = {"kind": "updown_checkpoint", "epoch": self.epoch, "model": self.model.config(),
-                "train": dataclasses.asdict(self.cfg), "history": self.history}
-        save_tensors(path, t, meta)
+        meta = {"epoch": self.epoch, "model": self.model.config(), "train": dataclasses.asdict(self.cfg),
+                "history": self.history}
+        save_checkpoint(path, kind="updown_checkpoint", tensors=t, meta=meta, generator=self.gen)
 
     def load_checkpoint(self, path: str | Path) -> None:
-        from deepbelief.io import check_state, load_tensors
+        from deepbelief.checkpoint import load_checkpoint
+        from deepbelief.io import check_state
 
-        tensors, meta = load_tensors(path, device=self.model.top.W.device)
-        if meta.get("kind") != "updown_checkpoint":
-            raise ModelFileError(f"checkpoint {str(path)!r} is a {meta.get('kind')!r} file, not an up-down checkpoint")
+        # the shared helper checks the kind and restores the generator in place
+        tensors, meta = load_checkpoint(path, kind="updown_checkpoint", device=self.model.top.W.device,
+                                        generator=self.gen)
         if meta.get("model") != self.model.config():
             raise ModelFileError(f"checkpoint {str(path)!r} was written for another model: {meta.get('model')}")
         state = {k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")}
@@ -285,8 +285,10 @@ class UpDownTrainer:
         with torch.no_grad():
             self.model.load_state_dict(state)
             for n, v in zip(self.names, self.velocities):
-                v.copy_(tensors[f"velocity.{n}"])
-        self.gen.set_state(tensors["generator.state"].cpu())
+                saved = tensors.get(f"velocity.{n}")
+                if saved is None or saved.shape != v.shape:
+                    raise ModelFileError(f"checkpoint {str(path)!r}: velocity of {n!r} is missing or misshapen")
+                v.copy_(saved)
         self.epoch = int(meta["epoch"])
         self.history = list(meta.get("history", []))
 
