@@ -157,6 +157,20 @@ def layer_specs(recipe: Recipe, n_inputs: int) -> list:
     return [vis] + hidden
 
 
+def _splits(recipe: Recipe, data_dir, dataset, dev):
+    """Load the recipe's data set on ``dev`` and cut its validation split from the end of
+    the training set. Returns (ds, all, train, valid, test, n_valid); each part is (x, y)
+    and valid is (None, None) when n_valid is 0."""
+    from deepbelief.data import load_dataset
+
+    ds = dataset if dataset is not None else load_dataset(recipe.dataset, data_dir=data_dir)
+    x_all, y_all = ds.x_train.to(dev), ds.y_train.to(dev)
+    n_valid = min(recipe.n_valid, x_all.shape[0] // 2)
+    cut = x_all.shape[0] - n_valid
+    valid = (x_all[cut:], y_all[cut:]) if n_valid else (None, None)
+    return ds, (x_all, y_all), (x_all[:cut], y_all[:cut]), valid, (ds.x_test.to(dev), ds.y_test.to(dev)), n_valid
+
+
 def run_recipe(
     recipe: Recipe,
     *,
@@ -179,7 +193,6 @@ def run_recipe(
     continues a killed run and ends with the weights an uninterrupted run would have.
 
     ``logger``: a ``metrics_log.MetricsLogger`` that receives every per-epoch row."""
-    from deepbelief.data import load_dataset
 
     recipe.validate()
     checkpoint_every = check_int("checkpoint_every", checkpoint_every, minimum=1)
@@ -195,13 +208,7 @@ def run_recipe(
     dev = resolve_device(device)
     log = log or (lambda s: None)
     t_start = time.perf_counter()
-    ds = dataset if dataset is not None else load_dataset(recipe.dataset, data_dir=data_dir)
-    x_all = ds.x_train.to(dev)
-    y_all = ds.y_train.to(dev)
-    n_valid = min(recipe.n_valid, x_all.shape[0] // 2)
-    x_tr, y_tr = x_all[: x_all.shape[0] - n_valid], y_all[: x_all.shape[0] - n_valid]
-    x_va, y_va = (x_all[x_all.shape[0] - n_valid:], y_all[x_all.shape[0] - n_valid:]) if n_valid else (None, None)
-    x_te, y_te = ds.x_test.to(dev), ds.y_test.to(dev)
+    ds, (x_all, y_all), (x_tr, y_tr), (x_va, y_va), (x_te, y_te), n_valid = _splits(recipe, data_dir, dataset, dev)
     transform = None
     if recipe.visible == "gaussian" and recipe.input_transform != "none":
         # Gaussian visibles expect zero mean, unit variance data (transforms.py); the
@@ -323,19 +330,14 @@ def run_generative(
     classification after greedy training), ``test_error`` (after up-down, or greedy if none)
     and timings.
     """
-    from deepbelief.data import load_dataset
     from deepbelief.dbn import pretrain_generative
     from deepbelief.wake_sleep import UpDownConfig, up_down
 
     dev = resolve_device(device)
     log = log or (lambda s: None)
     t_start = time.perf_counter()
-    ds = dataset if dataset is not None else load_dataset(recipe.dataset, data_dir=data_dir)
-    n_valid = min(recipe.n_valid, ds.x_train.shape[0] // 2)
-    cut = ds.x_train.shape[0] - n_valid
-    x_tr, y_tr = ds.x_train[:cut].to(dev), ds.y_train[:cut].to(dev)
-    valid = (ds.x_train[cut:].to(dev), ds.y_train[cut:].to(dev)) if n_valid else None
-    x_te, y_te = ds.x_test.to(dev), ds.y_test.to(dev)
+    ds, _, (x_tr, y_tr), valid, (x_te, y_te), n_valid = _splits(recipe, data_dir, dataset, dev)
+    valid = valid if n_valid else None
     gen = make_generator(seed, dev)
     sizes = [x_tr.shape[1]] + [int(s) for s in recipe.layers]
     log(f"[{recipe.name}] data {recipe.dataset}: train {x_tr.shape[0]}, valid {n_valid}, test {x_te.shape[0]}; "
