@@ -51,6 +51,7 @@ CASES = {
     "cd1-decay-momentum": dict(),
     "cd3-sampled-visible": dict(k=3, sample_visible=True),
     "pcd-more-chains": dict(method="pcd", n_chains=12),
+    "pcd2": dict(method="pcd", k=2),
     "sparsity": dict(sparsity_target=0.1, sparsity_cost=0.5),
     "gaussian-visible": dict(visible="gaussian"),
     "joint-visible": dict(visible="joint"),
@@ -88,6 +89,27 @@ def test_fused_step_equals_plain_update_rule(case):
         assert torch.allclose(p, r, atol=1e-12, rtol=0), name
     # and the generator was consumed identically: the next draws agree
     assert torch.equal(torch.rand(4, generator=trainer.gen), torch.rand(4, generator=ref_gen))
+
+
+@pytest.mark.parametrize("case", ["cd1-decay-momentum", "cd3-sampled-visible", "pcd-more-chains", "pcd2"])
+def test_binary_fast_path_is_taken_and_equals_general_path(case):
+    """Binary units take ``RBMTrainer._fast_step``; forcing the general path gives the same
+    weights and the same generator state (both are checked against the plain rule above)."""
+    g = torch.Generator().manual_seed(5)
+    data = (torch.rand(64, 9, generator=g) < 0.4).float()
+    cfg = RBMTrainConfig(epochs=3, batch_size=16, weight_decay=0.01, **CASES[case])
+    runs = []
+    for fast in (True, False):
+        gen = torch.Generator().manual_seed(2)
+        rbm = RBM(9, 6, weight_std=0.3, generator=torch.Generator().manual_seed(0))
+        trainer = RBMTrainer(rbm, cfg, gen)
+        assert trainer._fast  # the fast path applies to this configuration
+        trainer._fast = fast
+        trainer.fit(data)
+        runs.append(([p.detach().clone() for p in rbm.parameters()], torch.rand(3, generator=gen)))
+    for a, b in zip(runs[0][0], runs[1][0]):
+        assert torch.allclose(a, b, atol=1e-6, rtol=0)
+    assert torch.equal(runs[0][1], runs[1][1])
 
 
 def test_bf16_matmul_within_rounding_bound():

@@ -174,6 +174,20 @@ class RBMTrainer:
                               and plain(rbm.visible) and plain(rbm.hidden))
         if self._plain_biases:
             self._vb, self._hb = self.names.index("visible.bias"), self.names.index("hidden.bias")
+        self._fast = self._fast_ok()
+        self._bufs: dict[int, dict[str, Tensor]] = {}
+
+    def _fast_ok(self) -> bool:
+        """Whether ``step`` may take the binary fast path (``_fast_step``): binary visible
+        and hidden units, CD-k or PCD-k, no sparsity target, equal learning rates, fp32 or
+        tf32 matmuls. (Checked once; the process count is checked at every step.)"""
+        from deepbelief.sampling import CD, PCD
+        from deepbelief.units import Bernoulli
+
+        rbm = self.rbm
+        return (self._plain_biases and type(rbm.visible) is Bernoulli and type(rbm.hidden) is Bernoulli
+                and type(self.sampler) in (CD, PCD) and not self._sparse and self.precision != "bf16"
+                and self.w_index == 0 and all(s == 1.0 for s in self.lr_scales))
 
     @property
     def _sparse(self) -> bool:
@@ -194,6 +208,11 @@ class RBMTrainer:
 
         rbm, cfg = self.rbm, self.cfg
         world = distributed.world_size()
+        if self._fast and world == 1:
+            if self.precision == "fp32" or rbm.W.device.type != "cuda":
+                return self._fast_step(v0, lr, momentum)
+            with matmul_precision(self.precision, rbm.W.device):
+                return self._fast_step(v0, lr, momentum)
         with matmul_precision(self.precision, rbm.W.device), distributed.sharded(distributed.rank(), world):
             x0 = rbm.hidden_input(v0)
             vn, xn = self.sampler.negative(rbm, v0, x0, self.gen)
@@ -247,6 +266,71 @@ class RBMTrainer:
         self._vel_flat[lo:].mul_(momentum).add_(self._flat[lo : self._n_param], alpha=lr)
         torch._foreach_add_(self.params, self.velocities)
         rbm.constrain_()
+
+    def _buffers(self, b: int) -> dict[str, Tensor]:
+        bufs = self._bufs.get(b)
+        if bufs is None:
+            w = self.rbm.W
+            nv, nh = w.shape
+            mk = lambda n: torch.empty(b, n, device=w.device, dtype=w.dtype)  # noqa: E731
+            bufs = self._bufs[b] = {"p0": mk(nh), "h": mk(nh), "pv": mk(nv), "pn": mk(nh)}
+        return bufs
+
+    def _fast_step(self, v0: Tensor, lr: float, momentum: float) -> None:
+        """``step`` for binary units in one process, with fewer passes over memory.
+
+        The same maths and the same random numbers, in the same order, as the general path
+        (tests/test_training.py compares them): the biases are folded into the products
+        (addmm), the sigmoids run in place in buffers reused across steps, the positive
+        phase's hidden probabilities are computed once (they are both E[h | v0] for the
+        statistics and the probabilities the first hidden sample is drawn from), and W's
+        velocity is written directly by the two statistics products.
+        """
+        from deepbelief.sampling import PCD
+
+        rbm, cfg, gen = self.rbm, self.cfg, self.gen
+        W, vb, hb = rbm.W, rbm.visible.bias, rbm.hidden.bias
+        b = v0.shape[0]
+        buf = self._buffers(b)
+        p0 = torch.addmm(hb, v0, W, out=buf["p0"]).sigmoid_()  # E[h | v0]
+        sampler = self.sampler
+        if type(sampler) is PCD:
+            if sampler.chains is None:
+                sampler.chains = sampler._initial_chains(v0)
+            vn = sampler.chains
+            nb = vn.shape[0]
+            pb = self._buffers(nb)
+            p = torch.addmm(hb, vn, W, out=pb["pn"]).sigmoid_()
+            for _ in range(sampler.k):
+                h = torch.lt(torch.rand(p.shape, generator=gen, device=p.device, dtype=p.dtype, out=pb["h"]), p,
+                             out=pb["h"])
+                pv = torch.addmm(vb, h, W.T, out=pb["pv"]).sigmoid_()
+                vn = torch.rand(pv.shape, generator=gen, device=pv.device, dtype=pv.dtype)  # a new chain state
+                torch.lt(vn, pv, out=vn)
+                p = torch.addmm(hb, vn, W, out=pb["pn"]).sigmoid_()
+            sampler.chains = vn
+        else:
+            nb, p = b, p0
+            for _ in range(sampler.k):
+                h = torch.lt(torch.rand(p.shape, generator=gen, device=p.device, dtype=p.dtype, out=buf["h"]), p,
+                             out=buf["h"])
+                vn = torch.addmm(vb, h, W.T, out=buf["pv"]).sigmoid_()
+                if sampler.sample_visible:
+                    u = torch.rand(vn.shape, generator=gen, device=vn.device, dtype=vn.dtype)
+                    vn = torch.lt(u, vn, out=u)
+                p = torch.addmm(hb, vn, W, out=buf["pn"]).sigmoid_()
+        pn = p
+        vel_w = self.velocities[0]
+        vel_w.addmm_(vn.T, pn, beta=momentum, alpha=-lr / nb)
+        vel_w.addmm_(v0.T, p0, alpha=lr / b)
+        if cfg.weight_decay:
+            vel_w.add_(W, alpha=-lr * cfg.weight_decay)
+        g_vb, g_hb = self._grads[self._vb], self._grads[self._hb]
+        torch.sum(v0, 0, out=g_vb).mul_(1.0 / b).sub_(vn.sum(0), alpha=1.0 / nb)
+        torch.sum(p0, 0, out=g_hb).mul_(1.0 / b).sub_(pn.sum(0), alpha=1.0 / nb)
+        lo = W.numel()
+        self._vel_flat[lo:].mul_(momentum).add_(self._flat[lo : self._n_param], alpha=lr)
+        torch._foreach_add_(self.params, self.velocities)
 
     def _sparsity(self, b: int, w_target: Tensor, w_alpha: float) -> None:
         # Hinton's guide, section 11: q <- decay q + (1 - decay) mean activity; the
