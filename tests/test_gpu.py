@@ -5,7 +5,7 @@ import torch
 
 from deepbelief.finetune import FinetuneConfig, finetune, unroll
 from deepbelief.rbm import RBM
-from deepbelief.training import RBMTrainConfig, make_generator, pretrain_stack, train_rbm
+from deepbelief.training import RBMTrainConfig, RBMTrainer, make_generator, pretrain_stack, train_rbm
 
 cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 
@@ -44,6 +44,26 @@ def test_stack_and_finetune_on_cuda():
     y = (x[:, :8].sum(1) > x[:, 8:].sum(1)).long()
     dbn = pretrain_stack(x, [16, 12, 8], RBMTrainConfig(epochs=2, batch_size=20), generator=g)
     net = unroll(dbn, 2, generator=g)
-    finetune(net, x, y, FinetuneConfig(epochs=5, batch_size=20, top_only_epochs=1), generator=g)
+    finetune(net, x, y, FinetuneConfig(epochs=40, batch_size=20, top_only_epochs=1), generator=g)
     assert next(net.parameters()).device.type == "cuda"
-    assert float((net.predict(x) == y).float().mean()) > 0.7
+    # the majority class is 60.5% of the rows; 5 epochs (the first version of this test)
+    # still predict it alone, 40 reach 97-99% on the CPU for seeds 0-4
+    assert float((net.predict(x) == y).float().mean()) > 0.9
+
+
+@cuda
+def test_binary_fast_step_equals_general_step_on_cuda():
+    torch.backends.cuda.matmul.allow_tf32 = False
+    x = (torch.rand(256, 20, generator=torch.Generator().manual_seed(0)) < 0.4).float().cuda()
+    for opts in (dict(method="cd", k=1), dict(method="pcd", k=2, n_chains=48)):
+        runs = []
+        for fast in (True, False):
+            gen = make_generator(1, "cuda")
+            rbm = RBM(20, 12, generator=gen).cuda()
+            trainer = RBMTrainer(rbm, RBMTrainConfig(epochs=2, batch_size=32, **opts), gen)
+            assert trainer._fast
+            trainer._fast = fast
+            trainer.fit(x)
+            runs.append([p.detach().cpu() for p in rbm.parameters()])
+        for a, b in zip(*runs):
+            assert torch.allclose(a, b, atol=1e-5, rtol=0), opts
