@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# The second GPU batch (2026-11-27, evening): the figures the first batch
+# (benchmarks/gpu_suite.sh) ran out of time for, on the binary fast step and the
+# hand-written fine-tuning backward pass.
+# Usage (from the repo root): OUT=/some/folder DATA=path/to/mnist BUDGET=560 bash benchmarks/gpu_suite_b.sh
+# Each step has its own time limit and the batch stops starting steps near BUDGET seconds.
+# Results: benchmarks/results/*_h100*.json, figures under docs/, all in $OUT/results.tgz;
+# the log is what the command prints (kept as benchmarks/results/gpu_suite_b_h100_log.txt).
+set -u
+export PYTHONPATH=$PWD/src PYTHONUNBUFFERED=1
+DATA=${DATA:-../shared/data/mnist}
+BUDGET=${BUDGET:-560}
+R=benchmarks/results
+mkdir -p "$R" "$OUT"
+T0=$(date +%s)
+step() {  # step NAME LIMIT_SECONDS command...
+  local name=$1 limit=$2; shift 2
+  local left=$(( BUDGET - ($(date +%s) - T0) ))
+  (( limit > left )) && limit=$left
+  if (( limit < 10 )); then echo "=== SKIP $name (budget spent)"; return; fi
+  echo "=== $name (limit ${limit}s) $(date -u +%H:%M:%S)"
+  timeout "$limit" "$@"; echo "=== $name rc=$? after $(( $(date +%s) - T0 ))s"
+}
+nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
+python3 -c "import torch; print('torch', torch.__version__, torch.cuda.get_device_name())"
+step gpu-tests 30 python3 -m pytest -q -p no:cacheprovider tests/test_gpu.py
+step loglik 160 python3 benchmarks/mnist_loglik.py --device cuda --data-dir "$DATA" --epochs 100 --layer2-epochs 40 \
+  --figure docs/mnist_loglik.png --out $R/mnist_loglik_h100.json
+step nrelu-mnist 100 python3 benchmarks/realvalued_nrelu_mnist.py --device cuda --data-dir "$DATA" --epochs 20 \
+  --finetune-epochs 20 --out $R/realvalued_mnist_h100.json
+step lecture14 110 python3 benchmarks/reproduce_lecture14.py --device cuda --data-dir "$DATA" --out $R/lecture14_h100.json
+step cd-throughput 25 python3 benchmarks/cd_throughput.py --gpu --device cuda --data-dir "$DATA" --out $R/cd_throughput_h100_b.json
+[ -f benchmarks/finetune_throughput.py ] && step finetune-throughput 25 python3 benchmarks/finetune_throughput.py \
+  --device cuda --data-dir "$DATA" --out $R/finetune_throughput_h100.json
+step scaling 40 python3 benchmarks/scaling.py --device cuda --data-dir "$DATA" --out $R/scaling_h100.json \
+  --table docs/scaling-cuda.md --plot docs/scaling-cuda.png
+step erhan 200 python3 benchmarks/reproduce_erhan.py --device cuda --data-dir "$DATA" --out $R/erhan_h100.json
+tar czf "$OUT/results.tgz" $R docs
+echo "=== done after $(( $(date +%s) - T0 ))s"
