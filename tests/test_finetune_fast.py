@@ -1,0 +1,136 @@
+"""The hand-written fine-tuning step (finetune.FastBackprop) against its oracle, autograd."""
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from deepbelief import ConfigError, DeepClassifier, FinetuneConfig, finetune, make_generator
+from deepbelief.finetune import FastBackprop, random_classifier
+
+ACTS = ["sigmoid", "relu", "softplus", "identity"]
+
+
+def _net(act, dropout, dtype, seed=0):
+    torch.manual_seed(seed)  # only the test's own random weights; the step uses explicit generators
+    net = DeepClassifier([12, 9, 7], [act, act], 5, dropout=dropout, input_dropout=dropout / 2).to(dtype)
+    return net.train()
+
+
+@pytest.mark.parametrize("dtype,tol", [(torch.float64, 1e-12), (torch.float32, 1e-5)])
+@pytest.mark.parametrize("top_only", [False, True])
+@pytest.mark.parametrize("dropout", [0.0, 0.3])
+@pytest.mark.parametrize("act", ACTS)
+def test_gradients_equal_autograd(act, dropout, top_only, dtype, tol):
+    net = _net(act, dropout, dtype)
+    x = torch.rand(8, 12, dtype=dtype, generator=make_generator(1)) * 4 - 2
+    y = torch.randint(0, 5, (8,), generator=make_generator(2))
+    params = list(net.parameters())
+    gen = make_generator(3)
+    loss = F.cross_entropy(net(x, gen), y)
+    want = torch.autograd.grad(loss, params)
+    after_autograd = gen.get_state()
+
+    gen = make_generator(3)
+    loss_sum = torch.zeros((), dtype=dtype)
+    FastBackprop(net).step(x, y, gen, loss_sum, top_only=top_only)
+    assert torch.equal(gen.get_state(), after_autograd)  # the same random numbers were drawn
+    torch.testing.assert_close(loss_sum, loss.detach(), rtol=tol, atol=0)
+    top = {id(net.out.weight), id(net.out.bias)}
+    for p, g in zip(params, want):
+        if top_only and id(p) not in top:
+            assert p.grad is None  # the backward pass stops at the output layer
+            continue
+        scale = float(g.abs().max())
+        assert float((p.grad - g).abs().max()) <= tol * scale, (act, dropout, top_only, p.shape)
+
+
+def test_inputs_are_not_modified_and_eval_mode_draws_nothing():
+    net = _net("sigmoid", 0.5, torch.float32)
+    x = torch.rand(6, 12, generator=make_generator(1))
+    y = torch.randint(0, 5, (6,), generator=make_generator(2))
+    x0 = x.clone()
+    FastBackprop(net).step(x, y, make_generator(0), torch.zeros(()))
+    assert torch.equal(x, x0)
+    net.eval()
+    gen = make_generator(0)
+    state = gen.get_state()
+    FastBackprop(net).step(x, y, gen, torch.zeros(()))
+    assert torch.equal(gen.get_state(), state)
+
+
+def test_buffers_follow_the_batch_size():
+    net = _net("relu", 0.2, torch.float64)
+    fast = FastBackprop(net)
+    for b in (8, 5, 8):
+        x = torch.rand(b, 12, dtype=torch.float64, generator=make_generator(b))
+        y = torch.randint(0, 5, (b,), generator=make_generator(b + 1))
+        want = torch.autograd.grad(F.cross_entropy(net(x, make_generator(9)), y), list(net.parameters()))
+        fast.step(x, y, make_generator(9), torch.zeros((), dtype=torch.float64))
+        for p, g in zip(net.parameters(), want):
+            torch.testing.assert_close(p.grad, g, rtol=1e-12, atol=1e-14)
+
+
+def _data(n=240, d=20, seed=5):
+    g = make_generator(seed)
+    x = torch.rand(n, d, generator=g)
+    y = (x[:, :5].sum(1) * 2).long().clamp(max=9) % 4  # learnable labels in 0..3
+    return x, y
+
+
+@pytest.mark.parametrize("act,dropout", [("sigmoid", 0.0), ("sigmoid", 0.3), ("relu", 0.2), ("softplus", 0.0)])
+def test_finetune_fast_equals_autograd_run(act, dropout):
+    x, y = _data()
+    xv, yv = _data(60, seed=6)
+    results = []
+    for fast in (False, True):
+        net = random_classifier([20, 16, 12], 4, activation=act, generator=make_generator(0))
+        cfg = FinetuneConfig(epochs=4, batch_size=20, lr=0.1, momentum=0.9, top_only_epochs=1, weight_decay=1e-4,
+                             dropout=dropout, input_dropout=dropout / 2, fast=fast)
+        hist = finetune(net, x, y, cfg, generator=make_generator(7), valid=(xv, yv))
+        results.append((net.state_dict(), hist))
+    (w_slow, h_slow), (w_fast, h_fast) = results
+    for k in w_slow:
+        torch.testing.assert_close(w_fast[k], w_slow[k], rtol=1e-5, atol=1e-6)
+    for a, b in zip(h_slow, h_fast):
+        assert abs(a["loss"] - b["loss"]) <= 1e-5 * abs(a["loss"])
+        assert a["valid_error"] == b["valid_error"]
+
+
+def test_fast_must_be_a_bool():
+    with pytest.raises(ConfigError, match="fast must be true or false"):
+        FinetuneConfig(fast="yes").validate()
+    assert FinetuneConfig.from_dict({"fast": False}).fast is False
+
+
+def test_subclass_with_its_own_forward_uses_autograd():
+    class Scaled(DeepClassifier):
+        def forward(self, x, gen=None):
+            return 2 * super().forward(x, gen)
+
+    net = Scaled([4, 3], ["sigmoid"], 2)
+    assert not FastBackprop.supports(net)
+    assert FastBackprop.supports(DeepClassifier([4, 3], ["sigmoid"], 2))
+
+
+def test_checkpoint_resumes_across_paths(tmp_path):
+    x, y = _data()
+    cfg = FinetuneConfig(epochs=4, batch_size=20, lr=0.1, top_only_epochs=1, dropout=0.2)
+    straight = random_classifier([20, 16, 12], 4, generator=make_generator(0))
+    finetune(straight, x, y, cfg, generator=make_generator(7))
+
+    class Stop(Exception):
+        pass
+
+    def stop_after(epoch, row):
+        if epoch == 1:
+            raise Stop
+
+    ckpt = tmp_path / "ft.ckpt"
+    net = random_classifier([20, 16, 12], 4, generator=make_generator(0))
+    with pytest.raises(Stop):
+        finetune(net, x, y, cfg, generator=make_generator(7), checkpoint=ckpt, callback=stop_after)
+    resumed = random_classifier([20, 16, 12], 4, generator=make_generator(0))
+    slow = FinetuneConfig(**{**cfg.__dict__, "fast": False})
+    finetune(resumed, x, y, slow, generator=make_generator(99), checkpoint=ckpt, resume=True)
+    for k, v in straight.state_dict().items():
+        torch.testing.assert_close(resumed.state_dict()[k], v, rtol=1e-5, atol=1e-6)
