@@ -5,7 +5,7 @@ import torch
 import torch.nn.functional as F
 
 from deepbelief import ConfigError, DeepClassifier, FinetuneConfig, finetune, make_generator
-from deepbelief.finetune import FastBackprop, random_classifier
+from deepbelief.finetune import FastBackprop, _sgd, random_classifier
 
 ACTS = ["sigmoid", "relu", "softplus", "identity"]
 
@@ -134,3 +134,49 @@ def test_checkpoint_resumes_across_paths(tmp_path):
     finetune(resumed, x, y, slow, generator=make_generator(99), checkpoint=ckpt, resume=True)
     for k, v in straight.state_dict().items():
         torch.testing.assert_close(resumed.state_dict()[k], v, rtol=1e-5, atol=1e-6)
+
+
+cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+
+
+@cuda
+@pytest.mark.parametrize("act", ACTS)
+def test_gradients_equal_autograd_on_cuda(act):
+    net = _net(act, 0.3, torch.float32).cuda()
+    x = torch.rand(64, 12, device="cuda", generator=make_generator(1, "cuda"))
+    y = torch.randint(0, 5, (64,), device="cuda", generator=make_generator(2, "cuda"))
+    want = torch.autograd.grad(F.cross_entropy(net(x, make_generator(3, "cuda")), y), list(net.parameters()))
+    FastBackprop(net).step(x, y, make_generator(3, "cuda"), torch.zeros((), device="cuda"))
+    for p, g in zip(net.parameters(), want):
+        assert float((p.grad - g).abs().max()) <= 1e-5 * float(g.abs().max())
+
+
+@cuda
+def test_fused_sgd_on_cuda_resumes_bit_for_bit_and_matches_autograd(tmp_path):
+    x, y = (t.cuda() for t in _data())
+    cfg = FinetuneConfig(epochs=4, batch_size=20, lr=0.1, top_only_epochs=1, dropout=0.2)
+
+    def fresh():
+        return random_classifier([20, 16, 12], 4, generator=make_generator(0, "cuda"), device="cuda")
+
+    straight = fresh()
+    assert _sgd(straight.parameters(), 0.1, cfg).defaults.get("fused")  # one kernel per step on CUDA
+    finetune(straight, x, y, cfg, generator=make_generator(7, "cuda"))
+    slow = fresh()
+    finetune(slow, x, y, FinetuneConfig(**{**cfg.__dict__, "fast": False}), generator=make_generator(7, "cuda"))
+    ckpt = tmp_path / "ft.ckpt"
+
+    class Stop(Exception):
+        pass
+
+    def stop_after(epoch, row):
+        if epoch == 1:
+            raise Stop
+
+    with pytest.raises(Stop):
+        finetune(fresh(), x, y, cfg, generator=make_generator(7, "cuda"), checkpoint=ckpt, callback=stop_after)
+    resumed = fresh()
+    finetune(resumed, x, y, cfg, generator=make_generator(99, "cuda"), checkpoint=ckpt, resume=True)
+    for k, v in straight.state_dict().items():
+        assert torch.equal(resumed.state_dict()[k], v), k
+        torch.testing.assert_close(slow.state_dict()[k], v, rtol=1e-4, atol=1e-5)

@@ -233,6 +233,7 @@ class FastBackprop:
                 "keep": [new(n, torch.bool) for n in hid],
                 "g": [new(n) for n in hid],           # g_l, then d_l in place
                 "logits": new(self.net.n_classes),
+                "d": new(self.net.n_classes),
                 "minus_one": torch.full((b, 1), -1.0, device=w.device, dtype=w.dtype),
             }
             self._buffers = {b: bufs}  # one batch size at a time (the last batch of an epoch may differ)
@@ -281,7 +282,7 @@ class FastBackprop:
             inputs.append(h)
         logits = torch.addmm(net.out.bias, h, net.out.weight.T, out=B["logits"])
 
-        d = torch.log_softmax(logits, 1, out=logits)  # (b, C), in place of the logits
+        d = torch.log_softmax(logits, 1, out=B["d"])  # (b, C) log-probabilities
         y1 = y.unsqueeze(1)
         loss_sum.sub_(d.gather(1, y1).mean())
         d.exp_().scatter_add_(1, y1, B["minus_one"]).div_(b)  # (softmax - onehot) / b
@@ -297,7 +298,7 @@ class FastBackprop:
                 g.div_(1.0 - p).mul_(B["keep"][i])
             a, u = B["a"][i], B["u"][i]
             if act == "sigmoid":
-                g.mul_(torch.mul(a, a, out=u).neg_().add_(a))  # a - a^2 = a (1 - a)
+                g.mul_(torch.addcmul(a, a, a, value=-1.0, out=u))  # a - a^2 = a (1 - a)
             elif act == "relu":
                 g.mul_(torch.sign(a, out=u))  # a >= 0, so sign(a) = [a > 0]
             elif act == "softplus":
