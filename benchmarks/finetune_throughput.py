@@ -6,11 +6,13 @@ first ``top_only_epochs``):
   1. the autograd step (``FinetuneConfig(fast=False)``: net(x), F.cross_entropy, backward);
   2. the hand-written step (``fast=True``, the default: finetune.FastBackprop);
   3. the matrix products alone for the same FLOPs (forward addmm per layer; backward: each
-     trained layer's weight gradient and the deltas sent down), preallocated outputs.
+     trained layer's weight gradient and the deltas sent down), preallocated outputs;
+  4. the optimiser's updates alone (finetune's momentum SGD, one per step), which the
+     matmul figure leaves out.
 The fine-tuning figures are whole ``finetune(..., epochs=1)`` calls (permutation, SGD with
 momentum, the loss kept on the device, one host sync at the end of the epoch).
 
-    python benchmarks/finetune_throughput.py --quick                  # ~1 min on 2 CPU cores
+    python benchmarks/finetune_throughput.py --quick                  # under a minute on 2 CPU cores
     python benchmarks/finetune_throughput.py --out cpu.json           # 60,000 images, 3 repeats
     python benchmarks/finetune_throughput.py --device cuda --out gpu.json
 """
@@ -67,6 +69,23 @@ def matmul_flops(n_rows: int, batch: int, top_only: bool) -> int:
     return (fwd + bwd) * (n_rows // batch)
 
 
+def sgd_epoch(n_rows: int, batch: int, dev, top_only: bool) -> float:
+    """Seconds for the optimiser's updates alone over one epoch (finetune's SGD, momentum)."""
+    from deepbelief.finetune import FinetuneConfig, _sgd, random_classifier
+
+    net = random_classifier(SIZES, N_CLASSES, generator=torch.Generator(device=dev).manual_seed(0), device=dev)
+    params = list(net.out.parameters()) if top_only else list(net.parameters())
+    for p in params:
+        p.grad = torch.full_like(p, 1e-6)
+    opt = _sgd(params, 0.1, FinetuneConfig(momentum=0.9))
+
+    def run():
+        for _ in range(n_rows // batch):
+            opt.step()
+
+    return timed(run, dev)
+
+
 def finetune_epoch(x, y, batch: int, dev, seed: int, fast: bool, top_only: bool) -> float:
     from deepbelief.finetune import FinetuneConfig, finetune, random_classifier
 
@@ -85,11 +104,13 @@ def run(args, dev, x, y) -> dict:
         for fast in (False, True):  # warm-up: allocator, thread pool, CUDA kernels
             finetune_epoch(x[: 10 * batch], y[: 10 * batch], batch, dev, args.seed, fast, top)
         matmul_epoch(10 * batch, batch, dev, top)
-        times = {"autograd": [], "fast": [], "matmul": []}
+        sgd_epoch(10 * batch, batch, dev, top)
+        times = {"autograd": [], "fast": [], "matmul": [], "sgd": []}
         for rep in range(args.repeats):
             times["autograd"].append(finetune_epoch(x, y, batch, dev, args.seed + rep, False, top))
             times["fast"].append(finetune_epoch(x, y, batch, dev, args.seed + rep, True, top))
             times["matmul"].append(matmul_epoch(n, batch, dev, top))
+            times["sgd"].append(sgd_epoch(n, batch, dev, top))
             print(f"[{phase}] repeat {rep + 1}/{args.repeats}: "
                   + ", ".join(f"{k} {v[-1]:.3f}s" for k, v in times.items()))
         med = {k: median(v) for k, v in times.items()}
@@ -138,7 +159,7 @@ def main(argv=None):
         med, ms = ph["median_seconds"], ph["median_ms_per_step"]
         print(f"  phase {phase}: autograd {med['autograd']:.3f} s ({ms['autograd']:.2f} ms/step), "
               f"fast {med['fast']:.3f} s ({ms['fast']:.2f} ms/step), matmuls alone {med['matmul']:.3f} s "
-              f"({ph['matmul_gflops']:.0f} GFLOP/s)")
+              f"({ph['matmul_gflops']:.0f} GFLOP/s), SGD updates alone {med['sgd']:.3f} s")
         print(f"    fast is {ph['speedup_fast_vs_autograd']:.2f}x autograd; fast reaches "
               f"{100 * ph['fast_fraction_of_matmul_rate']:.0f}% of the matmul rate, autograd "
               f"{100 * ph['autograd_fraction_of_matmul_rate']:.0f}%")
