@@ -116,7 +116,7 @@ def run(args, dev, x, y) -> dict:
         med = {k: median(v) for k, v in times.items()}
         flops = matmul_flops(n, batch, top)
         out["phases"][phase] = {
-            "seconds": times, "median_seconds": med,
+            "seconds": times, "median_seconds": med, "min_seconds": {k: min(v) for k, v in times.items()},
             "median_ms_per_step": {k: 1e3 * v / (n // batch) for k, v in med.items()},
             "matmul_flops_per_epoch": flops,
             "matmul_gflops": flops / med["matmul"] / 1e9,
@@ -160,6 +160,9 @@ def main(argv=None):
         print(f"  phase {phase}: autograd {med['autograd']:.3f} s ({ms['autograd']:.2f} ms/step), "
               f"fast {med['fast']:.3f} s ({ms['fast']:.2f} ms/step), matmuls alone {med['matmul']:.3f} s "
               f"({ph['matmul_gflops']:.0f} GFLOP/s), SGD updates alone {med['sgd']:.3f} s")
+        mn = ph["min_seconds"]
+        print(f"    fastest repeats (steadier on a shared machine): autograd {mn['autograd']:.3f} s, "
+              f"fast {mn['fast']:.3f} s ({mn['autograd'] / mn['fast']:.2f}x), matmuls {mn['matmul']:.3f} s")
         print(f"    fast is {ph['speedup_fast_vs_autograd']:.2f}x autograd; fast reaches "
               f"{100 * ph['fast_fraction_of_matmul_rate']:.0f}% of the matmul rate, autograd "
               f"{100 * ph['autograd_fraction_of_matmul_rate']:.0f}%")

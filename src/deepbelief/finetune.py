@@ -236,7 +236,7 @@ class FastBackprop:
                 "d": new(self.net.n_classes),
                 "minus_one": torch.full((b, 1), -1.0, device=w.device, dtype=w.dtype),
             }
-            self._buffers = {b: bufs}  # one batch size at a time (the last batch of an epoch may differ)
+            self._buffers = {b: bufs}  # one batch size at a time: a step of another size rebuilds them
         return bufs
 
     @staticmethod
