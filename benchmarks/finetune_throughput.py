@@ -15,6 +15,7 @@ momentum, the loss kept on the device, one host sync at the end of the epoch).
     python benchmarks/finetune_throughput.py --quick                  # under a minute on 2 CPU cores
     python benchmarks/finetune_throughput.py --out cpu.json           # 60,000 images, 3 repeats
     python benchmarks/finetune_throughput.py --device cuda --out gpu.json
+    python benchmarks/finetune_throughput.py --sizes 784,64,64 --batch-size 20   # overhead-bound
 """
 
 from __future__ import annotations
@@ -97,7 +98,7 @@ def finetune_epoch(x, y, batch: int, dev, seed: int, fast: bool, top_only: bool)
 
 
 def run(args, dev, x, y) -> dict:
-    batch, n = 100, x.shape[0]
+    batch, n = args.batch_size, x.shape[0]
     out = {"rows": n, "batch_size": batch, "steps_per_epoch": n // batch, "repeats": args.repeats, "phases": {}}
     for phase in args.phases:
         top = phase == "top"
@@ -133,7 +134,13 @@ def main(argv=None):
     p.add_argument("--rows", type=int, default=None, help="training rows (default 60000; quick 6000)")
     p.add_argument("--phases", default="all,top", help="comma list of all|top (default all,top)")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    p.add_argument("--sizes", default=None, help="layer sizes up to the last hidden layer (default 784,500,500,2000)")
+    p.add_argument("--batch-size", type=int, default=100)
     args = p.parse_args(argv)
+    if args.sizes:
+        SIZES[:] = [int(s) for s in args.sizes.split(",")]
+        if SIZES[0] != 784 or len(SIZES) < 2:
+            raise SystemExit(f"error: --sizes must start with 784 (MNIST) and name a hidden layer, got {args.sizes}")
     if args.threads:
         torch.set_num_threads(args.threads)
     args.repeats = args.repeats or (2 if args.quick else 3)
@@ -153,8 +160,8 @@ def main(argv=None):
               "net": SIZES + [N_CLASSES], "activation": "sigmoid"}
     r = run(args, dev, x, y)
     record["result"] = r
-    print(f"\n{r['rows']} images, batch 100 ({r['steps_per_epoch']} steps), {record['machine']['device_name']}, "
-          f"medians of {r['repeats']}:")
+    print(f"\n{r['rows']} images, {SIZES + [N_CLASSES]}, batch {r['batch_size']} ({r['steps_per_epoch']} steps), "
+          f"{record['machine']['device_name']}, medians of {r['repeats']}:")
     for phase, ph in r["phases"].items():
         med, ms = ph["median_seconds"], ph["median_ms_per_step"]
         print(f"  phase {phase}: autograd {med['autograd']:.3f} s ({ms['autograd']:.2f} ms/step), "

@@ -234,7 +234,8 @@ class FastBackprop:
                 "g": [new(n) for n in hid],           # g_l, then d_l in place
                 "logits": new(self.net.n_classes),
                 "d": new(self.net.n_classes),
-                "minus_one": torch.full((b, 1), -1.0, device=w.device, dtype=w.dtype),
+                "onehot": new(self.net.n_classes),
+                "classes": torch.arange(self.net.n_classes, device=w.device).unsqueeze(0),  # (1, C)
             }
             self._buffers = {b: bufs}  # one batch size at a time: a step of another size rebuilds them
         return bufs
@@ -285,7 +286,8 @@ class FastBackprop:
         d = torch.log_softmax(logits, 1, out=B["d"])  # (b, C) log-probabilities
         y1 = y.unsqueeze(1)
         loss_sum.sub_(d.gather(1, y1).mean())
-        d.exp_().scatter_add_(1, y1, B["minus_one"]).div_(b)  # (softmax - onehot) / b
+        onehot = torch.eq(B["classes"], y1, out=B["onehot"])  # element-wise: deterministic on CUDA too
+        d.exp_().sub_(onehot).div_(b)  # (softmax - onehot) / b
         torch.mm(d.T, h, out=net.out.weight.grad)
         torch.sum(d, 0, out=net.out.bias.grad)
         if top_only:
