@@ -180,3 +180,18 @@ def test_fused_sgd_on_cuda_resumes_bit_for_bit_and_matches_autograd(tmp_path):
     for k, v in straight.state_dict().items():
         assert torch.equal(resumed.state_dict()[k], v), k
         torch.testing.assert_close(slow.state_dict()[k], v, rtol=1e-4, atol=1e-5)
+
+
+def test_recipe_checkpoint_dir_from_before_the_option_still_resumes(tmp_path):
+    import json
+
+    from deepbelief.recipes import _prepare_checkpoint_dir, get_recipe
+
+    _prepare_checkpoint_dir(tmp_path, get_recipe("default"), 0, resume=False)
+    run = json.loads((tmp_path / "run.json").read_text())
+    del run["recipe"]["finetune"]["fast"]  # as written before FinetuneConfig.fast existed
+    (tmp_path / "run.json").write_text(json.dumps(run))
+    _prepare_checkpoint_dir(tmp_path, get_recipe("default"), 0, resume=True)
+    r = get_recipe("default")
+    r.finetune.fast = False
+    _prepare_checkpoint_dir(tmp_path, r, 0, resume=True)
