@@ -10,6 +10,17 @@ stand-in and is much cheaper per epoch). Early stopping on a validation set pick
 number of epochs; ``retrain_on_all`` then repeats that many epochs on train + valid.
 Dropout (Srivastava et al. 2014) is optional and uses the run's explicit generator.
 
+Two equivalent training steps. By default (``FinetuneConfig.fast=True``) ``finetune`` runs
+a hand-written forward and backward pass (``FastBackprop``): ``addmm`` and in-place
+activations into buffers reused across steps, the gradients written straight into each
+parameter's ``.grad``, and in the top-only phase no backward pass below the output layer.
+Per step this removes the autograd graph and most allocations, which dominate on a GPU at
+batch 100 (the matmuls of a 784-500-500-2000-10 step take ~0.1 ms, the autograd step ~1.6 ms
+on an H100). ``fast=False`` keeps the plain autograd step (``net(x)``, ``F.cross_entropy``,
+``backward``) as the reference. Both draw the dropout masks from the run's generator in the
+same order and shapes and update with the same ``torch.optim.SGD``, so they give the same
+weights up to float rounding, and checkpoints written by either resume with either.
+
 The result is an ordinary ``torch.nn.Module``: ``net(x)`` returns logits.
 """
 
@@ -170,6 +181,136 @@ def random_classifier(sizes, n_classes: int = 10, *, activation: str = "sigmoid"
     return net
 
 
+class FastBackprop:
+    """Hand-written training step of a ``DeepClassifier``: the softmax cross-entropy averaged
+    over the batch and its gradient, written into each parameter's ``.grad``.
+
+    Forward, hidden layers l = 1..L, h_0 = drop(x) (shapes: b rows, n_l units):
+        z_l = h_{l-1} W_l^T + b_l            (b, n_l)
+        a_l = act(z_l);   h_l = drop(a_l) = a_l * keep_l / (1 - p)
+        logits = h_L W_o^T + b_o             (b, C)
+    Backward (back-propagation, Rumelhart, Hinton & Williams 1986):
+        d_o = (softmax(logits) - onehot(y)) / b
+        dW_o = d_o^T h_L,   db_o = sum over rows of d_o,   g_L = d_o W_o
+        d_l = g_l * keep_l / (1 - p) * act'(z_l)
+        dW_l = d_l^T h_{l-1},   db_l = sum over rows of d_l,   g_{l-1} = d_l W_l
+    with act' = a (1 - a) for sigmoid, [a > 0] for relu, sigmoid(z) for softplus, 1 for
+    identity. ``top_only`` stops after dW_o, db_o (the other layers are frozen then).
+
+    The dropout masks come from the generator in ``DeepClassifier._drop``'s order and shapes
+    (input first, then after each hidden activation), so a step here and autograd on
+    ``net(x, gen)`` use the same random numbers and agree up to float rounding. Activations
+    and gradients live in buffers kept per batch size and reused; nothing syncs the host.
+    """
+
+    def __init__(self, net: DeepClassifier):
+        if not isinstance(net, DeepClassifier):
+            raise ConfigError(f"net must be a DeepClassifier, got {type(net).__name__}")
+        self.net = net
+        self._buffers: dict[int, dict] = {}
+
+    @staticmethod
+    def supports(net: nn.Module) -> bool:
+        """True unless a subclass changed the maths this step re-implements."""
+        t = type(net)
+        return isinstance(net, DeepClassifier) and all(
+            getattr(t, m) is getattr(DeepClassifier, m) for m in ("forward", "features", "_drop"))
+
+    def _buffers_for(self, b: int) -> dict:
+        bufs = self._buffers.get(b)
+        w = self.net.out.weight
+        if bufs is None or bufs["logits"].device != w.device or bufs["logits"].dtype != w.dtype:
+            def new(n, dtype=w.dtype):
+                return torch.empty((b, n), device=w.device, dtype=dtype)
+
+            hid = self.net.sizes[1:]
+            bufs = {
+                "x": new(self.net.sizes[0]),           # input after dropout
+                "x_keep": new(self.net.sizes[0], torch.bool),
+                "a": [new(n) for n in hid],           # z_l, then a_l in place (softplus: z_l stays)
+                "h": [new(n) for n in hid],           # a_l after dropout
+                "u": [new(n) for n in hid],           # uniforms for the mask, then act'(z_l)
+                "keep": [new(n, torch.bool) for n in hid],
+                "g": [new(n) for n in hid],           # g_l, then d_l in place
+                "logits": new(self.net.n_classes),
+                "d": new(self.net.n_classes),
+                "onehot": new(self.net.n_classes),
+                "classes": torch.arange(self.net.n_classes, device=w.device).unsqueeze(0),  # (1, C)
+            }
+            self._buffers = {b: bufs}  # one batch size at a time: a step of another size rebuilds them
+        return bufs
+
+    @staticmethod
+    def _drop(a: Tensor, p: float, gen, u: Tensor, keep: Tensor, out: Tensor) -> Tensor:
+        # the same draw as DeepClassifier._drop: torch.rand(shape) is uniform_ on a new tensor
+        u.uniform_(generator=gen)
+        torch.ge(u, p, out=keep)
+        return torch.mul(a, keep, out=out).div_(1.0 - p)
+
+    @torch.no_grad()
+    def step(self, x: Tensor, y: Tensor, generator: torch.Generator | None, loss_sum: Tensor,
+             top_only: bool = False) -> None:
+        """One forward/backward pass on a batch; adds the batch's mean loss to ``loss_sum``.
+
+        Args:
+            x: (b, n_inputs) inputs; y: (b,) integer labels (int64), on the net's device.
+            generator: draws the dropout masks (unused without dropout or in eval mode).
+            loss_sum: 0-d tensor on the device, incremented in place (no host sync).
+            top_only: compute only the output layer's gradient.
+        After the call each parameter whose gradient was computed holds it in ``.grad``.
+        """
+        net = self.net
+        b = x.shape[0]
+        B = self._buffers_for(b)
+        p_in, p = (net.input_dropout, net.dropout) if net.training else (0.0, 0.0)
+        layers = list(net.hidden) + [net.out]
+        for lin in layers[-1:] if top_only else layers:
+            for par in (lin.weight, lin.bias):
+                if par.grad is None:
+                    par.grad = torch.zeros_like(par)
+
+        h = self._drop(x, p_in, generator, B["x"], B["x_keep"], B["x"]) if p_in > 0 else x
+        inputs = [h]  # h_0 .. h_L: the inputs of each layer's product
+        for i, (lin, act) in enumerate(zip(net.hidden, net.activations)):
+            a = torch.addmm(lin.bias, h, lin.weight.T, out=B["a"][i])
+            if act == "sigmoid":
+                a.sigmoid_()
+            elif act == "relu":
+                a.relu_()
+            elif act == "softplus":
+                a = F.softplus(a)  # a new tensor: z_l stays in B["a"][i] for act'
+            h = self._drop(a, p, generator, B["u"][i], B["keep"][i], B["h"][i]) if p > 0 else a
+            inputs.append(h)
+        logits = torch.addmm(net.out.bias, h, net.out.weight.T, out=B["logits"])
+
+        d = torch.log_softmax(logits, 1, out=B["d"])  # (b, C) log-probabilities
+        y1 = y.unsqueeze(1)
+        loss_sum.sub_(d.gather(1, y1).mean())
+        onehot = torch.eq(B["classes"], y1, out=B["onehot"])  # element-wise: deterministic on CUDA too
+        d.exp_().sub_(onehot).div_(b)  # (softmax - onehot) / b
+        torch.mm(d.T, h, out=net.out.weight.grad)
+        torch.sum(d, 0, out=net.out.bias.grad)
+        if top_only:
+            return
+        L = len(net.hidden)
+        g = torch.mm(d, net.out.weight, out=B["g"][L - 1]) if L else None
+        for i in reversed(range(L)):
+            lin, act = net.hidden[i], net.activations[i]
+            if p > 0:  # the backward of a * keep / (1 - p), in autograd's order
+                g.div_(1.0 - p).mul_(B["keep"][i])
+            a, u = B["a"][i], B["u"][i]
+            if act == "sigmoid":
+                g.mul_(torch.addcmul(a, a, a, value=-1.0, out=u))  # a - a^2 = a (1 - a)
+            elif act == "relu":
+                g.mul_(torch.sign(a, out=u))  # a >= 0, so sign(a) = [a > 0]
+            elif act == "softplus":
+                g.mul_(torch.sigmoid(a, out=u))  # a holds z_l here
+            torch.mm(g.T, inputs[i], out=lin.weight.grad)
+            torch.sum(g, 0, out=lin.bias.grad)
+            if i > 0:
+                g = torch.mm(g, lin.weight, out=B["g"][i - 1])
+
+
 @dataclass
 class FinetuneConfig:
     """Backprop fine-tuning hyper-parameters."""
@@ -187,6 +328,9 @@ class FinetuneConfig:
     patience: int = 0
     dropout: float = 0.0
     input_dropout: float = 0.0
+    #: hand-written forward/backward (FastBackprop) instead of autograd; same result up to
+    #: float rounding, faster per step (see the module docstring)
+    fast: bool = True
 
     def validate(self) -> "FinetuneConfig":
         check_int("epochs", self.epochs, minimum=0)
@@ -199,6 +343,8 @@ class FinetuneConfig:
         check_int("patience", self.patience, minimum=0)
         check_float("dropout", self.dropout, minimum=0.0, maximum=0.99)
         check_float("input_dropout", self.input_dropout, minimum=0.0, maximum=0.99)
+        if not isinstance(self.fast, bool):
+            raise ConfigError(f"fast must be true or false, got {self.fast!r:.80} ({type(self.fast).__name__})")
         return self
 
     @classmethod
@@ -284,6 +430,8 @@ def finetune(
     history, best, best_state, since = [], float("inf"), None, 0
     lr, opt, phase, start, stopped = cfg.lr, None, None, 0, False
 
+    fast = FastBackprop(net) if cfg.fast and FastBackprop.supports(net) else None
+
     def build(which):
         return _sgd(top if which == "top" else everything, lr, cfg)
 
@@ -291,7 +439,8 @@ def finetune(
         tensors, meta = ck.load_checkpoint(checkpoint, kind="finetune_checkpoint", device=dev, generator=generator)
         if meta.get("net") != net.config():
             raise ModelFileError(f"checkpoint {str(checkpoint)!r} was written for another network: {meta.get('net')}")
-        ck.check_same_config(checkpoint, meta.get("train") or {}, cfg, allowed=("epochs",))
+        # fast only changes float rounding (and checkpoints from before it existed lack it)
+        ck.check_same_config(checkpoint, meta.get("train") or {}, cfg, allowed=("epochs", "fast"))
         net_state = {k[4:]: v for k, v in tensors.items() if k.startswith("net.")}
         load_state_into(checkpoint, net, net_state)
         best_keys = {k[5:]: v for k, v in tensors.items() if k.startswith("best.")}
@@ -327,6 +476,11 @@ def finetune(
         loss_sum = torch.zeros((), device=dev)
         for i in range(n // bs):
             idx = perm[i * bs : (i + 1) * bs]
+            if fast is not None:
+                fast.step(x.index_select(0, idx), y.index_select(0, idx), generator, loss_sum,
+                          top_only=phase == "top")
+                opt.step()
+                continue
             logits = net(x.index_select(0, idx), generator)
             loss = F.cross_entropy(logits, y.index_select(0, idx))
             opt.zero_grad(set_to_none=True)
@@ -374,4 +528,13 @@ def finetune(
 
 
 def _sgd(params, lr, cfg):
-    return torch.optim.SGD(params, lr=lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay, foreach=True)
+    """Momentum SGD: one fused kernel on CUDA where this torch has it, else foreach. Both
+    keep the state deepbelief.checkpoint saves (a ``momentum_buffer`` per parameter)."""
+    params = list(params)
+    kw = dict(lr=lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+    if params and all(p.device.type == "cuda" for p in params):
+        try:
+            return torch.optim.SGD(params, fused=True, **kw)
+        except (TypeError, RuntimeError, ValueError):  # an older torch, or a dtype fused lacks
+            pass
+    return torch.optim.SGD(params, foreach=True, **kw)

@@ -298,7 +298,9 @@ def _prepare_checkpoint_dir(checkpoint_dir, recipe: Recipe, seed: int, resume: b
         flat_now = {"seed": seed, **_flatten(run["recipe"])}
         from deepbelief.checkpoint import check_same_config
 
-        check_same_config(path, flat_saved, flat_now)
+        # finetune.fast picks autograd or the hand-written step: the same run up to float
+        # rounding (and run.json files from before the option lack it)
+        check_same_config(path, flat_saved, flat_now, allowed=("finetune.fast",))
     if not path.exists() or not resume:
         atomic_write_bytes(path, json.dumps(run, indent=2, sort_keys=True).encode())
     return folder
