@@ -23,7 +23,7 @@ step() {  # step NAME LIMIT_SECONDS command...
 }
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
 python3 -c "import torch; print('torch', torch.__version__, torch.cuda.get_device_name())"
-step gpu-tests 30 python3 -m pytest -q -p no:cacheprovider tests/test_gpu.py
+step gpu-tests 40 python3 -m pytest -q -p no:cacheprovider tests/test_gpu.py tests/test_finetune_fast.py
 step loglik 160 python3 benchmarks/mnist_loglik.py --device cuda --data-dir "$DATA" --epochs 100 --layer2-epochs 40 \
   --figure docs/mnist_loglik.png --out $R/mnist_loglik_h100.json
 step nrelu-mnist 100 python3 benchmarks/realvalued_nrelu_mnist.py --device cuda --data-dir "$DATA" --epochs 20 \
@@ -34,6 +34,7 @@ step cd-throughput 25 python3 benchmarks/cd_throughput.py --gpu --device cuda --
   --device cuda --data-dir "$DATA" --out $R/finetune_throughput_h100.json
 step scaling 40 python3 benchmarks/scaling.py --device cuda --data-dir "$DATA" --out $R/scaling_h100.json \
   --table docs/scaling-cuda.md --plot docs/scaling-cuda.png
+step hinton2006 100 python3 benchmarks/mnist_hinton2006.py --device cuda --data-dir "$DATA" --out $R/hinton2006_h100_b.json
 step erhan 200 python3 benchmarks/reproduce_erhan.py --device cuda --data-dir "$DATA" --out $R/erhan_h100.json
 tar czf "$OUT/results.tgz" $R docs
 echo "=== done after $(( $(date +%s) - T0 ))s"
