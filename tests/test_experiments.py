@@ -114,6 +114,16 @@ def test_read_recorded_updown(tmp_path):
     assert got["test_error"] == pytest.approx(1.31) and got["seconds"] == 12.0
 
 
+def test_read_recorded_updown_takes_the_updown_error_not_the_judge_or_paper(tmp_path):
+    # the layout benchmarks/mnist_hot2006.py writes: the paper's figure and an MLP judge's
+    # own error sit in dicts next to the up-down error (a first version read the judge's)
+    doc = {"paper": {"greedy_test_error": 0.0249, "updown_test_error": 0.0125}, "greedy_test_error": 0.0572,
+           "judge": {"test_error": 0.021, "seconds": 8.2}, "updown_seconds": 58.4, "updown_test_error": 0.024}
+    (tmp_path / "hot2006_updown_h100.json").write_text(json.dumps(doc))
+    got = read_recorded_updown(tmp_path)
+    assert got["test_error"] == pytest.approx(2.4) and got["seconds"] == 58.4
+
+
 def test_lecture14_tiny_on_digits(tmp_path):
     cfg = Lecture14Config(n_train=300, n_valid=100, n_test=200, layers=[16, 16], pretrain_epochs=1,
                           finetune_epochs=2, dropout_epochs=2, batch_size=50)

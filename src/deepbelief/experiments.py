@@ -198,7 +198,16 @@ def read_recorded_updown(results_dir) -> dict:
             doc = json.loads(path.read_text())
         except (OSError, json.JSONDecodeError):
             continue
-        for d in [doc] + [v for v in doc.values() if isinstance(v, dict)] if isinstance(doc, dict) else []:
+        if not isinstance(doc, dict):
+            continue
+        # benchmarks/mnist_hot2006.py writes "updown_test_error" (a fraction) and
+        # "updown_seconds" at the top level; its "paper" and "judge" dicts hold other
+        # models' errors (the published figure, an MLP judging the samples) and are skipped
+        v = doc.get("updown_test_error")
+        if isinstance(v, (int, float)):
+            return {"test_error": float(v) if v > 1 else 100 * float(v), "file": str(path),
+                    "seconds": doc.get("updown_seconds") or doc.get("total_seconds")}
+        for d in [doc] + [v for k, v in doc.items() if isinstance(v, dict) and k not in ("paper", "judge")]:
             for key in ("test_error_percent", "test_error"):
                 v = d.get(key)
                 if isinstance(v, (int, float)):
