@@ -4,23 +4,7 @@
 # Each step has its own time limit and the whole batch stops starting steps near BUDGET
 # seconds, so one slow step cannot take the others' time. Results: benchmarks/results/*.json
 # and PNGs under docs/, collected into $OUT/results.tgz at the end.
-set -u
-export PYTHONPATH=$PWD/src PYTHONUNBUFFERED=1
-DATA=${DATA:-../shared/data/mnist}
-BUDGET=${BUDGET:-530}
-R=benchmarks/results
-mkdir -p "$R" "$OUT"
-T0=$(date +%s)
-step() {  # step NAME LIMIT_SECONDS command...
-  local name=$1 limit=$2; shift 2
-  local left=$(( BUDGET - ($(date +%s) - T0) ))
-  (( limit > left )) && limit=$left
-  if (( limit < 10 )); then echo "=== SKIP $name (budget spent)"; return; fi
-  echo "=== $name (limit ${limit}s) $(date -u +%H:%M:%S)"
-  timeout "$limit" "$@"; echo "=== $name rc=$? after $(( $(date +%s) - T0 ))s"
-}
-nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
-python3 -c "import torch; print('torch', torch.__version__, torch.cuda.get_device_name())"
+source "$(dirname "$0")/_gpu_step.sh" 530
 step gpu-tests 40 python3 -m pytest -q -p no:cacheprovider tests/test_gpu.py tests/test_rbm.py
 step hinton2006 110 python3 benchmarks/mnist_hinton2006.py --device cuda --data-dir "$DATA" --out $R/hinton2006_h100.json
 step hot2006 120 python3 benchmarks/mnist_hot2006.py --device cuda --data-dir "$DATA" --pretrain-epochs 30 --updown-epochs 30 --out $R/hot2006_updown_h100.json

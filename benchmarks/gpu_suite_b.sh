@@ -6,23 +6,7 @@
 # Each step has its own time limit and the batch stops starting steps near BUDGET seconds.
 # Results: benchmarks/results/*_h100*.json, figures under docs/, all in $OUT/results.tgz;
 # the log is what the command prints (kept as benchmarks/results/gpu_suite_b_h100_log.txt).
-set -u
-export PYTHONPATH=$PWD/src PYTHONUNBUFFERED=1
-DATA=${DATA:-../shared/data/mnist}
-BUDGET=${BUDGET:-560}
-R=benchmarks/results
-mkdir -p "$R" "$OUT"
-T0=$(date +%s)
-step() {  # step NAME LIMIT_SECONDS command...
-  local name=$1 limit=$2; shift 2
-  local left=$(( BUDGET - ($(date +%s) - T0) ))
-  (( limit > left )) && limit=$left
-  if (( limit < 10 )); then echo "=== SKIP $name (budget spent)"; return; fi
-  echo "=== $name (limit ${limit}s) $(date -u +%H:%M:%S)"
-  timeout "$limit" "$@"; echo "=== $name rc=$? after $(( $(date +%s) - T0 ))s"
-}
-nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
-python3 -c "import torch; print('torch', torch.__version__, torch.cuda.get_device_name())"
+source "$(dirname "$0")/_gpu_step.sh" 560
 step gpu-tests 40 python3 -m pytest -q -p no:cacheprovider tests/test_gpu.py tests/test_finetune_fast.py
 step loglik 160 python3 benchmarks/mnist_loglik.py --device cuda --data-dir "$DATA" --epochs 100 --layer2-epochs 40 \
   --figure docs/mnist_loglik.png --out $R/mnist_loglik_h100.json
