@@ -10,7 +10,7 @@ and why (the measurements are in benchmarks/RESULTS.md, issue 5, and docs/units.
     noise; the median patch has std 0.009). The selection is the library's
     (``load_patches_dataset(min_contrast=...)``, ``deepbelief train --min-contrast``): it
     draws candidates until ``--n-train`` / ``--n-test`` patches have passed (runs recorded
-    before 2026-11-28 drew 100,000 / 25,000 and kept the ~39% that passed, so their
+    up to commit c90098a drew 100,000 / 25,000 and kept the ~39% that passed, so their
     patches differ, not their distribution). Kept, they make the whitened data a scale
     mixture (per-pixel kurtosis ~14) that an RBM -- a mixture of Gaussians with one shared
     diagonal covariance -- can only model with hidden units that each fire on one extreme
@@ -40,7 +40,13 @@ inverse of the whitening; ``..._recognition.png`` the receptive field (the pixel
 of the hidden unit's input, A W_j / sigma^2 with A the whitening matrix);
 ``..._whitened.png`` W_j / sigma^2 in the whitened space the RBM sees.
 
-    python benchmarks/realvalued_patches.py --quick          # ~1 minute on a laptop CPU
+The learned-variance model from the command line (docs/units.md, "Natural image patches"):
+
+    deepbelief train --dataset patches --min-contrast 0.03 --visible gaussian --hidden bernoulli \
+        --transform zca --whiten-eps 1.0 --row-center --layers 100 --epochs 30 --batch-size 100 \
+        --lr 0.01 --weight-decay 1e-4 --sparsity-target 0.05 --sparsity-cost 0.5 --finetune-epochs 0
+
+    python benchmarks/realvalued_patches.py --quick          # seconds on a laptop CPU
     python benchmarks/realvalued_patches.py --device cuda --out results.json
 """
 
