@@ -29,7 +29,7 @@ def _common(p: argparse.ArgumentParser) -> None:
 
 def _data_args(p: argparse.ArgumentParser, default: str | None = None) -> None:
     p.add_argument("--dataset", default=default,
-                   help="digits (embedded, default), mnist, mnist-binarized, fashion-mnist")
+                   help="digits (embedded, default), mnist, mnist-binarized, fashion-mnist, patches")
     p.add_argument("--data-dir", default=None,
                    help="folder holding the dataset's IDX files (else $DEEPBELIEF_DATA, the cache, a download)")
 
@@ -52,9 +52,20 @@ def add_train(sub) -> None:
     p.add_argument("--hidden", default=None, help="hidden units: bernoulli, nrelu or stepped_sigmoid")
     p.add_argument("--transform", default=None, dest="input_transform",
                    help="data transform for --visible gaussian: standardize (default), zca, pca or none")
+    p.add_argument("--whiten-eps", type=float, default=None,
+                   help="zca/pca: eps added to the eigenvalues, relative to their mean (default 0.1; "
+                        "1.0 for image patches)")
+    p.add_argument("--row-center", action=argparse.BooleanOptionalAction, default=None,
+                   help="subtract each row's (patch's) own mean before the transform (default: no)")
+    p.add_argument("--min-contrast", type=float, default=None,
+                   help="--dataset patches: keep only patches whose std (grey levels in [0, 1]) exceeds this "
+                        "(default 0: all; 0.03 drops the ~60%% flat ones)")
     p.add_argument("--epochs", type=int, default=None, help="RBM epochs per layer")
     p.add_argument("--batch-size", type=int, default=None)
     p.add_argument("--lr", type=float, default=None, help="RBM learning rate")
+    p.add_argument("--weight-decay", type=float, default=None, help="RBM L2 weight decay")
+    p.add_argument("--sparsity-target", type=float, default=None, help="RBM hidden-unit sparsity target")
+    p.add_argument("--sparsity-cost", type=float, default=None, help="weight of the sparsity penalty")
     p.add_argument("--method", default=None, help="cd or pcd")
     p.add_argument("--k", type=int, default=None, help="Gibbs steps per update (CD-k / PCD-k)")
     p.add_argument("--finetune-epochs", type=int, default=None, help="backprop epochs (0: pre-training only)")
@@ -93,11 +104,13 @@ def _recipe_from_args(args):
     if args.layers is not None:
         recipe.layer_overrides = recipe.layer_overrides[: len(args.layers)]
     for flag, field in (("layers", "layers"), ("visible", "visible"), ("hidden", "hidden"),
-                        ("retrain_all", "retrain_all"), ("input_transform", "input_transform")):
+                        ("retrain_all", "retrain_all"), ("input_transform", "input_transform"),
+                        ("whiten_eps", "whiten_eps"), ("row_center", "row_center"), ("min_contrast", "min_contrast")):
         if getattr(args, flag) is not None:
             setattr(recipe, field, getattr(args, flag))
     for flag, field in (("epochs", "epochs"), ("batch_size", "batch_size"), ("lr", "lr"), ("method", "method"),
-                        ("k", "k"), ("precision", "precision")):
+                        ("k", "k"), ("precision", "precision"), ("weight_decay", "weight_decay"),
+                        ("sparsity_target", "sparsity_target"), ("sparsity_cost", "sparsity_cost")):
         if getattr(args, flag) is not None:
             setattr(recipe.rbm, field, getattr(args, flag))
     if recipe.generative:  # --finetune-epochs sets the up-down epochs (0: greedy only)
@@ -228,8 +241,11 @@ def _apply_input_transform(meta: dict, x):
 def _dataset_for(meta: dict, args):
     from deepbelief.data import load_dataset
 
-    name = args.dataset or (meta.get("recipe") or {}).get("dataset") or "digits"
-    return load_dataset(name, data_dir=args.data_dir)
+    recipe = meta.get("recipe") or {}
+    name = args.dataset or recipe.get("dataset") or "digits"
+    # the model's own data set is loaded as it was trained on (the same contrast selection)
+    min_contrast = recipe.get("min_contrast", 0.0) if name == recipe.get("dataset") else 0.0
+    return load_dataset(name, data_dir=args.data_dir, min_contrast=min_contrast)
 
 
 def cmd_evaluate(args) -> int:
@@ -259,8 +275,6 @@ def cmd_evaluate(args) -> int:
 
 
 def _cmd_loglik(args, model, meta, ds, dev) -> int:
-    import math
-
     from deepbelief.ais import evaluate_log_likelihood, model_rbms
     from deepbelief.training import make_generator
 
@@ -272,9 +286,9 @@ def _cmd_loglik(args, model, meta, ds, dev) -> int:
         ds = ds.binarized(0)
     x_tr = _apply_input_transform(meta, ds.x_train.to(dev))
     x_te = _apply_input_transform(meta, ds.x_test.to(dev))
-    t = meta.get("input_transform")
-    # densities of standardised data: log p(x) = log p(z) - sum log sd (change of variables)
-    jacobian = -float(sum(math.log(s) for s in t["std"])) if t else 0.0
+    jacobian, note = _log_jacobian(meta.get("input_transform"))
+    if note:
+        print(f"note: {note}")
     last = [time.perf_counter(), 0]
 
     def progress(k, n):
@@ -295,6 +309,30 @@ def _cmd_loglik(args, model, meta, ds, dev) -> int:
     print(f"test {what}: {r['value'] + jacobian:.2f} nats (interval {r['low'] + jacobian:.2f} .. "
           f"{r['high'] + jacobian:.2f}{mc}) on {r['n_test']} {ds.name} images in {r['seconds']:.1f}s")
     return 0
+
+
+def _log_jacobian(d: dict | None) -> tuple[float, str | None]:
+    """log |det| of the input transform's linear part, so that log p(x) = log p(x') + it
+    (change of variables); and a note when the transform is not invertible (row-centring
+    drops the constant direction, PCA keeps fewer components), in which case the density
+    is reported in the transformed space (jacobian 0)."""
+    import math
+
+    from deepbelief.transforms import transform_from_dict
+
+    t = transform_from_dict(d)
+    if t is None:
+        return 0.0, None
+    a = t.linear_part()
+    if t.row_center or a.shape[0] != a.shape[1]:
+        why = "row-centred" if t.row_center else f"{a.shape[1]} of {a.shape[0]} PCA components"
+        return 0.0, (f"the input transform is not invertible ({why}): the log-likelihood is the density "
+                     "of the transformed data, not comparable with raw-pixel densities")
+    if t.kind == "standardize":  # log p(x) = log p(z) - sum log sd
+        return -float(sum(math.log(s) for s in t.std.tolist())), None
+    import torch
+
+    return float(torch.linalg.slogdet(a.double())[1]), None  # x' = (x - m) A
 
 
 # -- show-filters ------------------------------------------------------------------------

@@ -38,7 +38,7 @@ from typing import Any, NamedTuple
 import numpy as np
 import torch
 
-from deepbelief.errors import ConfigError, DataError, check_int
+from deepbelief.errors import ConfigError, DataError, check_float, check_int
 
 __all__ = [
     "DATASETS",
@@ -58,6 +58,7 @@ __all__ = [
     "load_mnist",
     "load_patches_dataset",
     "read_idx",
+    "select_contrast",
 ]
 
 #: Names accepted by :func:`load_dataset`; the first is the default.
@@ -520,6 +521,8 @@ def download_mnist(
 
     Args:
         cache_dir: cache root; None means :func:`default_cache_dir`.
+        min_contrast: ``patches`` only: keep the patches whose own standard deviation
+            exceeds this (:func:`load_patches_dataset`); 0 keeps all.
         mirrors: base URLs, each ending in ``/``.
         timeout: seconds to wait on each connection or read.
 
@@ -696,6 +699,8 @@ def load_mnist(
         data_dir: a folder to look in first.
         download: allow the network as a last resort; False never touches it.
         cache_dir: cache root; None means :func:`default_cache_dir`.
+        min_contrast: ``patches`` only: keep the patches whose own standard deviation
+            exceeds this (:func:`load_patches_dataset`); 0 keeps all.
 
     Returns:
         Dataset ``"mnist"``: ``x_train`` float32 ``(60000, 784)`` in [0, 1], ``y_train``
@@ -797,8 +802,25 @@ PATCHES_N_VALID = 5_000
 PATCHES_BLOCK = 32
 
 
+def select_contrast(x, min_std: float):
+    """The rows of ``x`` (patches) whose own standard deviation (the unbiased one, over
+    the row's components, computed in float64) exceeds ``min_std``; all of ``x`` when
+    ``min_std`` is 0. Works on torch tensors and numpy arrays and returns the same kind."""
+    min_std = check_float("min_contrast", min_std, minimum=0.0)
+    if min_std <= 0:
+        return x
+    if isinstance(x, np.ndarray):
+        return x[x.astype(np.float64).std(1, ddof=1) > min_std]
+    x = torch.as_tensor(x)
+    return x[x.double().std(1) > min_std]
+
+
+# candidate patches drawn per kept patch before load_patches_dataset gives up on min_contrast
+PATCHES_MAX_DRAWS_PER_PATCH = 200
+
+
 def load_patches_dataset(size: int = PATCHES_SIZE, *, n_train: int = PATCHES_N_TRAIN,
-                         n_test: int = PATCHES_N_TEST, seed: int = 0) -> Dataset:
+                         n_test: int = PATCHES_N_TEST, seed: int = 0, min_contrast: float = 0.0) -> Dataset:
     """Grey natural image patches cut from ``sklearn.datasets.load_sample_images``.
 
     The photographs are converted to grey (ITU-R 601 luma, 0.299 R + 0.587 G + 0.114 B)
@@ -808,6 +830,16 @@ def load_patches_dataset(size: int = PATCHES_SIZE, *, n_train: int = PATCHES_N_T
     1 flower). No file or network is needed (the JPEGs ship with scikit-learn, read with
     Pillow). For Gaussian RBMs standardise or whiten them first (``deepbelief.transforms``).
 
+    ``min_contrast`` > 0 keeps only patches whose own standard deviation (grey levels in
+    [0, 1], see :func:`select_contrast`) exceeds it, in training and test set alike: about
+    60% of the patches are flat (sky, walls) at 0.03, and Gaussian RBMs model the rest far
+    better (docs/units.md, "Natural image patches"). Candidate patches are then drawn in
+    rounds from the same generator, per photograph, until ``n_train`` / ``n_test`` have
+    passed, so the sizes, and the half-and-half split between the photographs, hold; if a
+    photograph yields too few (after ``PATCHES_MAX_DRAWS_PER_PATCH`` candidates per patch
+    asked for) a ``DataError`` names ``min_contrast``. ``min_contrast=0`` gives exactly the
+    patches of earlier versions.
+
     Returns:
         Dataset ``"patches"``: ``x_train`` float32 ``(n_train, size*size)``, ``x_test``
         ``(n_test, size*size)``, ``image_shape=(size, size)``, ``n_valid=n_train // 8``.
@@ -816,6 +848,7 @@ def load_patches_dataset(size: int = PATCHES_SIZE, *, n_train: int = PATCHES_N_T
     n_train = check_int("n_train", n_train, minimum=2)
     n_test = check_int("n_test", n_test, minimum=1)
     seed = check_int("seed", seed, minimum=0)
+    min_contrast = check_float("min_contrast", min_contrast, minimum=0.0, maximum=1.0)
     try:
         from sklearn.datasets import load_sample_images
     except ImportError as exc:  # pragma: no cover - sklearn is a dependency
@@ -836,13 +869,33 @@ def load_patches_dataset(size: int = PATCHES_SIZE, *, n_train: int = PATCHES_N_T
             keep = (bi + bj) % 2 == (0 if part == "train" else 1)  # checkerboard of blocks
             bi, bj = bi[keep], bj[keep]
             m = n // len(grey) + (1 if label < n % len(grey) else 0)
-            which = rng.integers(0, bi.size, size=m)
-            r = bi[which] * blk + rng.integers(0, blk - size + 1, size=m)
-            c = bj[which] * blk + rng.integers(0, blk - size + 1, size=m)
-            d = np.arange(size)
-            # (m, size, size) by fancy indexing: no Python loop over patches
-            patches = img[r[:, None, None] + d[None, :, None], c[:, None, None] + d[None, None, :]]
-            xs.append(patches.reshape(m, size * size))
+
+            def draw(k):
+                which = rng.integers(0, bi.size, size=k)
+                r = bi[which] * blk + rng.integers(0, blk - size + 1, size=k)
+                c = bj[which] * blk + rng.integers(0, blk - size + 1, size=k)
+                d = np.arange(size)
+                # (k, size, size) by fancy indexing: no Python loop over patches
+                patches = img[r[:, None, None] + d[None, :, None], c[:, None, None] + d[None, None, :]]
+                return patches.reshape(k, size * size)
+
+            if min_contrast == 0.0:
+                patches = draw(m)
+            else:  # rounds of candidates, sized by the acceptance rate so far
+                kept, n_kept, drawn = [], 0, 0
+                while n_kept < m:
+                    if drawn >= PATCHES_MAX_DRAWS_PER_PATCH * m:
+                        raise DataError(
+                            f"min_contrast={min_contrast} keeps only {n_kept} of {drawn} candidate {part} patches "
+                            f"of photograph {label} ({m} wanted); lower min_contrast or n_{part}")
+                    rate = max(n_kept / drawn, 0.01) if drawn else 0.5
+                    k = min(int((m - n_kept) / rate * 1.1) + 64, PATCHES_MAX_DRAWS_PER_PATCH * m - drawn)
+                    cand = select_contrast(draw(k), min_contrast)
+                    drawn += k
+                    kept.append(cand[: m - n_kept])
+                    n_kept += len(kept[-1])
+                patches = np.concatenate(kept)
+            xs.append(patches)
             ys.append(np.full(m, label, dtype=np.int64))
         order = rng.permutation(n)
         out[part] = (np.concatenate(xs)[order].astype(np.float32), np.concatenate(ys)[order])
@@ -867,6 +920,7 @@ def load_dataset(
     binarized: bool = False,
     seed: int = 0,
     cache_dir: str | os.PathLike | None = None,
+    min_contrast: float = 0.0,
 ) -> Dataset:
     """Load a dataset by its registry name, one of :data:`DATASETS`.
 
@@ -884,6 +938,8 @@ def load_dataset(
         binarized: binarise any dataset as ``mnist-binarized`` is (see :meth:`Dataset.binarized`).
         seed: seed of the binarisation.
         cache_dir: cache root; None means :func:`default_cache_dir`.
+        min_contrast: ``patches`` only: keep the patches whose own standard deviation
+            exceeds this (:func:`load_patches_dataset`); 0 keeps all.
 
     Raises:
         ConfigError: unknown ``name`` (the message lists the valid ones) or bad options.
@@ -893,10 +949,14 @@ def load_dataset(
     if not isinstance(binarized, bool):
         raise ConfigError(f"binarized must be True or False, got {binarized!r}")
     seed = check_int("seed", seed, minimum=0)
+    min_contrast = check_float("min_contrast", min_contrast, minimum=0.0, maximum=1.0)
+    if min_contrast > 0 and name != "patches":
+        raise ConfigError(f"min_contrast applies to the patches dataset only, got min_contrast={min_contrast} "
+                          f"with dataset {name!r}")
     if name == "digits":
         dataset = load_digits_dataset()
     elif name == "patches":
-        dataset = load_patches_dataset()
+        dataset = load_patches_dataset(min_contrast=min_contrast)
     elif name in ("mnist", "mnist-binarized"):
         dataset = load_mnist(data_dir, download=download, cache_dir=cache_dir)
     else:

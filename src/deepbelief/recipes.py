@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Callable
 
 
-from deepbelief.errors import ConfigError, check_choice, check_int, resolve_device
+from deepbelief.errors import ConfigError, check_choice, check_float, check_int, resolve_device
 from deepbelief.finetune import FinetuneConfig, error_rate, finetune, unroll
 from deepbelief.training import RBMTrainConfig, make_generator, pretrain_stack
 
@@ -42,6 +42,12 @@ class Recipe:
     finetune: FinetuneConfig | None = field(default_factory=lambda: FinetuneConfig(epochs=40, batch_size=20, lr=0.1))
     #: transform of real-valued data for gaussian visibles: standardize, zca, pca or none
     input_transform: str = "standardize"
+    #: ZCA/PCA whitening only: eps relative to the mean eigenvalue (transforms.Whiten)
+    whiten_eps: float = 0.1
+    #: subtract each row's (patch's) own mean before the input transform
+    row_center: bool = False
+    #: patches only: drop patches whose own std is below this (data.load_patches_dataset)
+    min_contrast: float = 0.0
     #: size of the validation split taken from the end of the training set (0: none)
     n_valid: int = 297
     #: after early stopping, fine-tune again on train + valid for the chosen epochs
@@ -58,6 +64,13 @@ class Recipe:
         check_choice("visible", self.visible, {"bernoulli", "gaussian"})
         check_choice("hidden", self.hidden, {"bernoulli", "nrelu", "stepped_sigmoid"})
         check_choice("input_transform", self.input_transform, {"standardize", "zca", "pca", "none"})
+        check_float("whiten_eps", self.whiten_eps, minimum=0.0)
+        if not isinstance(self.row_center, bool):
+            raise ConfigError(f"row_center must be true or false, got {self.row_center!r}")
+        check_float("min_contrast", self.min_contrast, minimum=0.0, maximum=1.0)
+        if self.min_contrast > 0 and self.dataset != "patches":
+            raise ConfigError(f"min_contrast applies to the patches dataset only, got min_contrast="
+                              f"{self.min_contrast} with dataset {self.dataset!r}")
         check_int("n_valid", self.n_valid, minimum=0)
         self.rbm.validate()
         if len(self.layer_overrides) > len(self.layers):
@@ -163,7 +176,8 @@ def _splits(recipe: Recipe, data_dir, dataset, dev):
     and valid is (None, None) when n_valid is 0."""
     from deepbelief.data import load_dataset
 
-    ds = dataset if dataset is not None else load_dataset(recipe.dataset, data_dir=data_dir)
+    ds = dataset if dataset is not None else load_dataset(recipe.dataset, data_dir=data_dir,
+                                                          min_contrast=recipe.min_contrast)
     x_all, y_all = ds.x_train.to(dev), ds.y_train.to(dev)
     n_valid = min(recipe.n_valid, x_all.shape[0] // 2)
     cut = x_all.shape[0] - n_valid
@@ -215,7 +229,10 @@ def run_recipe(
         # fitted transform travels with the model so new data is mapped the same way
         from deepbelief.transforms import make_transform
 
-        transform = make_transform(recipe.input_transform).fit(x_tr)
+        opts = {"row_center": recipe.row_center}
+        if recipe.input_transform in ("zca", "pca"):
+            opts["eps"] = recipe.whiten_eps
+        transform = make_transform(recipe.input_transform, **opts).fit(x_tr)
         x_tr, x_te, x_all = transform(x_tr), transform(x_te), transform(x_all)
         x_va = None if x_va is None else transform(x_va)
     gen = make_generator(seed, dev)
