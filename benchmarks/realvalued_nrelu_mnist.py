@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import sys
 import time
 from pathlib import Path
@@ -30,11 +29,10 @@ sys.path.insert(0, str(ROOT / "src"))
 from deepbelief.data import load_dataset  # noqa: E402
 from deepbelief.errors import resolve_device  # noqa: E402
 from deepbelief.finetune import FinetuneConfig, error_rate, finetune, unroll  # noqa: E402
-from deepbelief.io import atomic_write_bytes  # noqa: E402
 from deepbelief.training import RBMTrainConfig, make_generator, pretrain_stack  # noqa: E402
 
 
-from _common import default_data_dir, machine_info  # noqa: E402
+from _common import default_data_dir, machine_info, write_json  # noqa: E402
 
 
 def machine(dev) -> dict:
@@ -92,8 +90,7 @@ def main(argv=None) -> int:
               f"best epoch {res['best_epoch']}) pre-training {pre_s:.1f}s fine-tuning {ft_s:.1f}s", flush=True)
     out["total_seconds"] = round(time.perf_counter() - t_all, 2)
     print(f"total {out['total_seconds']}s")
-    if a.out:
-        atomic_write_bytes(a.out, json.dumps(out, indent=2).encode())
+    write_json(a.out, out)  # atomic
     return 0
 
 

@@ -53,7 +53,6 @@ The learned-variance model from the command line (docs/units.md, "Natural image 
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import math
 import time
@@ -66,9 +65,8 @@ import torch  # noqa: E402
 
 from deepbelief.data import load_patches_dataset  # noqa: E402
 from deepbelief.errors import resolve_device  # noqa: E402
-from deepbelief.io import atomic_write_bytes  # noqa: E402
 from deepbelief.plotting import save_tiles  # noqa: E402
-from _common import machine_info  # noqa: E402
+from _common import machine_info, write_json  # noqa: E402
 from deepbelief.rbm import RBM, batched  # noqa: E402
 from deepbelief.training import RBMTrainConfig, make_generator, train_rbm  # noqa: E402
 from deepbelief.transforms import Whiten  # noqa: E402
@@ -189,8 +187,7 @@ def main(argv=None) -> int:
               + f"train {train_s:.1f}s -> {res['filters_png']}", flush=True)
     out["total_seconds"] = round(time.perf_counter() - t_all, 2)
     print(f"total {out['total_seconds']}s")
-    if a.out:
-        atomic_write_bytes(a.out, json.dumps(out, indent=2).encode())
+    write_json(a.out, out)  # atomic
     return 0
 
 
