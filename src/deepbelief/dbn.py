@@ -348,7 +348,9 @@ def pretrain_generative(
     callback=None,
     checkpoint_dir=None,
     resume: bool = False,
-    weight_std: float = 0.01,
+    weight_std: float | None = None,
+    valid: tuple[Tensor, Tensor] | None = None,
+    checkpoint_every: int = 1,
 ) -> GenerativeDBN:
     """Greedy training of a labelled DBN (HOT 2006, section 4).
 
@@ -362,7 +364,14 @@ def pretrain_generative(
         configs: one ``RBMTrainConfig`` for all RBMs or one per RBM (len(sizes) - 1).
         n_labels: number of classes (default: max(y) + 1).
         callback: ``callback(layer, epoch, metrics)``, layer ``len(sizes) - 2`` is the top RBM.
-        checkpoint_dir, resume: as in ``pretrain_stack``; the top RBM uses ``top.ckpt.safetensors``.
+        checkpoint_dir, resume, checkpoint_every: as in ``pretrain_stack``; the top RBM uses
+            ``top.ckpt.safetensors``.
+        weight_std: initial weight std of every RBM (default: each config's ``weight_std``).
+        valid: optional (images, labels) held out: the lower RBMs' monitors use the images,
+            and every epoch of the top RBM adds ``valid_error`` (free-energy classification
+            of the held-out images) to the metrics passed to ``callback``.
+
+    Configs with ``balanced_batches`` draw class-balanced mini-batches from ``y``.
     """
     from pathlib import Path
 
@@ -383,17 +392,34 @@ def pretrain_generative(
     x = as_data("x", x, n_features=sizes[0], device=device)
     yl = as_labels("y", y, n_classes=n_labels or 1 << 30, n_rows=x.shape[0], device=device)
     n_labels = check_int("n_labels", n_labels if n_labels is not None else int(yl.max()) + 1, minimum=2)
+    xv = yv = None
+    if valid is not None:
+        xv = as_data("valid[0]", valid[0], n_features=sizes[0], device=device)
+        yv = as_labels("valid[1]", valid[1], n_classes=n_labels, n_rows=xv.shape[0], device=device)
     lower: list[RBM] = []
-    feats = x
+    feats, feats_v = x, xv
     if n_rbms > 1:
         stack = pretrain_stack(x, list(sizes[:-1]), configs[:-1], generator=generator, callback=callback,
-                               checkpoint_dir=checkpoint_dir, resume=resume, weight_std=weight_std)
+                               checkpoint_dir=checkpoint_dir, resume=resume, weight_std=weight_std, valid=xv,
+                               checkpoint_every=checkpoint_every, labels=yl)
         lower = list(stack.rbms)
         feats = stack.transform(x)
-    top = RBM(Joint([Bernoulli(sizes[-2]), Softmax(n_labels)]), Bernoulli(sizes[-1]), weight_std=weight_std,
+        feats_v = None if xv is None else stack.transform(xv)
+    std = configs[-1].weight_std if weight_std is None else weight_std
+    top = RBM(Joint([Bernoulli(sizes[-2]), Softmax(n_labels)]), Bernoulli(sizes[-1]), weight_std=std,
               generator=generator)
     joint = torch.cat([feats, torch.nn.functional.one_hot(yl, n_labels).to(feats.dtype)], -1)
+    model = GenerativeDBN(lower, top)
     ckpt = Path(checkpoint_dir) / "top.ckpt.safetensors" if checkpoint_dir is not None else None
-    cb = (lambda e, m: callback(n_rbms - 1, e, m)) if callback is not None else None
-    train_rbm(top, joint, configs[-1], generator=generator, callback=cb, checkpoint=ckpt, resume=resume)
-    return GenerativeDBN(lower, top)
+
+    def cb(e, m):
+        if feats_v is not None:  # the top RBM's own classification of held-out features
+            with torch.no_grad():
+                pred = batched(lambda f: model.label_free_energies(f).argmin(1), feats_v, 1000)
+            m["valid_error"] = float((pred != yv).float().mean())
+        if callback is not None:
+            callback(n_rbms - 1, e, m)
+
+    train_rbm(top, joint, configs[-1], generator=generator, callback=cb, checkpoint=ckpt, resume=resume,
+              checkpoint_every=checkpoint_every, labels=yl)
+    return model

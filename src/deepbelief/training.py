@@ -61,6 +61,10 @@ class RBMTrainConfig:
     sparsity_cost: float = 0.0
     sparsity_decay: float = 0.95
     init_visible_bias: bool = True
+    #: std of the initial weights, N(0, weight_std^2) (Hinton's 2006 code: 0.1; the guide: 0.01)
+    weight_std: float = 0.01
+    #: mini-batches with the same number of rows of every class (needs labels; batching.py)
+    balanced_batches: bool = False
     #: rows of the training (and validation) data used for the per-epoch monitors
     monitor_size: int = 1000
     #: the run stops if the reconstruction error exceeds this multiple of epoch 0's
@@ -89,6 +93,9 @@ class RBMTrainConfig:
         check_int("monitor_size", self.monitor_size, minimum=1)
         check_float("divergence_factor", self.divergence_factor, minimum=1.0)
         check_choice("precision", self.precision, {"fp32", "tf32", "bf16"})
+        check_float("weight_std", self.weight_std, minimum=0.0)
+        if not isinstance(self.balanced_batches, bool):
+            raise ConfigError(f"balanced_batches must be true or false, got {self.balanced_batches!r}")
         return self
 
     def lr_at(self, epoch: int) -> float:
@@ -371,6 +378,7 @@ class RBMTrainer:
         callback: Callable[[int, dict], None] | None = None,
         checkpoint: str | Path | None = None,
         checkpoint_every: int = 1,
+        labels: Tensor | None = None,
     ) -> History:
         """Train on ``data`` (n, n_visible), already on the model's device, for the
         remaining epochs. Returns the history. See ``train_rbm`` for the arguments."""
@@ -390,10 +398,14 @@ class RBMTrainer:
         train_m = data[: cfg.monitor_size]
         valid_m = None if valid is None else valid[: cfg.monitor_size]
         n_batches = n // cfg.batch_size  # the ragged tail is covered by the next permutation
+        balanced = self._balanced(labels, n)
+        if balanced is not None:
+            n_batches = balanced.n_batches
         while self.epoch < cfg.epochs:
             t0 = time.perf_counter()
             lr, mom = cfg.lr_at(self.epoch), cfg.momentum_at(self.epoch)
-            perm = torch.randperm(n, generator=self.gen, device=data.device)
+            perm = (torch.randperm(n, generator=self.gen, device=data.device) if balanced is None
+                    else balanced.order(self.gen))
             for i in range(n_batches):
                 start = i * cfg.batch_size + rank * local
                 self.step(data.index_select(0, perm[start : start + local]), lr, mom)
@@ -407,6 +419,17 @@ class RBMTrainer:
             if callback is not None:
                 callback(self.epoch - 1, metrics)
         return self.history
+
+    def _balanced(self, labels: Tensor | None, n: int):
+        if not self.cfg.balanced_batches:
+            return None
+        if labels is None:
+            raise ConfigError("balanced_batches=True needs the training labels (labels=...), got None")
+        if labels.shape[0] != n:
+            raise ConfigError(f"labels must hold one label per training row ({n}), got {labels.shape[0]}")
+        from deepbelief.batching import BalancedOrder
+
+        return BalancedOrder(labels, self.cfg.batch_size)
 
     def _guard(self, metrics: dict, bad: list[str], checkpoint) -> None:
         recon = metrics["recon_error"]
@@ -512,6 +535,7 @@ def train_rbm(
     checkpoint: str | Path | None = None,
     checkpoint_every: int = 1,
     resume: bool = False,
+    labels: Tensor | None = None,
 ) -> History:
     """Train ``rbm`` on ``data`` with CD-k or PCD.
 
@@ -525,6 +549,7 @@ def train_rbm(
         checkpoint: file to write checkpoints to (atomically) every ``checkpoint_every``
             epochs and at the end.
         resume: continue from ``checkpoint`` if it exists.
+        labels: (n,) class labels, needed by ``config.balanced_batches`` only.
     Returns:
         the ``History`` of per-epoch monitors.
     """
@@ -544,7 +569,10 @@ def train_rbm(
     trainer = RBMTrainer(rbm, config, generator)
     if resume and checkpoint is not None and Path(checkpoint).exists():
         trainer.load_checkpoint(checkpoint)
-    return trainer.fit(data, valid=valid, callback=callback, checkpoint=checkpoint, checkpoint_every=checkpoint_every)
+    if labels is not None:
+        labels = torch.as_tensor(labels, device=device)
+    return trainer.fit(data, valid=valid, callback=callback, checkpoint=checkpoint, checkpoint_every=checkpoint_every,
+                       labels=labels)
 
 
 def make_generator(seed: int, device: torch.device | str = "cpu") -> torch.Generator:
@@ -563,8 +591,9 @@ def pretrain_stack(
     callback: Callable[[int, int, dict], None] | None = None,
     checkpoint_dir: str | Path | None = None,
     resume: bool = False,
-    weight_std: float = 0.01,
+    weight_std: float | None = None,
     checkpoint_every: int = 1,
+    labels: Tensor | None = None,
 ):
     """Greedy layer-wise pre-training (Hinton, Osindero & Teh 2006).
 
@@ -577,6 +606,9 @@ def pretrain_stack(
     layers and continues the one in progress. A skipped layer also restores the
     generator state its checkpoint ended with, so the next layer's initial weights and
     samples, and therefore the final weights, equal an uninterrupted run's.
+
+    Initial weights are N(0, s^2) with s = ``weight_std`` if given, else each layer's
+    ``config.weight_std``; ``labels`` (n,) are passed to layers with balanced batches.
 
     Returns:
         a ``deepbelief.dbn.DBN`` holding the trained RBMs, bottom first.
@@ -619,10 +651,11 @@ def pretrain_stack(
                 if state is not None:
                     restore_generator(ckpt, generator, state)
         else:
-            rbm = RBM(vis, specs[i + 1], weight_std=weight_std, generator=generator)
+            std = configs[i].weight_std if weight_std is None else weight_std
+            rbm = RBM(vis, specs[i + 1], weight_std=std, generator=generator)
             cb = (lambda e, m, i=i: callback(i, e, m)) if callback is not None else None
             train_rbm(rbm, x, configs[i], generator=generator, valid=xv, callback=cb,
-                      checkpoint=ckpt, resume=resume, checkpoint_every=checkpoint_every)
+                      checkpoint=ckpt, resume=resume, checkpoint_every=checkpoint_every, labels=labels)
             if done is not None:
                 from deepbelief.distributed import is_main
 
