@@ -313,3 +313,27 @@ def test_bad_inputs_name_the_parameter():
     x, y = _toy_data(20)
     with pytest.raises(DataError, match="y"):
         up_down(m, x, y + 5, UpDownConfig(epochs=1, batch_size=10), generator=torch.Generator())
+
+
+def test_fast_updown_step_equals_the_reference_step():
+    """UpDownTrainer._fast_step (fused, sums, 1/b in the step) against up_down_grads, float64."""
+    from deepbelief.wake_sleep import UpDownConfig, UpDownTrainer
+
+    def trained(fast):
+        gen = torch.Generator().manual_seed(7)
+        m = GenerativeDBN.build([12, 8, 6, 9], 3, generator=gen, weight_std=0.5).double()
+        with torch.no_grad():
+            for p in m.parameters():
+                p.add_(torch.randn(p.shape, generator=gen, dtype=p.dtype) * 0.3)  # non-zero biases
+        cfg = UpDownConfig(epochs=3, batch_size=10, lr=0.05, momentum=0.7, weight_decay=0.01,
+                           gibbs_steps=[1, 3, 2], fast=fast)
+        x = torch.rand(40, 12, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+        y = torch.arange(40) % 3
+        hist = UpDownTrainer(m, cfg, gen).fit(x, y)
+        return m, hist
+
+    fast, hf = trained(True)
+    ref, hr = trained(False)
+    for (n, a), (_, b) in zip(fast.named_parameters(), ref.named_parameters()):
+        assert torch.allclose(a, b, atol=1e-10, rtol=0), n
+    assert len(hf) == len(hr) == 3

@@ -70,6 +70,10 @@ def add_train(sub) -> None:
     p.add_argument("--k", type=int, default=None, help="Gibbs steps per update (CD-k / PCD-k)")
     p.add_argument("--finetune-epochs", type=int, default=None, help="backprop epochs (0: pre-training only)")
     p.add_argument("--finetune-lr", type=float, default=None)
+    p.add_argument("--updown-epochs", type=int, default=None,
+                   help="generative recipes (hot2006): up-down epochs on the training split (the paper: 300)")
+    p.add_argument("--updown-final-epochs", type=int, default=None,
+                   help="generative recipes: up-down epochs on all training images afterwards (the paper: 59)")
     p.add_argument("--dropout", type=float, default=None, help="hidden-unit dropout during fine-tuning")
     p.add_argument("--retrain-all", action=argparse.BooleanOptionalAction, default=None,
                    help="after early stopping, retrain on train+valid for the chosen epochs")
@@ -114,10 +118,14 @@ def _recipe_from_args(args):
         if getattr(args, flag) is not None:
             setattr(recipe.rbm, field, getattr(args, flag))
     if recipe.generative:  # --finetune-epochs sets the up-down epochs (0: greedy only)
-        if args.finetune_epochs is not None:
-            recipe.updown = {**(recipe.updown or {}), "epochs": args.finetune_epochs}
+        if args.finetune_epochs is not None:  # 0: greedy only, no final epochs either
+            extra = {"final_epochs": 0} if args.finetune_epochs == 0 else {}
+            recipe.updown = {**(recipe.updown or {}), "epochs": args.finetune_epochs, **extra}
         if args.finetune_lr is not None:
             recipe.updown = {**(recipe.updown or {}), "lr": args.finetune_lr}
+        for flag, key in (("updown_epochs", "epochs"), ("updown_final_epochs", "final_epochs")):
+            if getattr(args, flag) is not None:
+                recipe.updown = {**(recipe.updown or {}), key: getattr(args, flag)}
     if args.finetune_epochs == 0:
         recipe.finetune = None
     elif recipe.finetune is not None:

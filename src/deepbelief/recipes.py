@@ -139,19 +139,22 @@ RECIPES: dict[str, Recipe] = {
         n_valid=10_000,
         retrain_all=True,
     ),
-    # Hinton, Osindero & Teh (2006): 784-500-500-(500+10)-2000, each RBM 30 sweeps of CD-1
-    # (section 6), then 300 epochs of contrastive wake-sleep with 3, 6, 10 top-level Gibbs
-    # iterations. The paper trained on 44,000 images then all 60,000; we use all 60,000.
+    # Hinton, Osindero & Teh (2006), section 6: 784-500-500-(500+10)-2000, each RBM 30
+    # epochs of CD-1 in class-balanced mini-batches (10 images per class) on the first
+    # 50,000 training images, the last 10,000 held out to watch the free-energy error; then
+    # 300 epochs of contrastive wake-sleep with 3, 6, 10 top-level Gibbs iterations, and 59
+    # more epochs on all 60,000 images.
     "hot2006": Recipe(
         name="hot2006",
         dataset="mnist",
         layers=[500, 500, 2000],
         rbm=RBMTrainConfig(epochs=30, batch_size=100, lr=0.1, momentum=0.5, final_momentum=0.9,
-                           momentum_switch=5, weight_decay=2e-4),
+                           momentum_switch=5, weight_decay=2e-4, balanced_batches=True),
         finetune=None,
-        n_valid=0,
+        n_valid=10_000,
         generative=True,
-        updown={"epochs": 300, "batch_size": 100, "lr": 0.01, "momentum": 0.5, "gibbs_steps": [3, 6, 10]},
+        updown={"epochs": 300, "batch_size": 100, "lr": 0.01, "momentum": 0.5, "gibbs_steps": [3, 6, 10],
+                "balanced_batches": True, "final_epochs": 59},
     ),
 }
 
@@ -218,7 +221,8 @@ def run_recipe(
 
     if recipe.generative:
         return run_generative(recipe, data_dir=data_dir, device=device, seed=seed, log=log,
-                              checkpoint_dir=checkpoint_dir, resume=resume, dataset=dataset)
+                              checkpoint_dir=checkpoint_dir, resume=resume, dataset=dataset,
+                              checkpoint_every=checkpoint_every, logger=logger)
     dev = resolve_device(device)
     log = log or (lambda s: None)
     t_start = time.perf_counter()
@@ -342,51 +346,129 @@ def run_generative(
     checkpoint_dir: str | Path | None = None,
     resume: bool = False,
     dataset=None,
+    checkpoint_every: int = 1,
+    logger=None,
 ) -> dict:
     """Greedy training of a labelled generative DBN, then contrastive wake-sleep.
 
+    The protocol of HOT 2006, section 6, when the recipe has a validation split: greedy
+    training and ``updown.epochs`` of up-down on the training split, with the free-energy
+    validation error logged after every epoch of the top RBM and of up-down; then
+    ``updown.final_epochs`` more up-down epochs on train + validation.
+
     Returns a dict with the ``dbn`` (a ``GenerativeDBN``), ``greedy_test_error`` (free-energy
-    classification after greedy training), ``test_error`` (after up-down, or greedy if none)
-    and timings.
+    classification after greedy training), ``greedy_valid_error``, ``test_error`` (after
+    up-down, or greedy if none) and timings.
     """
     from deepbelief.dbn import pretrain_generative
-    from deepbelief.wake_sleep import UpDownConfig, up_down
+    from deepbelief.wake_sleep import UpDownConfig
 
     dev = resolve_device(device)
     log = log or (lambda s: None)
     t_start = time.perf_counter()
-    ds, _, (x_tr, y_tr), valid, (x_te, y_te), n_valid = _splits(recipe, data_dir, dataset, dev)
+    ds, all_data, (x_tr, y_tr), valid, (x_te, y_te), n_valid = _splits(recipe, data_dir, dataset, dev)
     valid = valid if n_valid else None
     gen = make_generator(seed, dev)
     sizes = [x_tr.shape[1]] + [int(s) for s in recipe.layers]
+    configs = recipe.rbm_configs()
+    ud = UpDownConfig.from_dict(recipe.updown) if recipe.updown is not None else None
     log(f"[{recipe.name}] data {recipe.dataset}: train {x_tr.shape[0]}, valid {n_valid}, test {x_te.shape[0]}; "
         f"layers {sizes[:-1]} + {ds.n_classes} labels -> {sizes[-1]}; device {dev}")
+    log(f"[{recipe.name}] {_plan(recipe, configs, ud, sizes, int(ds.n_classes), x_tr.shape[0], all_data[0].shape[0], dev)}")
+    folder = Path(checkpoint_dir) if checkpoint_dir is not None else None
 
     def on_epoch(layer, epoch, m):
-        log(f"  rbm {layer} epoch {epoch + 1:3d}/{recipe.rbm.epochs}: recon {m['recon_error']:.4f} ({m['seconds']:.2f}s)")
+        va = f" valid error {100 * m['valid_error']:.2f}%" if "valid_error" in m else ""
+        log(f"  rbm {layer} epoch {_progress(epoch, configs[layer].epochs, m)}: recon {m['recon_error']:.4f}{va}")
+        if logger is not None:
+            logger.pretrain_callback(layer, epoch, m)
 
     t0 = time.perf_counter()
-    folder = Path(checkpoint_dir) if checkpoint_dir is not None else None
-    model = pretrain_generative(x_tr, y_tr, sizes, recipe.rbm, generator=gen, n_labels=int(ds.n_classes),
-                                callback=on_epoch, checkpoint_dir=folder, resume=resume)
+    model = pretrain_generative(x_tr, y_tr, sizes, configs, generator=gen, n_labels=int(ds.n_classes),
+                                callback=on_epoch, checkpoint_dir=folder, resume=resume, valid=valid,
+                                checkpoint_every=checkpoint_every)
     pretrain_s = time.perf_counter() - t0
     greedy_err = float(model.error_rate(x_te, y_te))
-    log(f"[{recipe.name}] greedy: test error {100 * greedy_err:.2f}% ({pretrain_s:.1f}s)")
     result = {"recipe": recipe.to_dict(), "seed": seed, "device": str(dev), "dbn": model,
               "pretrain_seconds": pretrain_s, "greedy_test_error": greedy_err, "test_error": greedy_err}
-    ud = UpDownConfig.from_dict(recipe.updown) if recipe.updown is not None else None
-    if ud is not None and ud.epochs > 0:
-        def on_ud(epoch, m):
-            va = f" valid error {100 * m['valid_error']:.2f}%" if "valid_error" in m else ""
-            log(f"  up-down epoch {epoch + 1:3d}/{ud.epochs} (K={m['gibbs_steps']}): recon {m['recon_error']:.4f}"
-                f"{va} ({m['seconds']:.2f}s)")
-
-        t0 = time.perf_counter()
-        hist = up_down(model, x_tr, y_tr, ud, generator=gen, valid=valid, callback=on_ud,
-                       checkpoint=folder / "updown.ckpt.safetensors" if folder is not None else None, resume=resume)
-        result["updown_seconds"] = time.perf_counter() - t0
+    if valid is not None:
+        result["greedy_valid_error"] = float(model.error_rate(*valid))
+    log(f"[{recipe.name}] greedy: test error {100 * greedy_err:.2f}% ({pretrain_s:.1f}s)")
+    if ud is not None and ud.epochs + ud.final_epochs > 0:
+        _run_updown(model, ud, result, gen=gen, train=(x_tr, y_tr), all_data=all_data, valid=valid,
+                    folder=folder, resume=resume, checkpoint_every=checkpoint_every, log=log, logger=logger)
         result["test_error"] = float(model.error_rate(x_te, y_te))
-        result["updown_history"] = hist
-        log(f"[{recipe.name}] up-down: test error {100 * result['test_error']:.2f}% ({result['updown_seconds']:.1f}s)")
+        log(f"[{recipe.name}] up-down: test error {100 * result['test_error']:.2f}% "
+            f"({result['updown_seconds']:.1f}s)")
     result["total_seconds"] = time.perf_counter() - t_start
     return result
+
+
+def _run_updown(model, ud, result, *, gen, train, all_data, valid, folder, resume, checkpoint_every, log, logger):
+    """The up-down phases of ``run_generative``: ``ud.epochs`` on the training split (with
+    validation), then ``ud.final_epochs`` on all training images with the schedule's last K."""
+    from deepbelief.wake_sleep import up_down
+
+    phases = [("updown", train, ud, valid)]
+    if ud.final_epochs and valid is not None:
+        final = dataclasses.replace(ud, epochs=ud.final_epochs, gibbs_steps=[ud.gibbs_steps[-1]], final_epochs=0)
+        phases.append(("updown_all", all_data, final, None))
+    elif ud.final_epochs:
+        log(f"  updown.final_epochs={ud.final_epochs} ignored: the recipe has no validation split (n_valid=0)")
+    t0 = time.perf_counter()
+    for name, (x, y), cfg, va in phases:
+        if cfg.epochs == 0:
+            continue
+
+        def on_ud(epoch, m, name=name, cfg=cfg):
+            v = f" valid error {100 * m['valid_error']:.2f}%" if "valid_error" in m else ""
+            log(f"  {name.replace('_', ' ')} epoch {_progress(epoch, cfg.epochs, m)} (K={m['gibbs_steps']}): "
+                f"recon {m['recon_error']:.4f}{v}")
+            if logger is not None:
+                logger.log(name, epoch, m)
+
+        ckpt = folder / f"{name}.ckpt.safetensors" if folder is not None else None
+        result[f"{name}_history"] = up_down(model, x, y, cfg, generator=gen, valid=va, callback=on_ud,
+                                            checkpoint=ckpt, resume=resume, checkpoint_every=checkpoint_every)
+    result["updown_seconds"] = time.perf_counter() - t0
+
+
+def _progress(epoch: int, total: int, m: dict) -> str:
+    """``i/N`` with the epoch's time and the remaining time of the phase at that pace."""
+    left = (total - epoch - 1) * m["seconds"]
+    return f"{epoch + 1:3d}/{total} ({m['seconds']:.1f}s, ETA {_hms(left)})"
+
+
+def _hms(seconds: float) -> str:
+    s = int(round(seconds))
+    return f"{s // 3600}:{s % 3600 // 60:02d}:{s % 60:02d}" if s >= 3600 else f"{s // 60}:{s % 60:02d}"
+
+
+def _plan(recipe, configs, ud, sizes, n_labels, n_train, n_all, dev) -> str:
+    """The run's phases and an estimate of its time on this machine, before it starts:
+    matmul FLOPs (cost.py) at the measured GEMM rate and the share of it each phase reached
+    in benchmarks/RESULTS.md (CD-1 about 0.75, up-down about 0.6)."""
+    from deepbelief import cost
+
+    vis = sizes[:-1] + [sizes[-1]]
+    flops = []
+    for i, cfg in enumerate(configs):
+        nv = vis[i] + (n_labels if i == len(configs) - 1 else 0)
+        n_b = n_train // cfg.batch_size
+        flops.append(cfg.epochs * n_b * cost.cd_batch_flops(cfg.batch_size, nv, vis[i + 1], cfg.k) / 0.75)
+    ud_flops, ud_epochs = 0.0, 0
+    if ud is not None:
+        for e in range(ud.epochs):
+            ud_flops += (n_train // ud.batch_size) * cost.updown_batch_flops(ud.batch_size, sizes, n_labels,
+                                                                             ud.gibbs_at(e))
+        if recipe.n_valid:
+            ud_flops += ud.final_epochs * (n_all // ud.batch_size) * cost.updown_batch_flops(
+                ud.batch_size, sizes, n_labels, ud.gibbs_steps[-1])
+        ud_flops /= 0.6
+        ud_epochs = ud.epochs + (ud.final_epochs if recipe.n_valid else 0)
+    rate = cost.gemm_rate(device=dev)
+    greedy = sum(flops) / rate
+    return (f"plan: greedy {', '.join(str(c.epochs) for c in configs)} epochs (about {_hms(greedy)}), "
+            f"up-down {ud_epochs} epochs (about {_hms(ud_flops / rate)}); estimated from the matmul count at "
+            f"this machine's measured rate ({rate / 1e9:.0f} GFLOP/s); a run with --checkpoint-dir can be "
+            f"stopped and resumed")
