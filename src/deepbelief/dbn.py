@@ -277,7 +277,8 @@ class GenerativeDBN(nn.Module):
 
     @torch.no_grad()
     def sample(self, n: int, *, label=None, steps: int = 1000, generator: torch.Generator | None = None,
-               sample_down: bool = False, frames_every: int = 0, return_frames: bool = False):
+               sample_down: bool = False, frames_every: int = 0, return_frames: bool = False,
+               start: Tensor | None = None):
         """Generate ``n`` images: Gibbs sampling in the top RBM, then one top-down pass.
 
         Args:
@@ -289,6 +290,9 @@ class GenerativeDBN(nn.Module):
             sample_down: sample the hidden layers of the top-down pass instead of sending
                 probabilities down; the data layer gives probabilities either way.
             frames_every: with ``return_frames``, keep the image every this many steps.
+            start: optional (n, n_0) images: the chains start from the features of their
+                bottom-up pass (sampled from its probabilities) instead of the feature
+                biases (HOT 2006, figure 9, starts from random binary images).
         Returns:
             (n, n_0) pixel probabilities; with ``return_frames`` also the labels (n,) and a
             list of (n, n_0) frames of the chains.
@@ -306,8 +310,13 @@ class GenerativeDBN(nn.Module):
             lab = self.one_hot(ys, n_rows=n)
         else:
             lab = labu.sample(torch.zeros(n, self.n_labels, device=dev, dtype=dt), generator)
-        # start the features from their biases alone (independent of any data)
-        pen = feat.sample(torch.zeros(n, self.n_features, device=dev, dtype=dt), generator)
+        if start is None:  # start the features from their biases alone (independent of any data)
+            pen = feat.sample(torch.zeros(n, self.n_features, device=dev, dtype=dt), generator)
+        else:
+            up = self.features(self._check_x(start))
+            if up.shape[0] != n:
+                raise ConfigError(f"start must hold one image per chain ({n}), got {up.shape[0]}")
+            pen = (torch.rand(up.shape, generator=generator, device=dev, dtype=dt) < up).to(dt)
         pen, lab, pen_prob, frames = self.gibbs_top(pen, lab, steps, generator, clamp=clamp,
                                                     frames_every=frames_every if return_frames else 0)
         x = self.down(pen_prob, generator, sample=sample_down)

@@ -200,6 +200,7 @@ def run_recipe(
     dataset=None,
     checkpoint_every: int = 1,
     logger=None,
+    after_greedy: Callable | None = None,
 ) -> dict:
     """Pre-train, fine-tune and test ``recipe``. Returns a dict with the trained ``dbn``,
     the fine-tuned ``net``, ``test_error``, ``valid_error``, ``best_epoch`` and timings.
@@ -209,7 +210,9 @@ def run_recipe(
     ``retrain.ckpt.safetensors``) and ``run.json`` records the recipe and seed; ``resume``
     continues a killed run and ends with the weights an uninterrupted run would have.
 
-    ``logger``: a ``metrics_log.MetricsLogger`` that receives every per-epoch row."""
+    ``logger``: a ``metrics_log.MetricsLogger`` that receives every per-epoch row.
+    ``after_greedy``: generative recipes only, called as ``after_greedy(model, result)``
+    between greedy training and up-down (e.g. to judge the greedy model's samples)."""
 
     recipe.validate()
     checkpoint_every = check_int("checkpoint_every", checkpoint_every, minimum=1)
@@ -222,7 +225,7 @@ def run_recipe(
     if recipe.generative:
         return run_generative(recipe, data_dir=data_dir, device=device, seed=seed, log=log,
                               checkpoint_dir=checkpoint_dir, resume=resume, dataset=dataset,
-                              checkpoint_every=checkpoint_every, logger=logger)
+                              checkpoint_every=checkpoint_every, logger=logger, after_greedy=after_greedy)
     dev = resolve_device(device)
     log = log or (lambda s: None)
     t_start = time.perf_counter()
@@ -348,6 +351,7 @@ def run_generative(
     dataset=None,
     checkpoint_every: int = 1,
     logger=None,
+    after_greedy: Callable | None = None,
 ) -> dict:
     """Greedy training of a labelled generative DBN, then contrastive wake-sleep.
 
@@ -394,6 +398,8 @@ def run_generative(
     if valid is not None:
         result["greedy_valid_error"] = float(model.error_rate(*valid))
     log(f"[{recipe.name}] greedy: test error {100 * greedy_err:.2f}% ({pretrain_s:.1f}s)")
+    if after_greedy is not None:
+        after_greedy(model, result)
     if ud is not None and ud.epochs + ud.final_epochs > 0:
         _run_updown(model, ud, result, gen=gen, train=(x_tr, y_tr), all_data=all_data, valid=valid,
                     folder=folder, resume=resume, checkpoint_every=checkpoint_every, log=log, logger=logger)
