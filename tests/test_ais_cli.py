@@ -68,3 +68,30 @@ def test_cli_bad_ais_option_is_one_line_error(tmp_path, capsys):
     rc = main(["evaluate", str(tmp_path / "rbm.safetensors"), "--loglik", "--dataset", "digits",
                "--device", "cpu", "--ais-runs", "0"])
     assert rc == 2 and "n_runs must be >= 1, got 0" in capsys.readouterr().err
+
+
+def test_cli_prints_the_sandwich_and_writes_it_as_json(tmp_path, capsys):
+    import json
+
+    r = small_rbm(64, 8, 4)
+    save_model(tmp_path / "rbm.safetensors", r)
+    _, value, low, high, out = run_loglik(capsys, tmp_path / "rbm.safetensors", "--raise-rows", "200",
+                                          "--metrics-json", str(tmp_path / "ll.json"))
+    m = re.search(r"conservative log-likelihood .*?: (-?\d+\.\d+) nats \(s\.e\. (\d+\.\d+)\)", out.out)
+    assert m, out.out
+    cons, se = float(m.group(1)), float(m.group(2))
+    x = load_dataset("digits").binarized(0).x_test.double()
+    truth_first = float(exact.log_prob(r, x[:200]).mean())  # RAISE saw the first 200 test images
+    assert cons - 3 * se - 0.01 <= truth_first <= cons + 3 * se + 0.2
+    rec = json.loads((tmp_path / "ll.json").read_text())
+    assert abs(rec["value"] - value) < 0.01 and abs(rec["conservative"] - cons) < 0.01
+    assert rec["n_conservative"] == 200 and rec["warnings"] == [] and rec["ais"]["n_runs"] == 100
+
+
+def test_cli_warns_when_the_estimate_is_unreliable(tmp_path, capsys):
+    r = small_rbm(64, 8, 5, scale=3.0)  # strongly coupled: 10 temperatures cannot anneal it
+    save_model(tmp_path / "rbm.safetensors", r)
+    rc = main(["evaluate", str(tmp_path / "rbm.safetensors"), "--loglik", "--dataset", "digits", "--device", "cpu",
+               "--ais-runs", "50", "--ais-betas", "10", "--raise-rows", "20"])
+    err = capsys.readouterr().err
+    assert rc == 0 and "warning: AIS effective sample size" in err and "--ais-runs" in err

@@ -329,8 +329,12 @@ class BoundEstimate:
 
 
 @torch.no_grad()
-def dbn_lower_bound_terms(rbms, data: Tensor, log_z_top: float, *, n_samples: int, generator) -> Tensor:
-    """Per-sample bound terms, shape (n, n_samples), float64; see ``dbn_lower_bound``."""
+def dbn_lower_bound_terms(rbms, data: Tensor, log_z_top: float, *, n_samples: int, generator,
+                          top_log_prob: Callable[[Tensor], Tensor] | None = None) -> Tensor:
+    """Per-sample bound terms, shape (n, n_samples), float64; see ``dbn_lower_bound``.
+
+    ``top_log_prob(h)``, if given, replaces the top RBM's -F(h) - log Z (e.g. a RAISE
+    estimate per sample, which makes the bound conservative)."""
     rs = [copy.deepcopy(r).to(torch.float64) for r in rbms]
     n = data.shape[0]
     v = data.to(torch.float64).repeat_interleave(n_samples, 0)  # (n S, n_v)
@@ -341,7 +345,10 @@ def dbn_lower_bound_terms(rbms, data: Tensor, log_z_top: float, *, n_samples: in
         h = r.hidden.sample(x_up, generator)  # h ~ Q(h | below), the recognition distribution
         total += log_conditional(r.visible, below, r.visible_input(h)) - log_conditional(r.hidden, h, x_up)
         below = h
-    total += -rs[-1].free_energy(below) - log_z_top  # log p_top(h_{L-1})
+    if top_log_prob is not None:
+        total += top_log_prob(below).to(torch.float64)
+    else:
+        total += -rs[-1].free_energy(below) - log_z_top  # log p_top(h_{L-1})
     return total.reshape(n, n_samples)
 
 
@@ -435,6 +442,7 @@ def evaluate_log_likelihood(
     n_samples: int = 10,
     generator: torch.Generator | None = None,
     progress: Callable[[int, int], None] | None = None,
+    n_conservative: int = 0,
 ) -> dict:
     """Test log-likelihood of an RBM, or the variational lower bound of a DBN, in nats.
 
@@ -444,7 +452,12 @@ def evaluate_log_likelihood(
     (``dbn_lower_bound``). Returns a dict: ``measure`` ("log_likelihood" or "lower_bound"),
     ``value``, ``low`` and ``high`` (the AIS interval carried over, widened by 3 Monte
     Carlo standard errors for a bound), ``stderr``, ``n_test``, ``ais`` (the AISResult),
-    ``seconds``.
+    ``seconds``, and ``warnings``: what makes the figure unreliable and what to raise.
+
+    ``n_conservative`` > 0 adds ``conservative`` (and ``conservative_stderr``): the same
+    measure by reverse AIS (reverse_ais.py) on the first ``n_conservative`` test rows, one
+    chain each, with the same schedule, a stochastic lower bound; with the forward figure
+    it brackets the truth, so a wide gap between the two says the estimates are unreliable.
     """
     t0 = time.perf_counter()
     rbms = model_rbms(model)
@@ -462,6 +475,32 @@ def evaluate_log_likelihood(
         b = dbn_lower_bound(rbms, test, res, n_samples=n_samples, generator=generator)
         value, stderr, measure = b.value, b.stderr, "lower_bound"
     # a larger log Z means a lower log-likelihood: the interval flips
-    return {"measure": measure, "value": value, "low": value - up - 3 * stderr, "high": value + down + 3 * stderr,
-            "stderr": stderr, "n_test": int(test.shape[0]), "n_layers": len(rbms), "ais": res,
-            "seconds": time.perf_counter() - t0}
+    out = {"measure": measure, "value": value, "low": value - up - 3 * stderr, "high": value + down + 3 * stderr,
+           "stderr": stderr, "n_test": int(test.shape[0]), "n_layers": len(rbms), "ais": res}
+    if n_conservative:
+        from deepbelief import reverse_ais
+
+        sub = test[: check_int("n_conservative", n_conservative, minimum=0)]
+        if len(rbms) == 1:
+            rv = reverse_ais.raise_log_prob(rbms[0], sub, betas=betas, base_data=base, generator=generator)
+        else:
+            rv = reverse_ais.raise_dbn_lower_bound(rbms, sub, betas=betas, base_data=base, generator=generator)
+        out.update(conservative=rv.value, conservative_stderr=rv.stderr, n_conservative=int(sub.shape[0]))
+    out["warnings"] = reliability_warnings(res, out)
+    out["seconds"] = time.perf_counter() - t0
+    return out
+
+
+def reliability_warnings(res: AISResult, out: dict) -> list[str]:
+    """Plain-language reasons not to trust a log-likelihood figure, each naming what to raise."""
+    warn = []
+    if res.ess < 0.1 * res.n_runs:
+        warn.append(f"AIS effective sample size {res.ess:.1f} is below 10% of the {res.n_runs} runs: the log Z "
+                    f"estimate rests on a few runs; raise the number of runs (--ais-runs) or temperatures (--ais-betas)")
+    if not (math.isfinite(out["low"]) and math.isfinite(out["high"])):
+        warn.append("the AIS interval is open (mean weight - 3 standard errors <= 0): the figure has no error bar; "
+                    "raise the number of runs (--ais-runs) or temperatures (--ais-betas)")
+    if "conservative" in out and out["value"] - out["conservative"] > 1.0 + 3 * out["conservative_stderr"]:
+        warn.append(f"forward AIS ({out['value']:.2f}) and reverse AIS ({out['conservative']:.2f}) disagree by more "
+                    f"than 1 nat: the truth lies between them; raise the temperatures (--ais-betas)")
+    return warn
