@@ -54,9 +54,6 @@ from deepbelief.units import Units
 PAPER_SEGMENTS: tuple[tuple[float, float, int], ...] = ((0.0, 0.5, 500), (0.5, 0.9, 4000), (0.9, 1.0, 10000))
 PAPER_N_BETAS = sum(n for _, _, n in PAPER_SEGMENTS)  # 14,500 intermediate distributions
 
-_DISCRETE = {"bernoulli", "softmax"}
-
-
 @dataclass
 class AISResult:
     """An AIS estimate of log Z.
@@ -129,45 +126,25 @@ def _check_betas(betas) -> list[float]:
 
 
 # -- the base model ----------------------------------------------------------------------
-def _groups(units):
-    return list(units.groups) if units.kind == "joint" else [units]
-
-
-@torch.no_grad()
-def _set_bias_(units, bias: Tensor) -> None:
-    for g, part in zip(_groups(units), torch.split(bias, [g.n for g in _groups(units)], dim=-1)):
-        g.bias.copy_(part)
-
-
 @torch.no_grad()
 def fit_base_biases(units, data: Tensor, eps: float = 1e-3) -> Tensor:
     """Base-rate biases of ``units`` fitted to the marginals of ``data`` (n, units.n).
 
-    Bernoulli groups get log(p / (1 - p)) with p the mean activity clipped to
-    [eps, 1 - eps] (the paper's base-rate model), softmax groups log p, Gaussian groups the
-    data mean; other unit types keep their current bias. Returns a (units.n,) tensor.
+    Each unit type's ``base_rate_bias``: Bernoulli groups get log(p / (1 - p)) with p the
+    mean activity clipped to [eps, 1 - eps] (the paper's base-rate model), softmax groups
+    log p, Gaussian groups the data mean; other unit types keep their current bias.
+    Returns a (units.n,) tensor.
     """
-    out = []
-    for g, d in zip(_groups(units), torch.split(data, [g.n for g in _groups(units)], dim=-1)):
-        m = d.mean(0).to(g.bias.dtype)
-        if g.kind == "bernoulli":
-            p = m.clamp(eps, 1 - eps)
-            out.append(torch.log(p) - torch.log1p(-p))
-        elif g.kind == "softmax":
-            p = m.clamp_min(eps)
-            out.append(torch.log(p / p.sum()))
-        elif g.kind == "gaussian":
-            out.append(m)
-        else:
-            out.append(g.bias.detach().clone())
-    return torch.cat(out)
+    bias = units.base_rate_bias(data, eps)
+    return units.bias.detach().clone() if bias is None else bias
 
 
 def _resolve_over(rbm, over: str) -> str:
     check_choice("over", over, {"auto", "visible", "hidden"})
     if over != "auto":
         return over
-    return "visible" if all(g.kind in _DISCRETE for g in _groups(rbm.visible)) else "hidden"
+    # the paper anneals binary (0/1) visible layers; real-valued ones are summed over h
+    return "visible" if rbm.visible.unit_interval else "hidden"
 
 
 # -- AIS ---------------------------------------------------------------------------------
@@ -227,11 +204,11 @@ def ais_log_partition(
             from deepbelief.rbm import batched
 
             x = batched(model.mean_hidden, x)
-        _set_bias_(base, fit_base_biases(ann, x))
+        base.set_bias_(fit_base_biases(ann, x))
     db = ann.bias - base.bias  # (n_a,) b_B - b_A: shifts the input of the mixed conditional
     wt = W.T.contiguous()
     # units whose self-energy is -b . u: E_A(a) - E_B(a) = a . db, one matrix-vector product
-    linear = all(type(g).energy is Units.energy for g in _groups(ann))
+    linear = all(type(g).energy is Units.energy for g in ann.unit_groups())
 
     zero_a = torch.zeros(1, ann.n, device=device, dtype=dtype)
     zero_o = torch.zeros(1, oth.n, device=device, dtype=dtype)

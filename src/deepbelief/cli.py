@@ -279,7 +279,7 @@ def _cmd_loglik(args, model, meta, ds, dev) -> int:
     from deepbelief.training import make_generator
 
     rbms = model_rbms(model)
-    bernoulli = rbms[0].visible.kind == "bernoulli"
+    bernoulli = rbms[0].visible.is_binary
     if bernoulli and not bool(((ds.x_test == 0) | (ds.x_test == 1)).all()):
         # a Bernoulli RBM is a distribution over binary vectors: binarise as mnist-binarized does
         print(f"note: {ds.name} is not binary; binarising it stochastically (seed 0) as in Salakhutdinov & Murray 2008")
@@ -371,8 +371,8 @@ def input_space_filters(model, w, meta: dict):
     from deepbelief.transforms import transform_from_dict
 
     rbm = model if getattr(model, "kind", "") == "rbm" else (model.rbms[0] if hasattr(model, "rbms") else None)
-    if rbm is not None and getattr(rbm.visible, "kind", "") == "gaussian":
-        w = w * rbm.visible.inv_var().detach().unsqueeze(0)
+    if rbm is not None:
+        w = rbm.visible.fold_scale(w.T).T.detach()
     t = transform_from_dict(meta.get("input_transform"))
     if t is not None:
         a = t.linear_part().to(w.device, w.dtype)  # (d, d')

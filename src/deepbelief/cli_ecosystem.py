@@ -54,7 +54,7 @@ def _fantasies(rbms, n, steps, generator):
 
     top = rbms[-1]
     v = torch.rand((n, top.n_visible), generator=generator, device=top.W.device, dtype=top.W.dtype)
-    if top.visible.kind == "bernoulli":
+    if top.visible.is_binary:
         v = (v < 0.5).to(v.dtype)
     v = top.gibbs(v, steps - 1, generator) if steps > 1 else v
     v = top.mean_visible(top.sample_hidden(v, generator))  # the last half-step as means: less noisy images

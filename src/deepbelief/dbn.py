@@ -14,6 +14,7 @@ from torch import Tensor, nn
 from deepbelief.errors import ConfigError
 from deepbelief.io import load_state_into, register_loader
 from deepbelief.rbm import RBM, batched
+from deepbelief.units import Bernoulli, Joint, Softmax
 
 
 class DBN(nn.Module):
@@ -92,7 +93,7 @@ class GenerativeDBN(nn.Module):
     def __init__(self, lower: list[RBM], top: RBM, *, untied: bool = False):
         super().__init__()
         groups = getattr(top.visible, "groups", None)
-        if groups is None or len(groups) != 2 or groups[1].kind != "softmax":
+        if groups is None or len(groups) != 2 or not isinstance(groups[1], Softmax):
             raise ConfigError(
                 "the top RBM of a generative DBN must have Joint([features, Softmax(n_labels)]) "
                 f"visible units, got {top.visible.config()}"
@@ -123,7 +124,6 @@ class GenerativeDBN(nn.Module):
         is joined with the labels.
         """
         from deepbelief.errors import check_int
-        from deepbelief.units import Bernoulli, Joint, Softmax
 
         if not isinstance(sizes, (list, tuple)) or len(sizes) < 2:
             raise ConfigError(f"sizes must list at least two layer sizes (features, top), got {sizes!r}")
@@ -250,8 +250,7 @@ class GenerativeDBN(nn.Module):
             h = top.sample_hidden(v, gen)
             xv = top.visible_input(h)
             pen_prob = feat.mean(xv[:, :nf])
-            pen = (torch.rand(pen_prob.shape, generator=gen, device=pen_prob.device, dtype=pen_prob.dtype)
-                   < pen_prob).to(pen_prob.dtype) if feat.kind == "bernoulli" else feat.sample(xv[:, :nf], gen)
+            pen = feat.sample(xv[:, :nf], gen)
             if not clamp:
                 lab = labu.sample(xv[:, nf:], gen)
             v = torch.cat([pen, lab], -1)

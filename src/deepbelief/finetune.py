@@ -40,15 +40,10 @@ from torch import Tensor, nn
 
 from deepbelief.errors import ConfigError, ModelFileError, as_data, as_labels, check_choice, check_float, check_int
 from deepbelief.io import load_state_into, register_loader
+from deepbelief.units import ACTIVATIONS
 
-#: the deterministic activation each hidden unit type sends up (its mean given the input)
-ACTIVATIONS = {
-    "bernoulli": "sigmoid",
-    "nrelu": "relu",
-    "stepped_sigmoid": "softplus",
-    "gaussian": "identity",
-}
-_ACT_FNS = {"sigmoid": torch.sigmoid, "relu": torch.relu, "softplus": F.softplus, "identity": lambda t: t}
+#: the activations whose derivatives FastBackprop writes by hand
+_FAST_ACTIVATIONS = ("sigmoid", "relu", "softplus", "identity")
 
 
 class DeepClassifier(nn.Module):
@@ -57,7 +52,8 @@ class DeepClassifier(nn.Module):
 
     Args:
         sizes: layer sizes from the input to the last hidden layer, e.g. [784, 500, 500, 2000].
-        activations: one of ``sigmoid|relu|softplus|identity`` per hidden layer.
+        activations: a name in ``units.ACTIVATIONS`` per hidden layer (``sigmoid``, ``relu``,
+            ``softplus``, ``identity``, or one a unit type added).
         n_classes: number of output classes.
         dropout: drop probability of hidden units during training.
         input_dropout: drop probability of input units during training.
@@ -70,7 +66,7 @@ class DeepClassifier(nn.Module):
         if len(sizes) < 1 or len(activations) != len(sizes) - 1:
             raise ConfigError(f"need one activation per hidden layer: sizes={sizes}, activations={activations}")
         for a in activations:
-            check_choice("activation", a, set(_ACT_FNS))
+            check_choice("activation", a, set(ACTIVATIONS))
         self.sizes = [check_int("sizes[i]", s, minimum=1) for s in sizes]
         self.activations = list(activations)
         self.n_classes = check_int("n_classes", n_classes, minimum=2)
@@ -88,7 +84,7 @@ class DeepClassifier(nn.Module):
     def features(self, x: Tensor, gen: torch.Generator | None = None) -> Tensor:
         x = self._drop(x, self.input_dropout, gen)
         for lin, act in zip(self.hidden, self.activations):
-            x = self._drop(_ACT_FNS[act](lin(x)), self.dropout, gen)
+            x = self._drop(ACTIVATIONS[act](lin(x)), self.dropout, gen)
         return x
 
     def forward(self, x: Tensor, gen: torch.Generator | None = None) -> Tensor:
@@ -135,8 +131,9 @@ def unroll(dbn, n_classes: int = 10, *, generator: torch.Generator | None = None
            input_dropout: float = 0.0, out_std: float = 0.01) -> DeepClassifier:
     """Copy a stack's recognition weights into a ``DeepClassifier``.
 
-    Layer i computes act(s_v(v) W_i + c_i), the mean of RBM i's hidden units; for Gaussian
-    visible units s_v(v) = v / sigma^2, so 1/sigma^2 is folded into the first weights. The
+    Layer i computes act(s_v(v) W_i + c_i), the mean of RBM i's hidden units (the hidden
+    unit type's ``activation``); the visible scale is folded into the weights
+    (``fold_scale``: for Gaussian visible units s_v(v) = v / sigma^2, so W / sigma^2). The
     new output layer starts from N(0, out_std^2) weights drawn with ``generator``.
     """
     rbms = list(dbn.rbms) if hasattr(dbn, "rbms") else list(dbn) if isinstance(dbn, (list, tuple)) else None
@@ -144,20 +141,17 @@ def unroll(dbn, n_classes: int = 10, *, generator: torch.Generator | None = None
         raise ConfigError(f"dbn must be a DBN or a non-empty list of RBMs, got {dbn!r:.80}")
     acts = []
     for r in rbms:
-        kind = r.hidden.kind
-        if kind not in ACTIVATIONS:
-            raise ConfigError(f"cannot unroll hidden units of type {kind!r}; supported: {sorted(ACTIVATIONS)}")
-        acts.append(ACTIVATIONS[kind])
+        if r.hidden.activation is None:
+            raise ConfigError(f"cannot unroll hidden units of type {r.hidden.kind!r}: the unit type has no "
+                              f"feed-forward activation (set its ``activation``)")
+        acts.append(r.hidden.activation)
     sizes = [rbms[0].n_visible] + [r.n_hidden for r in rbms]
     net = DeepClassifier(sizes, acts, n_classes, dropout=dropout, input_dropout=input_dropout)
     device = rbms[0].W.device
     net.to(device)
     with torch.no_grad():
         for lin, r in zip(net.hidden, rbms):
-            w = r.W
-            if getattr(r.visible, "kind", "") == "gaussian":
-                w = w * r.visible.inv_var().unsqueeze(1)
-            lin.weight.copy_(w.T)
+            lin.weight.copy_(r.visible.fold_scale(r.W).T)
             lin.bias.copy_(r.hidden.bias)
         net.out.weight.copy_(torch.randn(net.out.weight.shape, generator=generator, device=device) * out_std)
         net.out.bias.zero_()
@@ -211,10 +205,12 @@ class FastBackprop:
 
     @staticmethod
     def supports(net: nn.Module) -> bool:
-        """True unless a subclass changed the maths this step re-implements."""
+        """True unless a subclass changed the maths this step re-implements, or an
+        activation has no hand-written derivative here (then autograd is used)."""
         t = type(net)
         return isinstance(net, DeepClassifier) and all(
-            getattr(t, m) is getattr(DeepClassifier, m) for m in ("forward", "features", "_drop"))
+            getattr(t, m) is getattr(DeepClassifier, m) for m in ("forward", "features", "_drop")) and all(
+            a in _FAST_ACTIVATIONS for a in net.activations)
 
     def _buffers_for(self, b: int) -> dict:
         bufs = self._buffers.get(b)

@@ -99,10 +99,10 @@ def _check_model(model: GenerativeDBN) -> None:
         raise ConfigError(f"up-down fine-tuning needs a GenerativeDBN, got {type(model).__name__}")
     for i, r in enumerate(model.lower):
         for side, u in (("visible", r.visible), ("hidden", r.hidden)):
-            if u.kind != "bernoulli":
+            if not u.is_binary:
                 raise ConfigError(f"up-down fine-tuning supports Bernoulli lower layers; layer {i} has "
                                   f"{side} units of type {u.kind!r}")
-    if model.top.visible.groups[0].kind != "bernoulli" or model.top.hidden.kind != "bernoulli":
+    if not (model.top.visible.groups[0].is_binary and model.top.hidden.is_binary):
         raise ConfigError("up-down fine-tuning needs Bernoulli features and top hidden units")
 
 
