@@ -76,7 +76,8 @@ def cmd_plot(args) -> int:
         plot_metrics(out, rows, names, title=Path(args.source).name)
         print(f"wrote {out}")
         return 0
-    from deepbelief.cli import _csv_ints, first_layer_filters
+    from deepbelief.cli_generative import _csv_ints
+    from deepbelief.filters import first_layer_filters
     from deepbelief.io import load_model
     from deepbelief.training import make_generator
 
