@@ -34,7 +34,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
 from deepbelief.data import load_dataset  # noqa: E402
-from deepbelief.dbn import pretrain_generative  # noqa: E402
+from deepbelief.training import pretrain_generative  # noqa: E402
 from deepbelief.errors import resolve_device  # noqa: E402
 from deepbelief.io import atomic_write_bytes, save_model  # noqa: E402
 from deepbelief.plotting import save_tiles  # noqa: E402

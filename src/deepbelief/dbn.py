@@ -12,7 +12,6 @@ import torch
 from torch import Tensor, nn
 
 from deepbelief.errors import ConfigError
-from deepbelief.io import load_state_into, register_loader
 from deepbelief.rbm import RBM, batched
 from deepbelief.units import Bernoulli, Joint, Softmax
 
@@ -59,11 +58,6 @@ class DBN(nn.Module):
     @classmethod
     def from_config(cls, cfg: dict) -> "DBN":
         return cls([RBM.from_config(c) for c in cfg["layers"]])
-
-
-@register_loader("dbn")
-def _load_dbn(cfg, tensors, path):
-    return load_state_into(path, DBN.from_config(cfg), tensors)
 
 
 # -- the labelled generative DBN (Hinton, Osindero & Teh 2006) ------------------------------
@@ -329,70 +323,3 @@ class GenerativeDBN(nn.Module):
     def from_config(cls, cfg: dict) -> "GenerativeDBN":
         return cls([RBM.from_config(c) for c in cfg["lower"]], RBM.from_config(cfg["top"]),
                    untied=bool(cfg.get("untied", False)))
-
-
-@register_loader("generative_dbn")
-def _load_generative_dbn(cfg, tensors, path):
-    return load_state_into(path, GenerativeDBN.from_config(cfg), tensors)
-
-
-def pretrain_generative(
-    x: Tensor,
-    y: Tensor,
-    sizes: list[int],
-    configs=None,
-    *,
-    generator: torch.Generator,
-    n_labels: int | None = None,
-    callback=None,
-    checkpoint_dir=None,
-    resume: bool = False,
-    weight_std: float = 0.01,
-) -> GenerativeDBN:
-    """Greedy training of a labelled DBN (HOT 2006, section 4).
-
-    The lower RBMs (e.g. 784-500, 500-500) are trained without labels by
-    ``training.pretrain_stack``; the top RBM is then trained on the joined vector
-    [E[features | image], one-hot label] (e.g. 510 visible units, 2000 hidden).
-
-    Args:
-        x: (n, sizes[0]) training images in [0, 1]; y: (n,) int labels.
-        sizes: layer sizes from the data to the top hidden layer, e.g. [784, 500, 500, 2000].
-        configs: one ``RBMTrainConfig`` for all RBMs or one per RBM (len(sizes) - 1).
-        n_labels: number of classes (default: max(y) + 1).
-        callback: ``callback(layer, epoch, metrics)``, layer ``len(sizes) - 2`` is the top RBM.
-        checkpoint_dir, resume: as in ``pretrain_stack``; the top RBM uses ``top.ckpt.safetensors``.
-    """
-    from pathlib import Path
-
-    from deepbelief.errors import as_labels, check_int
-    from deepbelief.training import RBMTrainConfig, pretrain_stack, train_rbm
-    from deepbelief.units import Bernoulli, Joint, Softmax
-
-    if not isinstance(sizes, (list, tuple)) or len(sizes) < 2:
-        raise ConfigError(f"sizes must list at least two layer sizes (features, top), got {sizes!r}")
-    n_rbms = len(sizes) - 1
-    if configs is None or isinstance(configs, RBMTrainConfig):
-        configs = [configs or RBMTrainConfig()] * n_rbms
-    if len(configs) != n_rbms:
-        raise ConfigError(f"configs must hold one config per RBM ({n_rbms}), got {len(configs)}")
-    device = generator.device
-    from deepbelief.errors import as_data
-
-    x = as_data("x", x, n_features=sizes[0], device=device)
-    yl = as_labels("y", y, n_classes=n_labels or 1 << 30, n_rows=x.shape[0], device=device)
-    n_labels = check_int("n_labels", n_labels if n_labels is not None else int(yl.max()) + 1, minimum=2)
-    lower: list[RBM] = []
-    feats = x
-    if n_rbms > 1:
-        stack = pretrain_stack(x, list(sizes[:-1]), configs[:-1], generator=generator, callback=callback,
-                               checkpoint_dir=checkpoint_dir, resume=resume, weight_std=weight_std)
-        lower = list(stack.rbms)
-        feats = stack.transform(x)
-    top = RBM(Joint([Bernoulli(sizes[-2]), Softmax(n_labels)]), Bernoulli(sizes[-1]), weight_std=weight_std,
-              generator=generator)
-    joint = torch.cat([feats, torch.nn.functional.one_hot(yl, n_labels).to(feats.dtype)], -1)
-    ckpt = Path(checkpoint_dir) / "top.ckpt.safetensors" if checkpoint_dir is not None else None
-    cb = (lambda e, m: callback(n_rbms - 1, e, m)) if callback is not None else None
-    train_rbm(top, joint, configs[-1], generator=generator, callback=cb, checkpoint=ckpt, resume=resume)
-    return GenerativeDBN(lower, top)

@@ -350,7 +350,7 @@ def run_generative(
     classification after greedy training), ``test_error`` (after up-down, or greedy if none)
     and timings.
     """
-    from deepbelief.dbn import pretrain_generative
+    from deepbelief.training import pretrain_generative
     from deepbelief.wake_sleep import UpDownConfig, up_down
 
     dev = resolve_device(device)
