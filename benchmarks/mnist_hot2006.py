@@ -25,7 +25,6 @@ Everything checkpoints in ``--work``; run the same command again to resume a kil
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 

@@ -127,7 +127,7 @@ def test_cli_gaussian_nrelu_train_evaluate_show_filters(tmp_path, capsys):
     assert main(["show-filters", str(out.with_name("m.dbn.safetensors")), "-o", str(png), "--n", "20"]) == 0
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     # the shown filters are A W / sigma^2 (input space); check against a hand computation
-    from deepbelief.cli import input_space_filters
+    from deepbelief.filters import input_space_filters
 
     r = dbn.rbms[0]
     w = input_space_filters(dbn, r.W.detach().T, meta)

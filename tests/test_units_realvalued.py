@@ -10,7 +10,8 @@ import torch.nn.functional as F
 
 from deepbelief import exact
 from deepbelief.rbm import RBM
-from deepbelief.units import Bernoulli, Gaussian, NReLU, Softmax, SteppedSigmoid, _log_qbinomial_table
+from deepbelief.units import Bernoulli, Gaussian, NReLU, Softmax, SteppedSigmoid
+from deepbelief.units.real import _log_qbinomial_table
 
 D = torch.float64
 

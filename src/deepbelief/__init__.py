@@ -14,14 +14,14 @@ The public API, bottom up:
 
 __version__ = "0.1.0"
 
-from deepbelief.dbn import DBN, GenerativeDBN, pretrain_generative
+from deepbelief.dbn import DBN, GenerativeDBN
 
 from deepbelief.ais import ais_log_partition, dbn_lower_bound, rbm_log_likelihood
 from deepbelief.errors import ConfigError, DataError, DeepBeliefError, DivergenceError, ModelFileError
 from deepbelief.finetune import DeepClassifier, FinetuneConfig, finetune, unroll
 from deepbelief.io import load_model, save_model
 from deepbelief.rbm import RBM
-from deepbelief.training import RBMTrainConfig, make_generator, pretrain_stack, train_rbm
+from deepbelief.training import RBMTrainConfig, make_generator, pretrain_generative, pretrain_stack, train_rbm
 from deepbelief.units import Bernoulli, Gaussian, Joint, NReLU, Softmax, SteppedSigmoid
 from deepbelief.wake_sleep import UpDownConfig, up_down
 

@@ -54,9 +54,6 @@ from deepbelief.units import Units
 PAPER_SEGMENTS: tuple[tuple[float, float, int], ...] = ((0.0, 0.5, 500), (0.5, 0.9, 4000), (0.9, 1.0, 10000))
 PAPER_N_BETAS = sum(n for _, _, n in PAPER_SEGMENTS)  # 14,500 intermediate distributions
 
-_DISCRETE = {"bernoulli", "softmax"}
-
-
 @dataclass
 class AISResult:
     """An AIS estimate of log Z.
@@ -129,45 +126,25 @@ def _check_betas(betas) -> list[float]:
 
 
 # -- the base model ----------------------------------------------------------------------
-def _groups(units):
-    return list(units.groups) if units.kind == "joint" else [units]
-
-
-@torch.no_grad()
-def _set_bias_(units, bias: Tensor) -> None:
-    for g, part in zip(_groups(units), torch.split(bias, [g.n for g in _groups(units)], dim=-1)):
-        g.bias.copy_(part)
-
-
 @torch.no_grad()
 def fit_base_biases(units, data: Tensor, eps: float = 1e-3) -> Tensor:
     """Base-rate biases of ``units`` fitted to the marginals of ``data`` (n, units.n).
 
-    Bernoulli groups get log(p / (1 - p)) with p the mean activity clipped to
-    [eps, 1 - eps] (the paper's base-rate model), softmax groups log p, Gaussian groups the
-    data mean; other unit types keep their current bias. Returns a (units.n,) tensor.
+    Each unit type's ``base_rate_bias``: Bernoulli groups get log(p / (1 - p)) with p the
+    mean activity clipped to [eps, 1 - eps] (the paper's base-rate model), softmax groups
+    log p, Gaussian groups the data mean; other unit types keep their current bias.
+    Returns a (units.n,) tensor.
     """
-    out = []
-    for g, d in zip(_groups(units), torch.split(data, [g.n for g in _groups(units)], dim=-1)):
-        m = d.mean(0).to(g.bias.dtype)
-        if g.kind == "bernoulli":
-            p = m.clamp(eps, 1 - eps)
-            out.append(torch.log(p) - torch.log1p(-p))
-        elif g.kind == "softmax":
-            p = m.clamp_min(eps)
-            out.append(torch.log(p / p.sum()))
-        elif g.kind == "gaussian":
-            out.append(m)
-        else:
-            out.append(g.bias.detach().clone())
-    return torch.cat(out)
+    bias = units.base_rate_bias(data, eps)
+    return units.bias.detach().clone() if bias is None else bias
 
 
 def _resolve_over(rbm, over: str) -> str:
     check_choice("over", over, {"auto", "visible", "hidden"})
     if over != "auto":
         return over
-    return "visible" if all(g.kind in _DISCRETE for g in _groups(rbm.visible)) else "hidden"
+    # the paper anneals binary (0/1) visible layers; real-valued ones are summed over h
+    return "visible" if rbm.visible.unit_interval else "hidden"
 
 
 # -- AIS ---------------------------------------------------------------------------------
@@ -227,11 +204,11 @@ def ais_log_partition(
             from deepbelief.rbm import batched
 
             x = batched(model.mean_hidden, x)
-        _set_bias_(base, fit_base_biases(ann, x))
+        base.set_bias_(fit_base_biases(ann, x))
     db = ann.bias - base.bias  # (n_a,) b_B - b_A: shifts the input of the mixed conditional
     wt = W.T.contiguous()
     # units whose self-energy is -b . u: E_A(a) - E_B(a) = a . db, one matrix-vector product
-    linear = all(type(g).energy is Units.energy for g in _groups(ann))
+    linear = all(type(g).energy is Units.energy for g in ann.unit_groups())
 
     zero_a = torch.zeros(1, ann.n, device=device, dtype=dtype)
     zero_o = torch.zeros(1, oth.n, device=device, dtype=dtype)
@@ -421,86 +398,3 @@ def top_base_data(dbn, data: Tensor, batch_size: int = 4096) -> Tensor:
         for r in rbms[:-1]:
             x = batched(r.mean_hidden, x, batch_size)
     return x
-
-
-def model_rbms(model) -> list:
-    """The RBMs of an ``RBM`` (one) or a ``DBN`` (its stack), bottom first."""
-    if getattr(model, "kind", None) == "rbm":
-        return [model]
-    if hasattr(model, "rbms"):
-        return list(model.rbms)
-    raise ConfigError(f"model must be an RBM or a DBN for a log-likelihood, got kind {getattr(model, 'kind', None)!r}")
-
-
-def evaluate_log_likelihood(
-    model,
-    train,
-    test,
-    *,
-    n_runs: int = 100,
-    betas=None,
-    n_samples: int = 10,
-    generator: torch.Generator | None = None,
-    progress: Callable[[int, int], None] | None = None,
-    n_conservative: int = 0,
-) -> dict:
-    """Test log-likelihood of an RBM, or the variational lower bound of a DBN, in nats.
-
-    The top RBM's log Z is estimated by AIS with its base-rate model fitted to ``train``
-    (passed up the stack); one RBM gives the average log p(v) of ``test``
-    (``rbm_log_likelihood``), a stack of two or more the average bound
-    (``dbn_lower_bound``). Returns a dict: ``measure`` ("log_likelihood" or "lower_bound"),
-    ``value``, ``low`` and ``high`` (the AIS interval carried over, widened by 3 Monte
-    Carlo standard errors for a bound), ``stderr``, ``n_test``, ``ais`` (the AISResult),
-    ``seconds``, and ``warnings``: what makes the figure unreliable and what to raise.
-
-    ``n_conservative`` > 0 adds ``conservative`` (and ``conservative_stderr``): the same
-    measure by reverse AIS (reverse_ais.py) on the first ``n_conservative`` test rows, one
-    chain each, with the same schedule, a stochastic lower bound; with the forward figure
-    it brackets the truth, so a wide gap between the two says the estimates are unreliable.
-    """
-    t0 = time.perf_counter()
-    rbms = model_rbms(model)
-    device = rbms[0].W.device
-    if generator is None:
-        generator = torch.Generator(device=device).manual_seed(0)
-    test = rbms[0].check_input("test", test, device=device)
-    base = top_base_data(rbms, rbms[0].check_input("train", train, device=device))
-    res = ais_log_partition(rbms[-1], n_runs=n_runs, betas=betas, base_data=base, generator=generator,
-                            progress=progress)
-    down, up = res.uncertainty
-    if len(rbms) == 1:
-        value, stderr, measure = rbm_log_likelihood(rbms[0], test, res), 0.0, "log_likelihood"
-    else:
-        b = dbn_lower_bound(rbms, test, res, n_samples=n_samples, generator=generator)
-        value, stderr, measure = b.value, b.stderr, "lower_bound"
-    # a larger log Z means a lower log-likelihood: the interval flips
-    out = {"measure": measure, "value": value, "low": value - up - 3 * stderr, "high": value + down + 3 * stderr,
-           "stderr": stderr, "n_test": int(test.shape[0]), "n_layers": len(rbms), "ais": res}
-    if n_conservative:
-        from deepbelief import reverse_ais
-
-        sub = test[: check_int("n_conservative", n_conservative, minimum=0)]
-        if len(rbms) == 1:
-            rv = reverse_ais.raise_log_prob(rbms[0], sub, betas=betas, base_data=base, generator=generator)
-        else:
-            rv = reverse_ais.raise_dbn_lower_bound(rbms, sub, betas=betas, base_data=base, generator=generator)
-        out.update(conservative=rv.value, conservative_stderr=rv.stderr, n_conservative=int(sub.shape[0]))
-    out["warnings"] = reliability_warnings(res, out)
-    out["seconds"] = time.perf_counter() - t0
-    return out
-
-
-def reliability_warnings(res: AISResult, out: dict) -> list[str]:
-    """Plain-language reasons not to trust a log-likelihood figure, each naming what to raise."""
-    warn = []
-    if res.ess < 0.1 * res.n_runs:
-        warn.append(f"AIS effective sample size {res.ess:.1f} is below 10% of the {res.n_runs} runs: the log Z "
-                    f"estimate rests on a few runs; raise the number of runs (--ais-runs) or temperatures (--ais-betas)")
-    if not (math.isfinite(out["low"]) and math.isfinite(out["high"])):
-        warn.append("the AIS interval is open (mean weight - 3 standard errors <= 0): the figure has no error bar; "
-                    "raise the number of runs (--ais-runs) or temperatures (--ais-betas)")
-    if "conservative" in out and out["value"] - out["conservative"] > 1.0 + 3 * out["conservative_stderr"]:
-        warn.append(f"forward AIS ({out['value']:.2f}) and reverse AIS ({out['conservative']:.2f}) disagree by more "
-                    f"than 1 nat: the truth lies between them; raise the temperatures (--ais-betas)")
-    return warn

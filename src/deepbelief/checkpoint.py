@@ -43,6 +43,7 @@ import torch
 from torch import Tensor
 
 from deepbelief.errors import ConfigError, ModelFileError
+from deepbelief.io import load_tensors, save_tensors
 
 GENERATOR_KEY = "generator.state"
 
@@ -70,8 +71,6 @@ def save_checkpoint(
         meta: JSON-serialisable run state: step counters, config, history.
         generator: the run's generator; its state is stored under ``generator.state``.
     """
-    from deepbelief.io import save_tensors
-
     if GENERATOR_KEY in tensors:
         raise ConfigError(f"tensors must not use the reserved key {GENERATOR_KEY!r}, got it among {sorted(tensors)}")
     out = dict(tensors)
@@ -97,8 +96,6 @@ def load_checkpoint(
         ModelFileError: missing, truncated, tampered or pickled file, another format
             version, another ``kind``, or no generator state when one is asked for.
     """
-    from deepbelief.io import load_tensors
-
     tensors, meta = load_tensors(path, device=device)
     if meta.get("kind") != kind:
         raise ModelFileError(f"checkpoint {str(path)!r} is a {meta.get('kind')!r} file, expected a {kind!r} file")
@@ -123,8 +120,6 @@ def restore_generator(path, generator: torch.Generator, state: Tensor) -> None:
 
 def generator_state_from(path: str | Path) -> Tensor | None:
     """The generator state stored in any checkpoint file, or None if it has none."""
-    from deepbelief.io import load_tensors
-
     return load_tensors(path)[0].get(GENERATOR_KEY)
 
 

@@ -19,7 +19,9 @@ import sys
 import time
 from pathlib import Path
 
+from deepbelief import cli_ecosystem, cli_generative
 from deepbelief.errors import ConfigError, DeepBeliefError
+from deepbelief.filters import first_layer_filters, input_space_filters
 
 
 def _common(p: argparse.ArgumentParser) -> None:
@@ -287,11 +289,11 @@ def cmd_evaluate(args) -> int:
 
 
 def _cmd_loglik(args, model, meta, ds, dev) -> int:
-    from deepbelief.ais import evaluate_log_likelihood, model_rbms
+    from deepbelief.loglik import evaluate_log_likelihood, model_rbms
     from deepbelief.training import make_generator
 
     rbms = model_rbms(model)
-    bernoulli = rbms[0].visible.kind == "bernoulli"
+    bernoulli = rbms[0].visible.is_binary
     if bernoulli and not bool(((ds.x_test == 0) | (ds.x_test == 1)).all()):
         # a Bernoulli RBM is a distribution over binary vectors: binarise as mnist-binarized does
         print(f"note: {ds.name} is not binary; binarising it stochastically (seed 0) as in Salakhutdinov & Murray 2008")
@@ -378,39 +380,6 @@ def add_show_filters(sub) -> None:
                         "visible variances and mapped back through the stored input transform")
 
 
-def first_layer_filters(model):
-    """(n_hidden, n_visible) first-layer weights of any deepbelief model."""
-    kind = getattr(model, "kind", "")
-    if kind == "rbm":
-        return model.W.T
-    if kind == "classifier":
-        return model.hidden[0].weight
-    if hasattr(model, "rbms"):
-        return model.rbms[0].W.T
-    if hasattr(model, "recognition_weights"):
-        return model.recognition_weights()[0].T
-    raise ConfigError(f"model of kind {kind!r} has no first-layer filters to show")
-
-
-def input_space_filters(model, w, meta: dict):
-    """First-layer filters (n_hidden, n_inputs) as they act on the *untransformed* input.
-
-    A Gaussian-visible RBM sends s_v(v) W = (v / sigma^2) W up, so its effective filters
-    are W / sigma^2; if the data went through a linear input transform x' = (x - m) A
-    (standardisation, ZCA), the filter acting on x is A (W / sigma^2).
-    """
-    from deepbelief.transforms import transform_from_dict
-
-    rbm = model if getattr(model, "kind", "") == "rbm" else (model.rbms[0] if hasattr(model, "rbms") else None)
-    if rbm is not None and getattr(rbm.visible, "kind", "") == "gaussian":
-        w = w * rbm.visible.inv_var().detach().unsqueeze(0)
-    t = transform_from_dict(meta.get("input_transform"))
-    if t is not None:
-        a = t.linear_part().to(w.device, w.dtype)  # (d, d')
-        w = w @ a.T
-    return w
-
-
 def cmd_show_filters(args) -> int:
     from deepbelief.errors import check_int
     from deepbelief.io import load_model
@@ -433,14 +402,9 @@ COMMANDS = [
     (add_train, cmd_train, "train"),
     (add_evaluate, cmd_evaluate, "evaluate"),
     (add_show_filters, cmd_show_filters, "show-filters"),
+    *cli_generative.COMMANDS,  # sample, finetune
+    *cli_ecosystem.COMMANDS,  # plot, reproduce
 ]
-
-from deepbelief import cli_generative  # noqa: E402  (registers sample and finetune)
-
-COMMANDS += cli_generative.COMMANDS
-from deepbelief.cli_ecosystem import COMMANDS as _ECOSYSTEM_COMMANDS  # noqa: E402  plot, reproduce
-
-COMMANDS += _ECOSYSTEM_COMMANDS
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -54,7 +54,7 @@ def _fantasies(rbms, n, steps, generator):
 
     top = rbms[-1]
     v = torch.rand((n, top.n_visible), generator=generator, device=top.W.device, dtype=top.W.dtype)
-    if top.visible.kind == "bernoulli":
+    if top.visible.is_binary:
         v = (v < 0.5).to(v.dtype)
     v = top.gibbs(v, steps - 1, generator) if steps > 1 else v
     v = top.mean_visible(top.sample_hidden(v, generator))  # the last half-step as means: less noisy images
@@ -76,7 +76,8 @@ def cmd_plot(args) -> int:
         plot_metrics(out, rows, names, title=Path(args.source).name)
         print(f"wrote {out}")
         return 0
-    from deepbelief.cli import _csv_ints, first_layer_filters
+    from deepbelief.cli_generative import _csv_ints
+    from deepbelief.filters import first_layer_filters
     from deepbelief.io import load_model
     from deepbelief.training import make_generator
 

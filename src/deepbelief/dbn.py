@@ -12,8 +12,8 @@ import torch
 from torch import Tensor, nn
 
 from deepbelief.errors import ConfigError
-from deepbelief.io import load_state_into, register_loader
 from deepbelief.rbm import RBM, batched
+from deepbelief.units import Bernoulli, Joint, Softmax
 
 
 class DBN(nn.Module):
@@ -60,11 +60,6 @@ class DBN(nn.Module):
         return cls([RBM.from_config(c) for c in cfg["layers"]])
 
 
-@register_loader("dbn")
-def _load_dbn(cfg, tensors, path):
-    return load_state_into(path, DBN.from_config(cfg), tensors)
-
-
 # -- the labelled generative DBN (Hinton, Osindero & Teh 2006) ------------------------------
 class GenerativeDBN(nn.Module):
     """A DBN that models the joint distribution of images and their labels.
@@ -92,7 +87,7 @@ class GenerativeDBN(nn.Module):
     def __init__(self, lower: list[RBM], top: RBM, *, untied: bool = False):
         super().__init__()
         groups = getattr(top.visible, "groups", None)
-        if groups is None or len(groups) != 2 or groups[1].kind != "softmax":
+        if groups is None or len(groups) != 2 or not isinstance(groups[1], Softmax):
             raise ConfigError(
                 "the top RBM of a generative DBN must have Joint([features, Softmax(n_labels)]) "
                 f"visible units, got {top.visible.config()}"
@@ -123,7 +118,6 @@ class GenerativeDBN(nn.Module):
         is joined with the labels.
         """
         from deepbelief.errors import check_int
-        from deepbelief.units import Bernoulli, Joint, Softmax
 
         if not isinstance(sizes, (list, tuple)) or len(sizes) < 2:
             raise ConfigError(f"sizes must list at least two layer sizes (features, top), got {sizes!r}")
@@ -250,8 +244,7 @@ class GenerativeDBN(nn.Module):
             h = top.sample_hidden(v, gen)
             xv = top.visible_input(h)
             pen_prob = feat.mean(xv[:, :nf])
-            pen = (torch.rand(pen_prob.shape, generator=gen, device=pen_prob.device, dtype=pen_prob.dtype)
-                   < pen_prob).to(pen_prob.dtype) if feat.kind == "bernoulli" else feat.sample(xv[:, :nf], gen)
+            pen = feat.sample(xv[:, :nf], gen)
             if not clamp:
                 lab = labu.sample(xv[:, nf:], gen)
             v = torch.cat([pen, lab], -1)
@@ -339,96 +332,3 @@ class GenerativeDBN(nn.Module):
     def from_config(cls, cfg: dict) -> "GenerativeDBN":
         return cls([RBM.from_config(c) for c in cfg["lower"]], RBM.from_config(cfg["top"]),
                    untied=bool(cfg.get("untied", False)))
-
-
-@register_loader("generative_dbn")
-def _load_generative_dbn(cfg, tensors, path):
-    return load_state_into(path, GenerativeDBN.from_config(cfg), tensors)
-
-
-def pretrain_generative(
-    x: Tensor,
-    y: Tensor,
-    sizes: list[int],
-    configs=None,
-    *,
-    generator: torch.Generator,
-    n_labels: int | None = None,
-    callback=None,
-    checkpoint_dir=None,
-    resume: bool = False,
-    weight_std: float | None = None,
-    valid: tuple[Tensor, Tensor] | None = None,
-    checkpoint_every: int = 1,
-) -> GenerativeDBN:
-    """Greedy training of a labelled DBN (HOT 2006, section 4).
-
-    The lower RBMs (e.g. 784-500, 500-500) are trained without labels by
-    ``training.pretrain_stack``; the top RBM is then trained on the joined vector
-    [E[features | image], one-hot label] (e.g. 510 visible units, 2000 hidden).
-
-    Args:
-        x: (n, sizes[0]) training images in [0, 1]; y: (n,) int labels.
-        sizes: layer sizes from the data to the top hidden layer, e.g. [784, 500, 500, 2000].
-        configs: one ``RBMTrainConfig`` for all RBMs or one per RBM (len(sizes) - 1).
-        n_labels: number of classes (default: max(y) + 1).
-        callback: ``callback(layer, epoch, metrics)``, layer ``len(sizes) - 2`` is the top RBM.
-        checkpoint_dir, resume, checkpoint_every: as in ``pretrain_stack``; the top RBM uses
-            ``top.ckpt.safetensors``.
-        weight_std: initial weight std of every RBM (default: each config's ``weight_std``).
-        valid: optional (images, labels) held out: the lower RBMs' monitors use the images,
-            and every epoch of the top RBM adds ``valid_error`` (free-energy classification
-            of the held-out images) to the metrics passed to ``callback``.
-
-    Configs with ``balanced_batches`` draw class-balanced mini-batches from ``y``.
-    """
-    from pathlib import Path
-
-    from deepbelief.errors import as_labels, check_int
-    from deepbelief.training import RBMTrainConfig, pretrain_stack, train_rbm
-    from deepbelief.units import Bernoulli, Joint, Softmax
-
-    if not isinstance(sizes, (list, tuple)) or len(sizes) < 2:
-        raise ConfigError(f"sizes must list at least two layer sizes (features, top), got {sizes!r}")
-    n_rbms = len(sizes) - 1
-    if configs is None or isinstance(configs, RBMTrainConfig):
-        configs = [configs or RBMTrainConfig()] * n_rbms
-    if len(configs) != n_rbms:
-        raise ConfigError(f"configs must hold one config per RBM ({n_rbms}), got {len(configs)}")
-    device = generator.device
-    from deepbelief.errors import as_data
-
-    x = as_data("x", x, n_features=sizes[0], device=device)
-    yl = as_labels("y", y, n_classes=n_labels or 1 << 30, n_rows=x.shape[0], device=device)
-    n_labels = check_int("n_labels", n_labels if n_labels is not None else int(yl.max()) + 1, minimum=2)
-    xv = yv = None
-    if valid is not None:
-        xv = as_data("valid[0]", valid[0], n_features=sizes[0], device=device)
-        yv = as_labels("valid[1]", valid[1], n_classes=n_labels, n_rows=xv.shape[0], device=device)
-    lower: list[RBM] = []
-    feats, feats_v = x, xv
-    if n_rbms > 1:
-        stack = pretrain_stack(x, list(sizes[:-1]), configs[:-1], generator=generator, callback=callback,
-                               checkpoint_dir=checkpoint_dir, resume=resume, weight_std=weight_std, valid=xv,
-                               checkpoint_every=checkpoint_every, labels=yl)
-        lower = list(stack.rbms)
-        feats = stack.transform(x)
-        feats_v = None if xv is None else stack.transform(xv)
-    std = configs[-1].weight_std if weight_std is None else weight_std
-    top = RBM(Joint([Bernoulli(sizes[-2]), Softmax(n_labels)]), Bernoulli(sizes[-1]), weight_std=std,
-              generator=generator)
-    joint = torch.cat([feats, torch.nn.functional.one_hot(yl, n_labels).to(feats.dtype)], -1)
-    model = GenerativeDBN(lower, top)
-    ckpt = Path(checkpoint_dir) / "top.ckpt.safetensors" if checkpoint_dir is not None else None
-
-    def cb(e, m):
-        if feats_v is not None:  # the top RBM's own classification of held-out features
-            with torch.no_grad():
-                pred = batched(lambda f: model.label_free_energies(f).argmin(1), feats_v, 1000)
-            m["valid_error"] = float((pred != yv).float().mean())
-        if callback is not None:
-            callback(n_rbms - 1, e, m)
-
-    train_rbm(top, joint, configs[-1], generator=generator, callback=cb, checkpoint=ckpt, resume=resume,
-              checkpoint_every=checkpoint_every, labels=yl)
-    return model

@@ -21,19 +21,13 @@ exact equivalence with the single-process run, which the tests check.
 
 from __future__ import annotations
 
-import contextlib
-import contextvars
 import os
 
 import torch
 from torch import Tensor
 
 from deepbelief.errors import ConfigError
-
-#: (rank, world) while a sharded step runs; None otherwise. A context variable, not a
-#: global flag, so nested or concurrent trainers in one process do not interfere.
-_SHARD: contextvars.ContextVar[tuple[int, int] | None] = contextvars.ContextVar("deepbelief_shard", default=None)
-
+from deepbelief.sharding import shard_rows, sharded  # noqa: F401  (re-exported: the step opens sharded())
 
 def env_world_size() -> int:
     """WORLD_SIZE from torchrun's environment (1 when not launched by torchrun)."""
@@ -103,29 +97,6 @@ def shutdown() -> None:
 
     if dist.is_available() and dist.is_initialized():
         dist.destroy_process_group()
-
-
-@contextlib.contextmanager
-def sharded(rank_: int, world: int):
-    """Within this block, ``shard_rows`` draws random blocks for all ``world`` ranks and
-    keeps rank ``rank_``'s rows."""
-    token = _SHARD.set((rank_, world) if world > 1 else None)
-    try:
-        yield
-    finally:
-        _SHARD.reset(token)
-
-
-def shard_rows(draw, shape) -> Tensor:
-    """``draw(shape)`` outside a sharded block; inside, ``draw`` the global block
-    (``world * shape[0]`` rows) and return this rank's rows, so that N ranks together
-    use exactly the numbers a single process would draw for the global batch."""
-    shard = _SHARD.get()
-    if shard is None:
-        return draw(tuple(shape))
-    r, w = shard
-    n = shape[0]
-    return draw((n * w, *shape[1:]))[r * n : (r + 1) * n]
 
 
 def all_reduce_sum_(flat: Tensor) -> Tensor:

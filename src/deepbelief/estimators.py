@@ -38,11 +38,9 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 
 from deepbelief.errors import ConfigError, DataError, check_choice, check_float, check_int, resolve_device
 from deepbelief.rbm import RBM, batched
+from deepbelief.units import kinds, unit_type
 
 __all__ = ["RBMTransformer", "DBNTransformer", "DBNClassifier"]
-
-_VISIBLE = {"bernoulli", "gaussian"}
-_HIDDEN = {"bernoulli", "nrelu", "stepped_sigmoid"}
 
 
 def _torch_dtype(np_dtype) -> torch.dtype:
@@ -63,7 +61,7 @@ class _Base(BaseEstimator):
     """Shared input handling: validation, dtype, device, standardisation."""
 
     def _check_common(self) -> None:
-        check_choice("visible", self.visible, _VISIBLE)
+        check_choice("visible", self.visible, kinds("visible"))
         check_int("n_iter", self.n_iter, minimum=0)
         check_int("batch_size", self.batch_size, minimum=1)
         check_float("learning_rate", self.learning_rate, minimum=0.0, strict_min=True)
@@ -73,28 +71,28 @@ class _Base(BaseEstimator):
 
     def _lr(self) -> float:
         # Gaussian visible units need a much smaller rate (Hinton's practical guide, section 13.2)
-        return self.learning_rate * (0.1 if self.visible == "gaussian" else 1.0)
+        return self.learning_rate * (0.1 if unit_type(self.visible).standardized_data else 1.0)
 
     def _fit_input(self, X) -> torch.Tensor:
         self.device_ = resolve_device(self.device)
         self.dtype_ = _torch_dtype(X.dtype)
         x = torch.tensor(X, dtype=self.dtype_, device=self.device_)  # a copy: X is never modified
-        if self.visible == "gaussian":
+        if unit_type(self.visible).standardized_data:
             mu = x.mean(0)
             sd = x.std(0, unbiased=False).clamp_min(1e-6) if x.shape[0] > 1 else torch.ones_like(mu)
             self.mean_, self.scale_ = _to_numpy(mu, np.float64), _to_numpy(sd, np.float64)
             x = (x - mu) / sd
-        else:
+        elif unit_type(self.visible).unit_interval:
             self._check_unit_interval("X", x)
-        return x
+        return x  # other unit types: the RBM checks its data (Units.check_data)
 
     def _input(self, X) -> torch.Tensor:
         x = torch.tensor(X, dtype=self.dtype_, device=self.device_)
-        if self.visible == "gaussian":
+        if unit_type(self.visible).standardized_data:
             mu = torch.as_tensor(self.mean_, dtype=self.dtype_, device=self.device_)
             sd = torch.as_tensor(self.scale_, dtype=self.dtype_, device=self.device_)
             x = (x - mu) / sd
-        else:
+        elif unit_type(self.visible).unit_interval:
             self._check_unit_interval("X", x)
         return x
 
@@ -142,7 +140,8 @@ class _Base(BaseEstimator):
             if i < len(sizes) - 1:
                 with torch.no_grad():
                     x = batched(rbm.mean_hidden, x)
-            vis = hid if hid == "bernoulli" else "gaussian"
+            # binary means stay binary units; other means are modelled as real values
+            vis = hid if unit_type(hid).is_binary else "gaussian"
         return rbms
 
 
@@ -154,8 +153,9 @@ class RBMTransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, _Base):
         learning_rate: CD learning rate (divided by 10 for Gaussian visible units).
         batch_size: mini-batch size (clipped to the number of samples).
         n_iter: training epochs.
-        visible: ``"bernoulli"`` (features in [0, 1]) or ``"gaussian"`` (standardised inside).
-        hidden: ``"bernoulli"``, ``"nrelu"`` or ``"stepped_sigmoid"``.
+        visible: ``"bernoulli"`` (features in [0, 1]), ``"gaussian"`` (standardised inside), or
+            any registered unit type offered for visible layers (``units.kinds("visible")``).
+        hidden: ``"bernoulli"``, ``"nrelu"``, ``"stepped_sigmoid"`` or any ``units.kinds("hidden")``.
         method: ``"cd"`` (contrastive divergence) or ``"pcd"`` (persistent CD).
         k: Gibbs steps per update.
         weight_decay: L2 penalty on the weights.
@@ -191,7 +191,7 @@ class RBMTransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, _Base):
         """Train the RBM on X, shape (n_samples, n_features). ``y`` is ignored."""
         self._check_common()
         check_int("n_components", self.n_components, minimum=1)
-        check_choice("hidden", self.hidden, _HIDDEN)
+        check_choice("hidden", self.hidden, kinds("hidden"))
         check_float("weight_decay", self.weight_decay, minimum=0.0)
         X = validate_data(self, X, dtype=[np.float64, np.float32])
         x = self._fit_input(X)

@@ -1,7 +1,8 @@
 """Brute-force answers for tiny RBMs: the oracle behind the tests and a utility.
 
 For an RBM whose visible or hidden layer consists of discrete units (Bernoulli, softmax,
-stepped sigmoid counts, or a joint of them) with few enough configurations (about 2^25), the partition function
+stepped sigmoid counts, a joint of them, or any unit type that can ``enumerate_states``)
+with few enough configurations (about 2^25), the partition function
 is an exact sum over that layer's states of exp(-F(state)), where F is the free energy
 with the *other* layer summed or integrated out analytically. Everything is computed in
 float64 with log-sum-exp, so it never overflows.
@@ -21,58 +22,17 @@ MAX_STATES = 2**25
 
 
 def layer_states(units, *, device=None, dtype=torch.float64) -> Tensor:
-    """All configurations of a discrete layer, shape (n_states, n).
-
-    Bernoulli units contribute {0,1}^n, softmax units their n one-hot vectors, and a joint
-    layer the product of its groups' configurations.
-    """
-    groups = list(units.groups) if units.kind == "joint" else [units]
-    parts = []
-    total = 1
-    for g in groups:
-        if g.kind == "bernoulli":
-            total *= 2**g.n
-            if total > MAX_STATES:
-                break
-            idx = torch.arange(2**g.n, device=device)
-            bits = (idx.unsqueeze(1) >> torch.arange(g.n - 1, -1, -1, device=device)) & 1
-            parts.append(bits.to(dtype))
-        elif g.kind == "softmax":
-            total *= g.n
-            parts.append(torch.eye(g.n, device=device, dtype=dtype))
-        elif g.kind == "stepped_sigmoid":  # counts 0..copies per unit
-            base = g.copies + 1
-            total *= base**g.n
-            if total > MAX_STATES:
-                break
-            idx = torch.arange(base**g.n, device=device)
-            digits = (idx.unsqueeze(1) // base ** torch.arange(g.n - 1, -1, -1, device=device)) % base
-            parts.append(digits.to(dtype))
-        else:
-            raise ConfigError(
-                f"exact enumeration needs discrete units (bernoulli, softmax, stepped_sigmoid), got {g.kind!r}"
-            )
+    """All configurations of a discrete layer, shape (n_states, n): the unit type's
+    ``enumerate_states`` (Bernoulli {0,1}^n, softmax its n one-hot vectors, stepped
+    sigmoid counts, a joint layer the product of its groups' configurations)."""
+    total = units.n_states()
+    if total == float("inf"):
+        bad = [g.kind for g in units.unit_groups() if g.n_states() == float("inf")]
+        raise ConfigError(f"exact enumeration needs discrete units (a finite unit_values() or enumerate_states()), "
+                          f"got {bad[0] if bad else units.kind!r}")
     if total > MAX_STATES:
         raise ConfigError(f"exact enumeration needs at most {MAX_STATES} states, this layer has {total}")
-    out = parts[0]
-    for p in parts[1:]:
-        out = torch.cat([out.repeat_interleave(p.shape[0], 0), p.repeat(out.shape[0], 1)], dim=1)
-    return out
-
-
-def _n_states(units) -> float:
-    groups = list(units.groups) if units.kind == "joint" else [units]
-    total = 1.0
-    for g in groups:
-        if g.kind == "bernoulli":
-            total *= 2.0**g.n
-        elif g.kind == "softmax":
-            total *= g.n
-        elif g.kind == "stepped_sigmoid":
-            total *= float(g.copies + 1) ** g.n
-        else:
-            return float("inf")
-    return total
+    return units.enumerate_states(device=device, dtype=dtype)
 
 
 def _double(rbm):
@@ -84,7 +44,7 @@ def log_partition(rbm, *, over: str = "auto") -> float:
     """Exact log Z, summing over the visible or hidden states (``over``: auto|visible|hidden)."""
     r = _double(rbm)
     if over == "auto":
-        over = "hidden" if _n_states(r.hidden) <= _n_states(r.visible) else "visible"
+        over = "hidden" if r.hidden.n_states() <= r.visible.n_states() else "visible"
     if over == "hidden":
         states = layer_states(r.hidden, device=r.W.device)
         neg_f = -torch.cat([r.free_energy_hidden(s) for s in states.split(1 << 16)])

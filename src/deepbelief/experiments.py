@@ -666,8 +666,3 @@ def _default_data_dir():
             return str(p)
     return None
 
-
-if __name__ == "__main__":  # pragma: no cover
-    from deepbelief.cli import main
-
-    raise SystemExit(main(["reproduce"] + sys.argv[1:]))

@@ -38,105 +38,24 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from deepbelief.errors import ConfigError, ModelFileError, as_data, as_labels, check_choice, check_float, check_int
-from deepbelief.io import load_state_into, register_loader
+from deepbelief.errors import ConfigError, ModelFileError, as_data, as_labels, check_float, check_int
+from deepbelief import checkpoint as ck
+from deepbelief.classifier import DeepClassifier
+from deepbelief.io import load_state_into
 
-#: the deterministic activation each hidden unit type sends up (its mean given the input)
-ACTIVATIONS = {
-    "bernoulli": "sigmoid",
-    "nrelu": "relu",
-    "stepped_sigmoid": "softplus",
-    "gaussian": "identity",
-}
-_ACT_FNS = {"sigmoid": torch.sigmoid, "relu": torch.relu, "softplus": F.softplus, "identity": lambda t: t}
+__all__ = ["DeepClassifier", "FastBackprop", "FinetuneConfig", "error_rate", "finetune", "random_classifier", "unroll"]
 
-
-class DeepClassifier(nn.Module):
-    """Feed-forward classifier: hidden layers ``Linear -> activation``, then a linear
-    layer to ``n_classes`` logits (softmax lives in the loss / ``predict_proba``).
-
-    Args:
-        sizes: layer sizes from the input to the last hidden layer, e.g. [784, 500, 500, 2000].
-        activations: one of ``sigmoid|relu|softplus|identity`` per hidden layer.
-        n_classes: number of output classes.
-        dropout: drop probability of hidden units during training.
-        input_dropout: drop probability of input units during training.
-    """
-
-    kind = "classifier"
-
-    def __init__(self, sizes, activations, n_classes: int = 10, *, dropout: float = 0.0, input_dropout: float = 0.0):
-        super().__init__()
-        if len(sizes) < 1 or len(activations) != len(sizes) - 1:
-            raise ConfigError(f"need one activation per hidden layer: sizes={sizes}, activations={activations}")
-        for a in activations:
-            check_choice("activation", a, set(_ACT_FNS))
-        self.sizes = [check_int("sizes[i]", s, minimum=1) for s in sizes]
-        self.activations = list(activations)
-        self.n_classes = check_int("n_classes", n_classes, minimum=2)
-        self.dropout = check_float("dropout", dropout, minimum=0.0, maximum=0.99)
-        self.input_dropout = check_float("input_dropout", input_dropout, minimum=0.0, maximum=0.99)
-        self.hidden = nn.ModuleList(nn.Linear(a, b) for a, b in zip(self.sizes[:-1], self.sizes[1:]))
-        self.out = nn.Linear(self.sizes[-1], self.n_classes)
-
-    def _drop(self, x: Tensor, p: float, gen: torch.Generator | None) -> Tensor:
-        if not self.training or p == 0.0:
-            return x
-        keep = torch.rand(x.shape, generator=gen, device=x.device, dtype=x.dtype) >= p
-        return x * keep / (1.0 - p)
-
-    def features(self, x: Tensor, gen: torch.Generator | None = None) -> Tensor:
-        x = self._drop(x, self.input_dropout, gen)
-        for lin, act in zip(self.hidden, self.activations):
-            x = self._drop(_ACT_FNS[act](lin(x)), self.dropout, gen)
-        return x
-
-    def forward(self, x: Tensor, gen: torch.Generator | None = None) -> Tensor:
-        """Logits, shape (batch, n_classes)."""
-        return self.out(self.features(x, gen))
-
-    @torch.no_grad()
-    def predict_proba(self, x, batch_size: int = 4096) -> Tensor:
-        x = self._check(x)
-        was = self.training
-        self.eval()
-        out = torch.cat([torch.softmax(self(x[i : i + batch_size]), -1) for i in range(0, x.shape[0], batch_size)])
-        self.train(was)
-        return out
-
-    def predict(self, x) -> Tensor:
-        return self.predict_proba(x).argmax(-1)
-
-    def _check(self, x) -> Tensor:
-        w = self.out.weight
-        return as_data("x", x, n_features=self.sizes[0], device=w.device, dtype=w.dtype)
-
-    def config(self) -> dict:
-        return {
-            "sizes": self.sizes,
-            "activations": self.activations,
-            "n_classes": self.n_classes,
-            "dropout": self.dropout,
-            "input_dropout": self.input_dropout,
-        }
-
-    @classmethod
-    def from_config(cls, cfg: dict) -> "DeepClassifier":
-        return cls(cfg["sizes"], cfg["activations"], cfg["n_classes"], dropout=cfg.get("dropout", 0.0),
-                   input_dropout=cfg.get("input_dropout", 0.0))
-
-
-@register_loader("classifier")
-def _load_classifier(cfg, tensors, path):
-    return load_state_into(path, DeepClassifier.from_config(cfg), tensors)
+#: the activations whose derivatives FastBackprop writes by hand
+_FAST_ACTIVATIONS = ("sigmoid", "relu", "softplus", "identity")
 
 
 def unroll(dbn, n_classes: int = 10, *, generator: torch.Generator | None = None, dropout: float = 0.0,
            input_dropout: float = 0.0, out_std: float = 0.01) -> DeepClassifier:
     """Copy a stack's recognition weights into a ``DeepClassifier``.
 
-    Layer i computes act(s_v(v) W_i + c_i), the mean of RBM i's hidden units; for Gaussian
-    visible units s_v(v) = v / sigma^2, so 1/sigma^2 is folded into the first weights. The
+    Layer i computes act(s_v(v) W_i + c_i), the mean of RBM i's hidden units (the hidden
+    unit type's ``activation``); the visible scale is folded into the weights
+    (``fold_scale``: for Gaussian visible units s_v(v) = v / sigma^2, so W / sigma^2). The
     new output layer starts from N(0, out_std^2) weights drawn with ``generator``.
     """
     rbms = list(dbn.rbms) if hasattr(dbn, "rbms") else list(dbn) if isinstance(dbn, (list, tuple)) else None
@@ -144,20 +63,17 @@ def unroll(dbn, n_classes: int = 10, *, generator: torch.Generator | None = None
         raise ConfigError(f"dbn must be a DBN or a non-empty list of RBMs, got {dbn!r:.80}")
     acts = []
     for r in rbms:
-        kind = r.hidden.kind
-        if kind not in ACTIVATIONS:
-            raise ConfigError(f"cannot unroll hidden units of type {kind!r}; supported: {sorted(ACTIVATIONS)}")
-        acts.append(ACTIVATIONS[kind])
+        if r.hidden.activation is None:
+            raise ConfigError(f"cannot unroll hidden units of type {r.hidden.kind!r}: the unit type has no "
+                              f"feed-forward activation (set its ``activation``)")
+        acts.append(r.hidden.activation)
     sizes = [rbms[0].n_visible] + [r.n_hidden for r in rbms]
     net = DeepClassifier(sizes, acts, n_classes, dropout=dropout, input_dropout=input_dropout)
     device = rbms[0].W.device
     net.to(device)
     with torch.no_grad():
         for lin, r in zip(net.hidden, rbms):
-            w = r.W
-            if getattr(r.visible, "kind", "") == "gaussian":
-                w = w * r.visible.inv_var().unsqueeze(1)
-            lin.weight.copy_(w.T)
+            lin.weight.copy_(r.visible.fold_scale(r.W).T)
             lin.bias.copy_(r.hidden.bias)
         net.out.weight.copy_(torch.randn(net.out.weight.shape, generator=generator, device=device) * out_std)
         net.out.bias.zero_()
@@ -211,10 +127,12 @@ class FastBackprop:
 
     @staticmethod
     def supports(net: nn.Module) -> bool:
-        """True unless a subclass changed the maths this step re-implements."""
+        """True unless a subclass changed the maths this step re-implements, or an
+        activation has no hand-written derivative here (then autograd is used)."""
         t = type(net)
         return isinstance(net, DeepClassifier) and all(
-            getattr(t, m) is getattr(DeepClassifier, m) for m in ("forward", "features", "_drop"))
+            getattr(t, m) is getattr(DeepClassifier, m) for m in ("forward", "features", "_drop")) and all(
+            a in _FAST_ACTIVATIONS for a in net.activations)
 
     def _buffers_for(self, b: int) -> dict:
         bufs = self._buffers.get(b)
@@ -403,7 +321,6 @@ def finetune(
         DivergenceError: the training loss became NaN or inf (the checkpoint of the last
             good epoch is kept).
     """
-    from deepbelief import checkpoint as ck
     from deepbelief.errors import DivergenceError, check_generator
 
     if not isinstance(net, DeepClassifier):

@@ -19,30 +19,42 @@ import torch
 from torch import nn
 
 from deepbelief.errors import ConfigError
+from deepbelief.units import ACTIVATIONS
 
 _MODULES = {"sigmoid": nn.Sigmoid, "relu": nn.ReLU, "softplus": nn.Softplus, "identity": nn.Identity}
 
 
-def _activation(kind: str) -> nn.Module:
-    from deepbelief.finetune import ACTIVATIONS
+class Activation(nn.Module):
+    """An element-wise activation from ``units.ACTIVATIONS`` that torch.nn has no class for."""
 
-    if kind not in ACTIVATIONS:
-        raise ConfigError(f"hidden units of type {kind!r} have no feed-forward activation; "
-                          f"supported: {sorted(ACTIVATIONS)}")
-    return _MODULES[ACTIVATIONS[kind]]()
+    def __init__(self, name: str):
+        super().__init__()
+        if name not in ACTIVATIONS:
+            raise ConfigError(f"activation must be one of {sorted(ACTIVATIONS)}, got {name!r}")
+        self.name = name
+
+    def forward(self, x):
+        return ACTIVATIONS[self.name](x)
+
+    def extra_repr(self) -> str:
+        return self.name
+
+
+def _module(name: str) -> nn.Module:
+    return _MODULES[name]() if name in _MODULES else Activation(name)
 
 
 @torch.no_grad()
 def rbm_layer(rbm) -> nn.Sequential:
     """The RBM's up-pass E[h | v] = act(s_v(v) W + c) as ``Linear(n_visible, n_hidden)`` +
-    activation. For Gaussian visible units s_v(v) = v / sigma^2, folded into the weights."""
-    w = rbm.W
-    if getattr(rbm.visible, "kind", "") == "gaussian":
-        w = w * rbm.visible.inv_var().unsqueeze(1)
+    activation. The visible scale is folded into the weights (Gaussian: W / sigma^2)."""
+    if rbm.hidden.activation is None:
+        raise ConfigError(f"hidden units of type {rbm.hidden.kind!r} have no feed-forward activation")
+    w = rbm.visible.fold_scale(rbm.W)
     lin = nn.Linear(rbm.n_visible, rbm.n_hidden, device=w.device, dtype=w.dtype)
     lin.weight.copy_(w.T)
     lin.bias.copy_(rbm.hidden.bias)
-    return nn.Sequential(lin, _activation(rbm.hidden.kind))
+    return nn.Sequential(lin, _module(rbm.hidden.activation))
 
 
 @torch.no_grad()
@@ -58,7 +70,7 @@ def to_sequential(net) -> nn.Sequential:
     for lin, act in zip(net.hidden, net.activations):
         new = nn.Linear(lin.in_features, lin.out_features, device=lin.weight.device, dtype=lin.weight.dtype)
         new.load_state_dict(lin.state_dict())
-        layers += [new, _MODULES[act]()]
+        layers += [new, _module(act)]
         if net.dropout:
             layers.append(nn.Dropout(net.dropout))
     out = nn.Linear(net.out.in_features, net.out.out_features, device=net.out.weight.device,

@@ -17,11 +17,12 @@ import json
 import os
 import tempfile
 from pathlib import Path
-from typing import Any, Callable
-
 import torch
 
+from deepbelief.classifier import DeepClassifier
+from deepbelief.dbn import DBN, GenerativeDBN
 from deepbelief.errors import ConfigError, ModelFileError
+from deepbelief.rbm import RBM
 
 FORMAT = "deepbelief"
 FORMAT_VERSION = 1
@@ -31,16 +32,10 @@ DIGEST_KEY = "sha256"
 #: a larger JSON header is refused before it is read (ours are a few kB)
 MAX_HEADER_BYTES = 100_000_000
 
-#: kind -> loader(config, tensors) -> object; filled by the modules that define models.
-_LOADERS: dict[str, Callable[[dict, dict[str, torch.Tensor]], Any]] = {}
-
-
-def register_loader(kind: str):
-    def deco(fn):
-        _LOADERS[kind] = fn
-        return fn
-
-    return deco
+#: a file's ``kind`` -> the model class that reads it (a static name -> class table, as in
+#: torchdiffeq's solver table). Each class has ``kind``, ``config()``, ``from_config(cfg)``
+#: and its state dict; models never import this module.
+MODELS: dict[str, type[torch.nn.Module]] = {cls.kind: cls for cls in (RBM, DBN, GenerativeDBN, DeepClassifier)}
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
@@ -199,21 +194,21 @@ def load_model(path, *, device: str | torch.device = "cpu"):
     """Load any deepbelief model file; the ``kind`` in its metadata picks the class."""
     tensors, meta = load_tensors(path, device=device)
     kind = meta.get("kind")
-    _import_model_modules()
-    if not isinstance(kind, str) or kind not in _LOADERS:
-        raise ModelFileError(f"model file {str(path)!r} holds unknown model kind {kind!r}; known: {sorted(_LOADERS)}")
+    if not isinstance(kind, str) or kind not in MODELS:
+        raise ModelFileError(f"model file {str(path)!r} holds unknown model kind {kind!r}; known: {sorted(MODELS)}")
     cfg = meta.get("config") or {}
     # First build the model on the meta device (no memory) and check the file's tensors
     # against it, so that a tampered config declaring a huge model is refused without
     # allocating it: once names and shapes match, the model is no larger than the file.
-    # Loaders must therefore be constructible under torch.device("meta").
+    # Models must therefore be constructible under torch.device("meta").
+    cls = MODELS[kind]
     for probe in (True, False):
         try:
             if probe:
                 with torch.device("meta"):
-                    model = _LOADERS[kind](cfg, {k: v.to("meta") for k, v in tensors.items()}, path)
+                    model = load_state_into(path, cls.from_config(cfg), {k: v.to("meta") for k, v in tensors.items()})
             else:
-                model = _LOADERS[kind](cfg, tensors, path)
+                model = load_state_into(path, cls.from_config(cfg), tensors)
         except ModelFileError:
             raise
         except (ConfigError, KeyError, TypeError, ValueError, IndexError, AttributeError, RuntimeError,
@@ -228,15 +223,3 @@ def load_state_into(path, module: torch.nn.Module, tensors: dict[str, torch.Tens
         module.load_state_dict(tensors, strict=True)
     return module
 
-
-@register_loader("rbm")
-def _load_rbm(cfg, tensors, path):
-    from deepbelief.rbm import RBM
-
-    return load_state_into(path, RBM.from_config(cfg), tensors)
-
-
-def _import_model_modules():
-    # importing registers their loaders; kept lazy so io.py has no import cycles
-    import deepbelief.dbn  # noqa: F401
-    import deepbelief.finetune  # noqa: F401

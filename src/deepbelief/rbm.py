@@ -137,24 +137,13 @@ class RBM(nn.Module):
     # -- set-up and serialisation ---------------------------------------------------------
     @torch.no_grad()
     def init_visible_bias_(self, data: Tensor, eps: float = 1e-3) -> None:
-        """Set visible biases from the data (Hinton's guide, section 8).
-
-        Bernoulli: b_i = log(p_i / (1 - p_i)) with p_i the fraction of data where unit i is
-        on (clipped to [eps, 1 - eps]); Gaussian: b_i = mean of component i. Other unit types
-        keep zero biases.
-        """
-        groups = list(self.visible.groups) if hasattr(self.visible, "groups") else [self.visible]
-        parts = torch.split(data, [g.n for g in groups], dim=-1)
-        for g, d in zip(groups, parts):
-            m = d.mean(0).to(g.bias.dtype)
-            if g.kind == "bernoulli":
-                p = m.clamp(eps, 1 - eps)
-                g.bias.copy_(torch.log(p) - torch.log1p(-p))
-            elif g.kind == "softmax":
-                p = m.clamp_min(eps)
-                g.bias.copy_(torch.log(p / p.sum()))
-            elif g.kind == "gaussian":
-                g.bias.copy_(m)
+        """Set visible biases from the data (Hinton's guide, section 8): each unit type's
+        ``base_rate_bias`` (Bernoulli: b_i = log(p_i / (1 - p_i)) with p_i the fraction of
+        data where unit i is on, clipped to [eps, 1 - eps]; Gaussian: the mean of component
+        i). Unit types without such a rule keep their biases."""
+        bias = self.visible.base_rate_bias(data, eps)
+        if bias is not None:
+            self.visible.set_bias_(bias)
 
     def config(self) -> dict:
         return {"visible": self.visible.config(), "hidden": self.hidden.config(), "weight_std": self.weight_std}

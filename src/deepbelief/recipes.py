@@ -22,6 +22,7 @@ from typing import Callable
 from deepbelief.errors import ConfigError, check_choice, check_float, check_int, resolve_device
 from deepbelief.finetune import FinetuneConfig, error_rate, finetune, unroll
 from deepbelief.training import RBMTrainConfig, make_generator, pretrain_stack
+from deepbelief.units import kinds, unit_type
 
 
 @dataclass
@@ -32,9 +33,9 @@ class Recipe:
     dataset: str = "digits"
     #: hidden layer sizes (or unit config dicts), bottom first; the input size comes from the data
     layers: list = field(default_factory=lambda: [200, 200])
-    #: unit type of the data layer: bernoulli or gaussian
+    #: unit type of the data layer: bernoulli, gaussian or any ``units.kinds("visible")``
     visible: str = "bernoulli"
-    #: unit type of the hidden layers: bernoulli, nrelu or stepped_sigmoid
+    #: unit type of the hidden layers: bernoulli, nrelu, stepped_sigmoid or any ``units.kinds("hidden")``
     hidden: str = "bernoulli"
     rbm: RBMTrainConfig = field(default_factory=lambda: RBMTrainConfig(epochs=20, batch_size=20, lr=0.05))
     #: per-RBM changes to ``rbm`` (a list of dicts of RBMTrainConfig fields, bottom first)
@@ -61,8 +62,8 @@ class Recipe:
     def validate(self) -> "Recipe":
         if not self.layers:
             raise ConfigError("layers must list at least one hidden layer size, got []")
-        check_choice("visible", self.visible, {"bernoulli", "gaussian"})
-        check_choice("hidden", self.hidden, {"bernoulli", "nrelu", "stepped_sigmoid"})
+        check_choice("visible", self.visible, kinds("visible"))
+        check_choice("hidden", self.hidden, kinds("hidden"))
         check_choice("input_transform", self.input_transform, {"standardize", "zca", "pca", "none"})
         check_float("whiten_eps", self.whiten_eps, minimum=0.0)
         if not isinstance(self.row_center, bool):
@@ -82,7 +83,7 @@ class Recipe:
         if self.generative:
             from deepbelief.wake_sleep import UpDownConfig
 
-            if len(self.layers) < 2 or self.visible != "bernoulli" or self.hidden != "bernoulli":
+            if len(self.layers) < 2 or not (unit_type(self.visible).is_binary and unit_type(self.hidden).is_binary):
                 raise ConfigError("a generative recipe needs at least two Bernoulli hidden layers (features, top) "
                                   f"and Bernoulli data, got layers={self.layers}, visible={self.visible!r}, "
                                   f"hidden={self.hidden!r}")
@@ -231,7 +232,7 @@ def run_recipe(
     t_start = time.perf_counter()
     ds, (x_all, y_all), (x_tr, y_tr), (x_va, y_va), (x_te, y_te), n_valid = _splits(recipe, data_dir, dataset, dev)
     transform = None
-    if recipe.visible == "gaussian" and recipe.input_transform != "none":
+    if unit_type(recipe.visible).standardized_data and recipe.input_transform != "none":
         # Gaussian visibles expect zero mean, unit variance data (transforms.py); the
         # fitted transform travels with the model so new data is mapped the same way
         from deepbelief.transforms import make_transform
@@ -364,7 +365,7 @@ def run_generative(
     classification after greedy training), ``greedy_valid_error``, ``test_error`` (after
     up-down, or greedy if none) and timings.
     """
-    from deepbelief.dbn import pretrain_generative
+    from deepbelief.training import pretrain_generative
     from deepbelief.wake_sleep import UpDownConfig
 
     dev = resolve_device(device)

@@ -35,7 +35,7 @@ from typing import Callable, Sequence
 import torch
 from torch import Tensor
 
-from deepbelief.ais import _check_betas, _groups, _set_bias_, fit_base_biases
+from deepbelief.ais import _check_betas, _resolve_over, fit_base_biases
 from deepbelief.errors import ConfigError, check_int
 from deepbelief.units import Units
 
@@ -99,17 +99,16 @@ def raise_log_prob(
     n_runs = check_int("n_runs", n_runs, minimum=1)
     batch_size = check_int("batch_size", batch_size, minimum=1)
     bl = _check_betas(betas)
-    bad = [g.kind for g in _groups(rbm.visible) if g.kind not in ("bernoulli", "softmax")]
-    if bad:
-        raise ConfigError(f"RAISE anneals the visible layer and needs discrete visible units (bernoulli or "
-                          f"softmax), got {bad}")
+    if _resolve_over(rbm, "auto") != "visible":
+        raise ConfigError(f"RAISE anneals the visible layer and needs discrete visible units (those that forward "
+                          f"AIS anneals over), got {rbm.visible.kind!r}")
     device = rbm.W.device
     generator = generator if generator is not None else torch.Generator(device=device).manual_seed(0)
     model = copy.deepcopy(rbm).to(dtype=dtype)
     x = model.check_input("data", data, device=device).to(dtype)
     base = copy.deepcopy(model.visible)
     if base_data is not None:
-        _set_bias_(base, fit_base_biases(model.visible, model.check_input("base_data", base_data, device=device)))
+        base.set_bias_(fit_base_biases(model.visible, model.check_input("base_data", base_data, device=device)))
     chains = x.repeat_interleave(n_runs, 0)  # (n * n_runs, n_visible), runs of an image adjacent
     out = [_reverse_chains(model, base, chains[i:i + batch_size], bl, generator, progress)
            for i in range(0, chains.shape[0], batch_size)]
@@ -126,7 +125,7 @@ def _reverse_chains(model, base, a: Tensor, bl: list[float], gen, progress) -> T
     ann, oth, W = model.visible, model.hidden, model.W
     db = ann.bias - base.bias  # b_B - b_A
     wt = W.T.contiguous()
-    linear = all(type(g).energy is Units.energy for g in _groups(ann))
+    linear = all(type(g).energy is Units.energy for g in ann.unit_groups())
 
     def log_f(a, x, b):  # log p*_b(a) up to a constant shared by every a (ais.py, module docstring)
         # -(1-b) E_A(a) - b E_B(a) - F_o(b x) = -E_A(a) - b (E_B(a) - E_A(a)) - F_o(b x)

@@ -36,7 +36,7 @@ class CD:
         x = x0
         # learned variances are fitted to E[(v - b)^2]: a mean-field reconstruction has no
         # noise, so it would under-estimate that term and push the variances up (units.py)
-        sample = self.sample_visible or getattr(rbm.visible, "sample_negative", False)
+        sample = self.sample_visible or rbm.visible.sample_negative
         for _ in range(self.k):
             h = rbm.hidden.sample(x, gen)
             xv = rbm.visible_input(h)

@@ -27,16 +27,21 @@ from typing import Callable
 import torch
 from torch import Tensor
 
+from deepbelief.checkpoint import check_same_config, generator_state_from, restore_generator
+from deepbelief.dbn import DBN, GenerativeDBN
 from deepbelief.errors import (
     ConfigError,
     DivergenceError,
     ModelFileError,
+    as_data,
     check_choice,
     check_float,
     check_int,
 )
+from deepbelief.io import check_state, load_model, load_tensors, save_model, save_tensors
 from deepbelief.rbm import RBM, batched
 from deepbelief.sampling import make_sampler
+from deepbelief.units import Bernoulli, Joint, Softmax
 
 
 @dataclass
@@ -465,8 +470,6 @@ class RBMTrainer:
         return t
 
     def save_checkpoint(self, path: str | Path) -> None:
-        from deepbelief.io import save_tensors
-
         meta = {
             "kind": "rbm_checkpoint",
             "epoch": self.epoch,
@@ -482,20 +485,14 @@ class RBMTrainer:
             save_tensors(path, tensors, meta)
 
     def load_checkpoint(self, path: str | Path) -> None:
-        from deepbelief.io import load_tensors
-
         device = self.rbm.W.device
         tensors, meta = load_tensors(path, device=device)
         if meta.get("kind") != "rbm_checkpoint":
             raise ModelFileError(f"checkpoint {str(path)!r} is a {meta.get('kind')!r} file, not an RBM checkpoint")
         if meta.get("model") != self.rbm.config():
             raise ModelFileError(f"checkpoint {str(path)!r} was written for another model: {meta.get('model')}")
-        from deepbelief.checkpoint import check_same_config
-
         # a different schedule would give a run that is neither the old one nor the new one
         check_same_config(path, meta.get("train") or {}, dataclasses.asdict(self.cfg), allowed=("epochs",))
-        from deepbelief.io import check_state
-
         model_state = {k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")}
         check_state(path, self.rbm, model_state)
         with torch.no_grad():
@@ -514,8 +511,6 @@ class RBMTrainer:
                              for k, v in sampler_state.items()}
         self.sampler.load_state_dict(sampler_state)
         self.q = tensors.get("sparsity.q")
-        from deepbelief.checkpoint import restore_generator
-
         if "generator.state" not in tensors:
             raise ModelFileError(f"checkpoint {str(path)!r} holds no generator state ('generator.state')")
         restore_generator(path, self.gen, tensors["generator.state"])
@@ -613,9 +608,6 @@ def pretrain_stack(
     Returns:
         a ``deepbelief.dbn.DBN`` holding the trained RBMs, bottom first.
     """
-    from deepbelief.dbn import DBN
-    from deepbelief.io import load_model, save_model
-
     if not isinstance(layers, (list, tuple)) or len(layers) < 2:
         raise ConfigError(f"layers must list at least two layer sizes (data and hidden), got {layers!r}")
     n_rbms = len(layers) - 1
@@ -645,8 +637,6 @@ def pretrain_stack(
         if resume and done is not None and done.exists():
             rbm = load_model(done, device=device)
             if ckpt.exists():  # continue the random stream where this layer's training left it
-                from deepbelief.checkpoint import generator_state_from, restore_generator
-
                 state = generator_state_from(ckpt)
                 if state is not None:
                     restore_generator(ckpt, generator, state)
@@ -667,3 +657,86 @@ def pretrain_stack(
                 x = batched(rbm.mean_hidden, rbm.check_input("data", x))
                 xv = None if xv is None else batched(rbm.mean_hidden, rbm.check_input("valid", xv))
     return DBN(rbms)
+
+
+def pretrain_generative(
+    x: Tensor,
+    y: Tensor,
+    sizes: list[int],
+    configs=None,
+    *,
+    generator: torch.Generator,
+    n_labels: int | None = None,
+    callback=None,
+    checkpoint_dir=None,
+    resume: bool = False,
+    weight_std: float | None = None,
+    valid: tuple[Tensor, Tensor] | None = None,
+    checkpoint_every: int = 1,
+) -> GenerativeDBN:
+    """Greedy training of a labelled DBN (HOT 2006, section 4).
+
+    The lower RBMs (e.g. 784-500, 500-500) are trained without labels by
+    ``training.pretrain_stack``; the top RBM is then trained on the joined vector
+    [E[features | image], one-hot label] (e.g. 510 visible units, 2000 hidden).
+
+    Args:
+        x: (n, sizes[0]) training images in [0, 1]; y: (n,) int labels.
+        sizes: layer sizes from the data to the top hidden layer, e.g. [784, 500, 500, 2000].
+        configs: one ``RBMTrainConfig`` for all RBMs or one per RBM (len(sizes) - 1).
+        n_labels: number of classes (default: max(y) + 1).
+        callback: ``callback(layer, epoch, metrics)``, layer ``len(sizes) - 2`` is the top RBM.
+        checkpoint_dir, resume, checkpoint_every: as in ``pretrain_stack``; the top RBM uses
+            ``top.ckpt.safetensors``.
+        weight_std: initial weight std of every RBM (default: each config's ``weight_std``).
+        valid: optional (images, labels) held out: the lower RBMs' monitors use the images,
+            and every epoch of the top RBM adds ``valid_error`` (free-energy classification
+            of the held-out images) to the metrics passed to ``callback``.
+
+    Configs with ``balanced_batches`` draw class-balanced mini-batches from ``y``.
+    """
+    from deepbelief.errors import as_labels
+
+    if not isinstance(sizes, (list, tuple)) or len(sizes) < 2:
+        raise ConfigError(f"sizes must list at least two layer sizes (features, top), got {sizes!r}")
+    n_rbms = len(sizes) - 1
+    if configs is None or isinstance(configs, RBMTrainConfig):
+        configs = [configs or RBMTrainConfig()] * n_rbms
+    if len(configs) != n_rbms:
+        raise ConfigError(f"configs must hold one config per RBM ({n_rbms}), got {len(configs)}")
+    device = generator.device
+
+    x = as_data("x", x, n_features=sizes[0], device=device)
+    yl = as_labels("y", y, n_classes=n_labels or 1 << 30, n_rows=x.shape[0], device=device)
+    n_labels = check_int("n_labels", n_labels if n_labels is not None else int(yl.max()) + 1, minimum=2)
+    xv = yv = None
+    if valid is not None:
+        xv = as_data("valid[0]", valid[0], n_features=sizes[0], device=device)
+        yv = as_labels("valid[1]", valid[1], n_classes=n_labels, n_rows=xv.shape[0], device=device)
+    lower: list[RBM] = []
+    feats, feats_v = x, xv
+    if n_rbms > 1:
+        stack = pretrain_stack(x, list(sizes[:-1]), configs[:-1], generator=generator, callback=callback,
+                               checkpoint_dir=checkpoint_dir, resume=resume, weight_std=weight_std, valid=xv,
+                               checkpoint_every=checkpoint_every, labels=yl)
+        lower = list(stack.rbms)
+        feats = stack.transform(x)
+        feats_v = None if xv is None else stack.transform(xv)
+    std = configs[-1].weight_std if weight_std is None else weight_std
+    top = RBM(Joint([Bernoulli(sizes[-2]), Softmax(n_labels)]), Bernoulli(sizes[-1]), weight_std=std,
+              generator=generator)
+    joint = torch.cat([feats, torch.nn.functional.one_hot(yl, n_labels).to(feats.dtype)], -1)
+    model = GenerativeDBN(lower, top)
+    ckpt = Path(checkpoint_dir) / "top.ckpt.safetensors" if checkpoint_dir is not None else None
+
+    def cb(e, m):
+        if feats_v is not None:  # the top RBM's own classification of held-out features
+            with torch.no_grad():
+                pred = batched(lambda f: model.label_free_energies(f).argmin(1), feats_v, 1000)
+            m["valid_error"] = float((pred != yv).float().mean())
+        if callback is not None:
+            callback(n_rbms - 1, e, m)
+
+    train_rbm(top, joint, configs[-1], generator=generator, callback=cb, checkpoint=ckpt, resume=resume,
+              checkpoint_every=checkpoint_every, labels=yl)
+    return model

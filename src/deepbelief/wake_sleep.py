@@ -110,10 +110,10 @@ def _check_model(model: GenerativeDBN) -> None:
         raise ConfigError(f"up-down fine-tuning needs a GenerativeDBN, got {type(model).__name__}")
     for i, r in enumerate(model.lower):
         for side, u in (("visible", r.visible), ("hidden", r.hidden)):
-            if u.kind != "bernoulli":
+            if not u.is_binary:
                 raise ConfigError(f"up-down fine-tuning supports Bernoulli lower layers; layer {i} has "
                                   f"{side} units of type {u.kind!r}")
-    if model.top.visible.groups[0].kind != "bernoulli" or model.top.hidden.kind != "bernoulli":
+    if not (model.top.visible.groups[0].is_binary and model.top.hidden.is_binary):
         raise ConfigError("up-down fine-tuning needs Bernoulli features and top hidden units")
 
 
@@ -225,7 +225,7 @@ class UpDownTrainer:
         1/b goes into the step size) and no extra product for the monitor: the same random
         numbers in the same order as ``up_down_grads``, so the same update up to rounding.
         The monitor is the wake reconstruction error before the update."""
-        model, gen = self.model, self.gen
+        model = self.model
         lower, top, nf, b = model.lower, model.top, model.n_features, x.shape[0]
         L = len(lower)
         bern = self._bernoulli
@@ -273,9 +273,9 @@ class UpDownTrainer:
 
     def _bernoulli(self, p: Tensor) -> Tensor:
         """States ~ Bernoulli(p), drawn as ``units.Bernoulli.sample`` draws them."""
-        from deepbelief.units import _uniform
+        from deepbelief.units.base import uniform
 
-        u = _uniform(p.shape, p, self.gen)
+        u = uniform(p.shape, p, self.gen)
         return torch.lt(u, p, out=u)
 
     def _split_top_bias(self, gvb: Tensor, labu) -> dict[str, Tensor]:
