@@ -306,3 +306,119 @@ def test_inputs_are_not_modified():
     before = x.clone()
     train_rbm(rbm16(), x, RBMTrainConfig(epochs=1, batch_size=10), generator=gen())
     assert torch.equal(x, before)
+
+
+# -- model files: no checksum, NaN/inf weights; output modes ----------------------------------------
+def _rbm_file_without(path, drop_key="sha256", poison=None):
+    """An RBM file as save_model writes it, minus its checksum key or with a poisoned tensor
+    (then re-checksummed, so that only the poison is wrong)."""
+    import json
+
+    from safetensors.torch import save
+
+    from deepbelief.io import META_KEY, save_tensors
+
+    r = rbm16()
+    state = {k: v.clone() for k, v in r.state_dict().items()}
+    meta = {"kind": "rbm", "config": r.config()}
+    if poison is not None:
+        name, value = poison
+        state[name].view(-1)[3] = value
+        save_tensors(path, state, meta)
+        return path
+    save_tensors(path, state, meta)
+    from deepbelief.io import load_tensors
+
+    tensors, full = load_tensors(path)
+    full.pop(drop_key)
+    Path(path).write_bytes(save(tensors, metadata={META_KEY: json.dumps(full)}))
+    return path
+
+
+MODEL_FILE_CASES = [
+    ("no sha256 key", lambda: load_model(_rbm_file_without("m.safetensors")), ["m.safetensors", "sha256"]),
+    ("NaN weight loaded", lambda: load_model(_rbm_file_without("m.safetensors", poison=("W", float("nan")))),
+     ["m.safetensors", "'W'", "NaN/inf"]),
+    ("inf bias loaded", lambda: load_model(_rbm_file_without("m.safetensors", poison=("hidden.bias", float("inf")))),
+     ["'hidden.bias'", "NaN/inf"]),
+    ("-inf weight loaded", lambda: load_model(_rbm_file_without("m.safetensors", poison=("W", float("-inf")))),
+     ["'W'"]),
+]
+
+
+@pytest.mark.parametrize("case", MODEL_FILE_CASES, ids=[c[0] for c in MODEL_FILE_CASES])
+def test_unchecked_or_non_finite_model_files_are_refused(case, tmp_path, monkeypatch):
+    name, call, needles = case
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ModelFileError) as info:
+        call()
+    for needle in needles:
+        assert needle in str(info.value), f"{name}: {needle!r} missing from {info.value}"
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf")])
+def test_save_model_refuses_non_finite_weights_and_writes_nothing(value, tmp_path):
+    r = rbm16()
+    with torch.no_grad():
+        r.W[2, 1] = value
+    with pytest.raises(ModelFileError, match="tensor 'W' holds 1 NaN/inf"):
+        save_model(tmp_path / "m.safetensors", r)
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("command", [["evaluate"], ["show-filters", "-o", "f.png"]])
+def test_cli_refuses_non_finite_models(command, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    _rbm_file_without("m.safetensors", poison=("W", float("nan")))
+    assert main([command[0], "m.safetensors", *command[1:]]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "NaN/inf" in err and "Traceback" not in err
+    assert not Path("f.png").exists()
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o077, 0o002])
+def test_written_files_follow_the_umask(umask, tmp_path):
+    from deepbelief.io import atomic_write_bytes
+
+    old = os.umask(umask)
+    try:
+        save_model(tmp_path / "m.safetensors", rbm16())
+        atomic_write_bytes(tmp_path / "x.json", b"{}")
+    finally:
+        os.umask(old)
+    for name in ("m.safetensors", "x.json"):
+        assert (tmp_path / name).stat().st_mode & 0o777 == 0o666 & ~umask
+
+
+def test_overwriting_keeps_the_existing_files_mode(tmp_path):
+    from deepbelief.io import atomic_write_bytes
+
+    path = tmp_path / "x.json"
+    path.write_bytes(b"old")
+    path.chmod(0o640)
+    atomic_write_bytes(path, b"new")
+    assert path.read_bytes() == b"new" and path.stat().st_mode & 0o777 == 0o640
+
+
+def test_every_file_we_write_carries_a_checksum(tmp_path):
+    from deepbelief import checkpoint as ck
+    from deepbelief.io import read_metadata
+
+    save_model(tmp_path / "m.safetensors", rbm16())
+    ck.save_checkpoint(tmp_path / "c.safetensors", kind="x", tensors={"a": torch.ones(2)}, meta={})
+    for name in ("m.safetensors", "c.safetensors"):
+        from deepbelief.io import load_tensors
+
+        assert len(load_tensors(tmp_path / name)[1]["sha256"]) == 64
+    assert read_metadata(tmp_path / "m.safetensors")["kind"] == "rbm"
+
+
+def test_stale_temporaries_of_our_naming_are_removed_and_nothing_else(tmp_path):
+    from deepbelief.io import remove_stale_temporaries
+
+    stale = [tmp_path / ".layer0.ckpt.safetensors.ab_3x9z1.tmp", tmp_path / ".run.json.k2j4h5g6.tmp"]
+    keep = [tmp_path / "notes.tmp", tmp_path / ".hidden", tmp_path / ".x.short.tmp", tmp_path / "run.json"]
+    for p in stale + keep:
+        p.write_bytes(b"x")
+    assert sorted(remove_stale_temporaries(tmp_path)) == sorted(stale)
+    assert sorted(tmp_path.iterdir()) == sorted(keep)

@@ -553,6 +553,17 @@ def make_generator(seed: int, device: torch.device | str = "cpu") -> torch.Gener
     return torch.Generator(device=torch.device(device)).manual_seed(seed)
 
 
+def _check_stack_memory(specs: list, device) -> None:
+    """Refuse a stack whose weights, velocities and updates (3 float32 copies) cannot fit
+    in memory, before any of it is allocated."""
+    from deepbelief.errors import check_memory
+
+    sizes = [s.get("n", 0) if isinstance(s, dict) else 0 for s in specs]
+    if all(isinstance(n, int) for n in sizes):
+        check_memory("layers", sum(a * b for a, b in zip(sizes, sizes[1:])),
+                     f"the weights of layers {sizes} with their velocities and updates", device=device, copies=3)
+
+
 def pretrain_stack(
     data: Tensor,
     layers: list,
@@ -596,6 +607,7 @@ def pretrain_stack(
     device = check_generator("generator", generator).device
     specs = [{"type": "bernoulli", "n": check_int(f"layers[{i}]", s, minimum=1)} if not isinstance(s, dict) else s
              for i, s in enumerate(layers)]
+    _check_stack_memory(specs, device)
     folder = Path(checkpoint_dir) if checkpoint_dir is not None else None
     if resume and folder is None:
         raise ConfigError("resume=True needs a checkpoint_dir to resume from, got checkpoint_dir=None")

@@ -35,7 +35,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from deepbelief.distributed import shard_rows
-from deepbelief.errors import ConfigError, check_float, check_int
+from deepbelief.errors import ConfigError, check_float, check_int, check_memory
 
 _LOG_2PI = math.log(2.0 * math.pi)
 
@@ -57,6 +57,7 @@ class Units(nn.Module):
     def __init__(self, n: int):
         super().__init__()
         self.n = check_int("n_units", n, minimum=1)
+        check_memory("n_units", self.n, f"{self.n:,} units' biases")
         self.bias = nn.Parameter(torch.zeros(self.n))
 
     # -- maths ------------------------------------------------------------------------
