@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from deepbelief.cli_args import int_list, name_list
 from deepbelief.errors import ConfigError
 
 
@@ -24,9 +25,9 @@ def add_plot(sub) -> None:
     p.add_argument("source", help="a model file (filters, samples) or a metrics CSV (curves)")
     p.add_argument("-o", "--output", default=None, help="PNG to write (default: <what>.png)")
     p.add_argument("--n", type=int, default=100, help="filters or samples to show (default 100)")
-    p.add_argument("--shape", default=None, help="image shape, e.g. 28,28 (default: square)")
+    p.add_argument("--shape", type=int_list("--shape", example="28,28"), default=None, help="image shape, e.g. 28,28 (default: square)")
     p.add_argument("--steps", type=int, default=1000, help="Gibbs steps per sample (default 1000)")
-    p.add_argument("--metrics", default=None,
+    p.add_argument("--metrics", type=name_list("--metrics", "recon_error,loss"), default=None,
                    help="comma-separated metric names for curves (default: every metric in the file)")
     p.add_argument("--device", default="auto", help="auto|cpu|cuda (default: auto)")
     p.add_argument("--seed", type=int, default=0)
@@ -72,11 +73,11 @@ def cmd_plot(args) -> int:
         from deepbelief.metrics_log import read_metrics_csv
 
         rows = read_metrics_csv(args.source)
-        names = args.metrics.split(",") if args.metrics else None
+        names = args.metrics
         plot_metrics(out, rows, names, title=Path(args.source).name)
         print(f"wrote {out}")
         return 0
-    from deepbelief.cli import _csv_ints, first_layer_filters
+    from deepbelief.cli import first_layer_filters
     from deepbelief.io import load_model
     from deepbelief.training import make_generator
 
@@ -87,7 +88,7 @@ def cmd_plot(args) -> int:
         images = images[: args.n]
     else:
         images, norm = gibbs_samples(model, args.n, args.steps, make_generator(args.seed, dev)), "none"
-    shape = tuple(_csv_ints(args.shape)) if args.shape else image_shape_for(images.shape[1])
+    shape = tuple(args.shape) if args.shape else image_shape_for(images.shape[1])
     save_tiles(out, images, shape, normalize=norm)
     print(f"wrote {out} ({images.shape[0]} {args.what} of {shape[0]}x{shape[1]})")
     return 0

@@ -12,19 +12,13 @@ import argparse
 import time
 from pathlib import Path
 
+from deepbelief.cli_args import int_list
 from deepbelief.errors import ConfigError
 
 
 def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default="auto", help="auto|cpu|cuda|cuda:N (default: auto)")
     p.add_argument("--seed", type=int, default=0, help="seed of the run's one generator (default: 0)")
-
-
-def _csv_ints(text: str) -> list[int]:
-    try:
-        return [int(t) for t in text.split(",") if t.strip()]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated integers like 3,6,10, got {text!r}") from None
 
 
 def _load_generative(path, dev):
@@ -48,7 +42,7 @@ def add_sample(sub) -> None:
     p.add_argument("--steps", type=int, default=1000, help="Gibbs sweeps in the top RBM (default 1000)")
     p.add_argument("--chain-every", type=int, default=0, metavar="K",
                    help="show every K-th state of each chain: one row per chain (an unrolled animation)")
-    p.add_argument("--shape", type=_csv_ints, default=None, help="image shape, e.g. 28,28 (default: square)")
+    p.add_argument("--shape", type=int_list("--shape", example="28,28"), default=None, help="image shape, e.g. 28,28 (default: square)")
     p.add_argument("-o", "--output", default="samples.png")
     _common(p)
 
@@ -103,7 +97,7 @@ def add_finetune(sub) -> None:
     p.add_argument("--lr", type=float, default=None)
     p.add_argument("--momentum", type=float, default=None)
     p.add_argument("--batch-size", type=int, default=None)
-    p.add_argument("--gibbs-steps", type=_csv_ints, default=None,
+    p.add_argument("--gibbs-steps", type=int_list("--gibbs-steps", example="3,6,10"), default=None,
                    help="top-level Gibbs iterations per part of the run (default 3,6,10)")
     p.add_argument("--dataset", default=None, help="default: the dataset the model was trained on")
     p.add_argument("--data-dir", default=None)

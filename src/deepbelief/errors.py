@@ -112,6 +112,19 @@ def check_memory(name: str, n_elements: int, what: str, *, device=None, copies: 
         )
 
 
+def not_a_file(path) -> str:
+    """Why ``path`` cannot be read as a file, for messages: "is a folder, not a file",
+    "is not a regular file" or "does not exist"."""
+    from pathlib import Path
+
+    p = Path(path)
+    if p.is_dir():
+        return "is a folder, not a file"
+    if p.exists():
+        return "is not a regular file"
+    return "does not exist"
+
+
 def check_choice(name: str, value: Any, choices) -> str:
     """Raise ConfigError unless ``value`` is one of ``choices``."""
     if value not in choices:

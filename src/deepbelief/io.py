@@ -23,7 +23,7 @@ from typing import Any, Callable
 
 import torch
 
-from deepbelief.errors import ConfigError, ModelFileError
+from deepbelief.errors import ConfigError, ModelFileError, not_a_file
 
 FORMAT = "deepbelief"
 FORMAT_VERSION = 1
@@ -151,7 +151,7 @@ def load_tensors(path, *, device: str | torch.device = "cpu") -> tuple[dict[str,
         raise ConfigError(f"path must be a file path (str or os.PathLike), got {path!r}")
     path = Path(path)
     if not path.is_file():
-        raise ModelFileError(f"model file {str(path)!r} does not exist")
+        raise ModelFileError(f"model file {str(path)!r} {not_a_file(path)}")
     size = path.stat().st_size
     with open(path, "rb") as fh:
         head = fh.read(9)

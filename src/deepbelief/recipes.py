@@ -59,6 +59,7 @@ class Recipe:
     updown: dict | None = None
 
     def validate(self) -> "Recipe":
+        self._check_types()
         if not self.layers:
             raise ConfigError("layers must list at least one hidden layer size, got []")
         check_choice("visible", self.visible, {"bernoulli", "gaussian"})
@@ -89,6 +90,28 @@ class Recipe:
             if self.updown is not None:
                 UpDownConfig.from_dict(self.updown)
         return self
+
+    def _check_types(self) -> None:
+        """The fields' types, so that a TOML file's ``layers = 100`` is an error naming the
+        field, not a traceback from deep inside training."""
+        if not isinstance(self.layers, list):
+            raise ConfigError(f"layers must be a list of hidden layer sizes like [500, 500, 2000], "
+                              f"got {self.layers!r} ({type(self.layers).__name__})")
+        for i, s in enumerate(self.layers):
+            if not isinstance(s, dict):
+                check_int(f"layers[{i}]", s, minimum=1)
+        for name, kind in (("name", str), ("dataset", str), ("visible", str), ("hidden", str),
+                           ("input_transform", str), ("layer_overrides", list), ("retrain_all", bool),
+                           ("generative", bool)):
+            if not isinstance(getattr(self, name), kind):
+                raise ConfigError(f"{name} must be a {kind.__name__}, got {getattr(self, name)!r}")
+        if not all(isinstance(o, dict) for o in self.layer_overrides):
+            raise ConfigError(f"layer_overrides must be a list of tables (dicts), got {self.layer_overrides!r}")
+        for name, kind in (("rbm", RBMTrainConfig), ("finetune", FinetuneConfig), ("updown", dict)):
+            value = getattr(self, name)
+            if not isinstance(value, kind) and not (value is None and name != "rbm"):
+                raise ConfigError(f"{name} must be a table of {name} options"
+                                  f"{'' if name == 'rbm' else ' (or false)'}, got {value!r}")
 
     def rbm_configs(self) -> list[RBMTrainConfig]:
         """The training config of every RBM: ``rbm`` with ``layer_overrides`` applied."""
@@ -303,7 +326,8 @@ def _prepare_checkpoint_dir(checkpoint_dir, recipe: Recipe, seed: int, resume: b
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise ConfigError(f"checkpoint_dir {str(folder)!r} cannot be created: {exc.strerror}") from None
+        why = "is a file, not a folder" if folder.is_file() else f"cannot be created: {exc.strerror}"
+        raise ConfigError(f"checkpoint_dir {str(folder)!r} {why}") from None
     run = {"recipe": recipe.to_dict(), "seed": seed}
     path = folder / "run.json"
     if resume and path.exists():

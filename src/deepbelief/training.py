@@ -549,7 +549,7 @@ def train_rbm(
 
 def make_generator(seed: int, device: torch.device | str = "cpu") -> torch.Generator:
     """The run's one explicit generator (never seed torch globally)."""
-    seed = check_int("seed", seed, minimum=0)
+    seed = check_int("seed", seed, minimum=0, maximum=2**64 - 1)  # torch seeds are 64-bit
     return torch.Generator(device=torch.device(device)).manual_seed(seed)
 
 
@@ -615,7 +615,8 @@ def pretrain_stack(
         try:
             folder.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
-            raise ConfigError(f"checkpoint_dir {str(folder)!r} cannot be created: {exc.strerror}") from None
+            why = "is a file, not a folder" if folder.is_file() else f"cannot be created: {exc.strerror}"
+            raise ConfigError(f"checkpoint_dir {str(folder)!r} {why}") from None
     rbms = []
     x, xv = data, valid
     for i in range(n_rbms):
