@@ -143,10 +143,15 @@ def cmd_train(args) -> int:
 
         logger = MetricsLogger(args.metrics_csv, tensorboard_dir=args.tensorboard)
     out = Path(args.output)
-    # refuse unwritable outputs before hours of training, not after
+    # refuse unwritable or clashing outputs before hours of training, not after
     for flag, target in (("--output", args.output), ("--metrics-json", args.metrics_json)):
         if target is not None:
             _check_writable(flag, target)
+    dbn_out = str(out.with_name(out.stem + ".dbn" + out.suffix)) if recipe.finetune and not recipe.generative else None
+    refuse_same_paths([("--output", args.output), ("--output's stack file", dbn_out),
+                       ("--metrics-json", args.metrics_json), ("--metrics-csv", args.metrics_csv),
+                       ("--tensorboard", args.tensorboard), ("--checkpoint-dir", args.checkpoint_dir),
+                       ("--config", args.config)])
     if args.resume and not args.checkpoint_dir:
         raise ConfigError("--resume needs --checkpoint-dir (the folder of the run to continue), got none")
     # under torchrun (WORLD_SIZE > 1): join the process group; rank 0 alone logs and writes
@@ -194,6 +199,21 @@ def cmd_train(args) -> int:
                 and k not in ("input_transform",)}
         atomic_write_bytes(args.metrics_json, json.dumps(keep, indent=2, default=str).encode())
     return 0
+
+
+def refuse_same_paths(paths: list[tuple[str, str | None]]) -> None:
+    """Raise ConfigError if two of the command's files or folders (``(flag, path)``, None
+    for unused ones) are the same path: one would silently overwrite the other."""
+    import os
+
+    seen: dict[str, str] = {}
+    for flag, path in paths:
+        if path is None:
+            continue
+        key = os.path.realpath(path)
+        if key in seen:
+            raise ConfigError(f"{flag} {path!r} is the same path as {seen[key]}; give each output its own path")
+        seen[key] = f"{flag} {path!r}"
 
 
 def _check_writable(flag: str, target: str) -> None:

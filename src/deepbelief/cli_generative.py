@@ -109,11 +109,9 @@ def add_finetune(sub) -> None:
 
 
 def cmd_finetune(args) -> int:
-    from deepbelief.data import load_dataset
+    from deepbelief.checkpoint import hold_folder
     from deepbelief.errors import check_choice, resolve_device
-    from deepbelief.io import save_model
-    from deepbelief.training import make_generator
-    from deepbelief.wake_sleep import UpDownConfig, up_down
+    from deepbelief.wake_sleep import UpDownConfig
 
     check_choice("--method", args.method, {"up-down"})
     dev = resolve_device(args.device)
@@ -129,8 +127,25 @@ def cmd_finetune(args) -> int:
     out = Path(args.output) if args.output else src.with_name(src.name.removesuffix(".safetensors") +
                                                               ".updown.safetensors")
     ckpt = Path(args.checkpoint) if args.checkpoint else out.with_name(out.name + ".ckpt.safetensors")
-    if args.resume and not ckpt.exists():
-        raise ConfigError(f"--resume: checkpoint {str(ckpt)!r} does not exist")
+    from deepbelief.cli import _check_writable, refuse_same_paths
+
+    refuse_same_paths([("MODEL", args.model), ("--output", str(out)), ("--checkpoint", str(ckpt))])
+    _check_writable("--output", str(out))
+    _check_writable("--checkpoint", str(ckpt))
+    with hold_folder(ckpt.parent, what="--checkpoint's folder", lock_name=f".{ckpt.name}.lock",
+                     temporaries=(ckpt.name, out.name), log=print):
+        if args.resume and not ckpt.exists():
+            print(f"resume: no checkpoint {str(ckpt)!r} yet, so there is nothing to continue: starting from "
+                  f"{str(args.model)!r}")
+        return _finetune_run(args, model, meta, cfg, recipe, dev, out, ckpt)
+
+
+def _finetune_run(args, model, meta, cfg, recipe, dev, out, ckpt) -> int:
+    from deepbelief.data import load_dataset
+    from deepbelief.io import save_model
+    from deepbelief.training import make_generator
+    from deepbelief.wake_sleep import up_down
+
     ds = load_dataset(args.dataset or recipe.get("dataset") or "digits", data_dir=args.data_dir)
     n_valid = min(int(recipe.get("n_valid", 0) or 0), ds.x_train.shape[0] // 2)
     cut = ds.x_train.shape[0] - n_valid
@@ -153,7 +168,8 @@ def cmd_finetune(args) -> int:
     meta_out["metrics"] = {**(meta.get("metrics") or {}), "test_error": err}
     save_model(out, model, **meta_out)
     print(f"test error (free-energy classification): {100 * err:.2f}%")
-    print(f"wrote {out} (checkpoint {ckpt}) in {seconds:.1f}s")
+    kept = f" (checkpoint {ckpt})" if ckpt.exists() else " (no epoch ran: no checkpoint written)"
+    print(f"wrote {out}{kept} in {seconds:.1f}s")
     return 0
 
 

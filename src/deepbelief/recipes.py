@@ -229,9 +229,41 @@ def run_recipe(
     ``retrain.ckpt.safetensors``) and ``run.json`` records the recipe and seed; ``resume``
     continues a killed run and ends with the weights an uninterrupted run would have.
 
-    ``logger``: a ``metrics_log.MetricsLogger`` that receives every per-epoch row."""
+    ``logger``: a ``metrics_log.MetricsLogger`` that receives every per-epoch row.
+
+    While it runs, the process holds an OS lock on ``checkpoint_dir`` (a second run on it
+    is refused) and first deletes temporary files a killed run left there. ``resume``
+    without a checkpoint to continue (a new or empty folder) logs that and starts afresh."""
+    from deepbelief import checkpoint as ck
+    from deepbelief import distributed
 
     recipe.validate()
+    check_int("checkpoint_every", checkpoint_every, minimum=1)
+    if resume and checkpoint_dir is None:
+        raise ConfigError("resume needs a checkpoint_dir (--checkpoint-dir) to resume from, got None")
+    kw = dict(data_dir=data_dir, device=device, seed=seed, log=log, checkpoint_dir=checkpoint_dir, resume=resume,
+              dataset=dataset, checkpoint_every=checkpoint_every, logger=logger)
+    if checkpoint_dir is None or not distributed.is_main():  # ranks > 0 share rank 0's folder and lock
+        return _run_recipe(recipe, **kw)
+    note = _resume_note(Path(checkpoint_dir)) if resume else None
+    with ck.hold_folder(checkpoint_dir, log=log):
+        if note and log:
+            log(note)
+        return _run_recipe(recipe, **kw)
+
+
+def _resume_note(folder: Path) -> str | None:
+    """What ``resume`` will do in ``folder`` when there is nothing to continue."""
+    if not folder.exists():
+        return (f"resume: checkpoint folder {str(folder)!r} does not exist, so there is nothing to continue: "
+                "starting a new run there (check the --checkpoint-dir name if you meant an existing run)")
+    if not (folder / "run.json").exists():
+        return f"resume: no run.json in {str(folder)!r}, so there is nothing to continue: starting a new run there"
+    return None
+
+
+def _run_recipe(recipe: Recipe, *, data_dir, device, seed, log, checkpoint_dir, resume, dataset,
+                checkpoint_every, logger) -> dict:
     checkpoint_every = check_int("checkpoint_every", checkpoint_every, minimum=1)
     ckdir = None
     if checkpoint_dir is not None:
@@ -300,9 +332,9 @@ def run_recipe(
         log(f"  retraining on all {x_all.shape[0]} training images for {best_epoch + 1} epochs")
         net = unroll(dbn, int(ds.n_classes), generator=gen)
         ft = dataclasses.replace(recipe.finetune, epochs=best_epoch + 1)
-        finetune(net, x_all, y_all, ft, generator=gen, callback=on_ft,
-                 checkpoint=None if ckdir is None else ckdir / "retrain.ckpt.safetensors",
-                 checkpoint_every=checkpoint_every, resume=resume)
+        retrain_ckpt = None if ckdir is None else ckdir / "retrain.ckpt.safetensors"
+        finetune(net, x_all, y_all, ft, generator=gen, callback=on_ft, checkpoint=retrain_ckpt,
+                 checkpoint_every=checkpoint_every, resume=resume and _retrain_resumable(retrain_ckpt, ft, log))
     finetune_s = time.perf_counter() - t0
     test_error = float(error_rate(net, x_te, y_te))
     log(f"[{recipe.name}] test error {100 * test_error:.2f}% on {x_te.shape[0]} images "
@@ -310,6 +342,25 @@ def run_recipe(
     result.update(net=net, test_error=test_error, valid_error=valid_error, best_epoch=best_epoch,
                   finetune_seconds=finetune_s, total_seconds=time.perf_counter() - t_start, history=hist)
     return result
+
+
+def _retrain_resumable(path, ft: FinetuneConfig, log) -> bool:
+    """False when the retraining checkpoint was made for another number of epochs: the
+    fine-tuning before it was extended on resume (more ``finetune.epochs``) and chose
+    another best epoch, so retraining starts afresh instead of continuing a stale run."""
+    from deepbelief.io import read_metadata
+
+    if path is None or not Path(path).exists():
+        return True
+    saved = (read_metadata(path).get("train") or {}).get("epochs")
+    if saved == ft.epochs:
+        return True
+    log(f"  retraining afresh: {path.name} was made for {saved} epochs, fine-tuning now chose {ft.epochs}")
+    return False
+
+
+#: recipe fields that may change on resume: more epochs of a phase continue it
+RESUME_MAY_CHANGE = ("finetune.epochs", "updown.epochs", "finetune.fast")
 
 
 def _prepare_checkpoint_dir(checkpoint_dir, recipe: Recipe, seed: int, resume: bool) -> Path:
@@ -340,10 +391,11 @@ def _prepare_checkpoint_dir(checkpoint_dir, recipe: Recipe, seed: int, resume: b
         from deepbelief.checkpoint import check_same_config
 
         # finetune.fast picks autograd or the hand-written step: the same run up to float
-        # rounding (and run.json files from before the option lack it)
-        check_same_config(path, flat_saved, flat_now, allowed=("finetune.fast",))
-    if not path.exists() or not resume:
-        atomic_write_bytes(path, json.dumps(run, indent=2, sort_keys=True).encode())
+        # rounding (and run.json files from before the option lack it); more fine-tuning or
+        # up-down epochs continue those phases. rbm.epochs may not change: finished layers
+        # are not retrained, so the stack would mix two schedules
+        check_same_config(path, flat_saved, flat_now, allowed=RESUME_MAY_CHANGE)
+    atomic_write_bytes(path, json.dumps(run, indent=2, sort_keys=True).encode())
     return folder
 
 
