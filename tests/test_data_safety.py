@@ -137,3 +137,20 @@ def test_sigterm_ends_like_ctrl_c_with_status_143_and_the_checkpoint_intact(tmp_
     assert "terminated (SIGTERM)" in err and "--resume" in err and "Traceback" not in err
     assert load_tensors(ckpt)[1]["epoch"] >= 1  # a whole, checksummed checkpoint
     assert not list((tmp_path / "ck").glob(".*.tmp")) and not (tmp_path / "m.safetensors").exists()
+
+
+def test_progress_shows_i_of_n_elapsed_and_eta(tmp_path, monkeypatch, capsys):
+    from deepbelief.progress import Progress, epoch_of, fmt_seconds
+
+    assert epoch_of(2, 20) == " 3/20" and epoch_of(0, 5) == "1/5"
+    assert (fmt_seconds(12.34), fmt_seconds(245), fmt_seconds(7620)) == ("12.3s", "4m05s", "2h07m")
+    p = Progress()
+    assert p.times(0, 3, 0.5, "a").endswith("eta 1.0s")  # one epoch of 0.5 s, two left
+    assert "eta 0.0s" in p.times(2, 3, 0.5, "a")
+    monkeypatch.chdir(tmp_path)
+    assert main(["train", "--layers", "8", "--epochs", "2", "--finetune-epochs", "3", "--batch-size", "50",
+                 "--device", "cpu"]) == 0
+    out = capsys.readouterr().out
+    for line in ("rbm 0 epoch 1/2: recon", "rbm 0 epoch 2/2", "finetune epoch 3/3"):
+        assert line in out, out
+    assert out.count("elapsed, eta") == 5

@@ -143,6 +143,7 @@ def cmd_finetune(args) -> int:
 def _finetune_run(args, model, meta, cfg, recipe, dev, out, ckpt) -> int:
     from deepbelief.data import load_dataset
     from deepbelief.io import save_model
+    from deepbelief.progress import Progress, epoch_of
     from deepbelief.training import make_generator
     from deepbelief.wake_sleep import up_down
 
@@ -153,11 +154,13 @@ def _finetune_run(args, model, meta, cfg, recipe, dev, out, ckpt) -> int:
     valid = (ds.x_train[cut:].to(dev), ds.y_train[cut:].to(dev)) if n_valid else None
     gen = make_generator(args.seed, dev)
 
+    prog = Progress()
+
     def on_epoch(epoch, m):
         if not args.quiet:
             va = f" valid error {100 * m['valid_error']:.2f}%" if "valid_error" in m else ""
-            print(f"  up-down epoch {epoch + 1:3d}/{cfg.epochs} (K={m['gibbs_steps']}): "
-                  f"recon {m['recon_error']:.4f}{va} ({m['seconds']:.2f}s)")
+            print(f"  up-down epoch {epoch_of(epoch, cfg.epochs)} (K={m['gibbs_steps']}): "
+                  f"recon {m['recon_error']:.4f}{va} ({prog.times(epoch, cfg.epochs, m['seconds'])})")
 
     t0 = time.perf_counter()
     up_down(model, x, y, cfg, generator=gen, valid=valid, callback=on_epoch, checkpoint=ckpt, resume=args.resume)
