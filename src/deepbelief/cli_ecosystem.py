@@ -1,7 +1,8 @@
 """Command-line subcommands for plots and experiments (registered in ``cli.COMMANDS``).
 
     deepbelief plot filters MODEL -o filters.png       first-layer weights as tiles
-    deepbelief plot samples MODEL -o samples.png       Gibbs samples of an RBM or DBN
+    deepbelief plot samples MODEL -o samples.png       Gibbs samples of an RBM or DBN; a generative
+                                                       DBN's class-conditional samples
     deepbelief plot curves metrics.csv -o curves.png   training curves from --metrics-csv
     deepbelief reproduce lecture14 [--quick]           the lecture's MNIST table
     deepbelief reproduce erhan [--quick|--reduced]     does pre-training help? (Erhan et al.)
@@ -83,15 +84,35 @@ def cmd_plot(args) -> int:
 
     dev = resolve_device(args.device)
     model = load_model(args.source, device=dev)
+    ncols, what = None, args.what
     if args.what == "filters":
         images, norm = first_layer_filters(model).detach(), "each"
         images = images[: args.n]
+    elif getattr(model, "kind", "") == "generative_dbn":
+        images, ncols = class_conditional_samples(model, args.n, args.steps, make_generator(args.seed, dev))
+        norm, what = "none", f"class-conditional samples (one row per class, {ncols} each)"
     else:
         images, norm = gibbs_samples(model, args.n, args.steps, make_generator(args.seed, dev)), "none"
     shape = tuple(args.shape) if args.shape else image_shape_for(images.shape[1])
-    save_tiles(out, images, shape, normalize=norm)
-    print(f"wrote {out} ({images.shape[0]} {args.what} of {shape[0]}x{shape[1]})")
+    save_tiles(out, images, shape, normalize=norm, **({"ncols": ncols} if ncols else {}))
+    print(f"wrote {out} ({images.shape[0]} {what} of {shape[0]}x{shape[1]})")
     return 0
+
+
+def class_conditional_samples(model, n: int, steps: int, generator):
+    """A generative DBN's samples with the label clamped: ``n // n_labels`` (at least one)
+    per class, class k in row k, as ``deepbelief sample --grid`` draws them. Returns
+    (images (n_labels * per, n_pixels), per)."""
+    import torch
+
+    from deepbelief.errors import check_int
+
+    n = check_int("--n", n, minimum=1)
+    steps = check_int("--steps", steps, minimum=1)
+    per = max(1, n // model.n_labels)
+    labels = torch.arange(model.n_labels).repeat_interleave(per).tolist()
+    with torch.no_grad():
+        return model.sample(len(labels), label=labels, steps=steps, generator=generator), per
 
 
 def plot_metrics(path, rows: list[dict], metrics: list[str] | None = None, *, title: str = "") -> Path:
