@@ -7,6 +7,7 @@
     deepbelief reproduce lecture14 [--quick]           the lecture's MNIST table
     deepbelief reproduce erhan [--quick|--reduced]     does pre-training help? (Erhan et al.)
     deepbelief reproduce posterior                     aggregated posterior, bound per layer
+    (reports go to ./deepbelief-results/<experiment>/ unless --output-dir or --docs-dir says otherwise)
 
 Heavy imports happen inside the ``cmd_`` functions, so ``deepbelief --help`` stays fast.
 """
@@ -156,9 +157,14 @@ def add_reproduce(sub) -> None:
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override one setting, e.g. --set finetune_epochs=10 --set depths=[1,2] (TOML values)")
     p.add_argument("--data-dir", default=None, help="folder with the MNIST IDX files")
-    p.add_argument("--docs-dir", default="docs", help="where the markdown table and figures go (default docs/)")
-    p.add_argument("--results", default="benchmarks/results",
-                   help="folder of recorded benchmark JSONs to read published-run figures from")
+    where = p.add_mutually_exclusive_group()
+    where.add_argument("--output-dir", default=None,
+                       help="where the markdown report and figures go (default: ./deepbelief-results/EXPERIMENT)")
+    where.add_argument("--docs-dir", default=None,
+                       help="write them into DOCS_DIR/results instead (how benchmarks/ update the repository's docs)")
+    p.add_argument("--results", default=None,
+                   help="lecture14: a folder of recorded benchmark JSONs; a recorded generative-DBN run is then "
+                        "cited beside its row, which this command does not run (default: none)")
     p.add_argument("--out", default=None, help="also write every measured figure as JSON here")
     p.add_argument("--device", default="auto", help="auto|cpu|cuda (default: auto)")
     p.add_argument("--seed", type=int, default=0)
