@@ -143,7 +143,7 @@ class Recipe:
 
 
 RECIPES: dict[str, Recipe] = {
-    # the embedded 8x8 digits: about 7 s wall (4 s of training) on a 2-core CPU, measured 2026
+    # the embedded 8x8 digits: about 7 s wall (4 s of training) on a 2-core CPU
     "default": Recipe(),
     # Hinton & Salakhutdinov (2006) / Hinton, Osindero & Teh (2006): 784-500-500-2000-10,
     # 50 epochs of CD-1 per layer with the practical guide's settings, then backprop.
