@@ -306,3 +306,212 @@ def test_inputs_are_not_modified():
     before = x.clone()
     train_rbm(rbm16(), x, RBMTrainConfig(epochs=1, batch_size=10), generator=gen())
     assert torch.equal(x, before)
+
+
+# -- model files: no checksum, NaN/inf weights; output modes ----------------------------------------
+def _rbm_file_without(path, drop_key="sha256", poison=None):
+    """An RBM file as save_model writes it, minus its checksum key or with a poisoned tensor
+    (then re-checksummed, so that only the poison is wrong)."""
+    import json
+
+    from safetensors.torch import save
+
+    from deepbelief.io import META_KEY, save_tensors
+
+    r = rbm16()
+    state = {k: v.clone() for k, v in r.state_dict().items()}
+    meta = {"kind": "rbm", "config": r.config()}
+    if poison is not None:
+        name, value = poison
+        state[name].view(-1)[3] = value
+        save_tensors(path, state, meta)
+        return path
+    save_tensors(path, state, meta)
+    from deepbelief.io import load_tensors
+
+    tensors, full = load_tensors(path)
+    full.pop(drop_key)
+    Path(path).write_bytes(save(tensors, metadata={META_KEY: json.dumps(full)}))
+    return path
+
+
+MODEL_FILE_CASES = [
+    ("no sha256 key", lambda: load_model(_rbm_file_without("m.safetensors")), ["m.safetensors", "sha256"]),
+    ("NaN weight loaded", lambda: load_model(_rbm_file_without("m.safetensors", poison=("W", float("nan")))),
+     ["m.safetensors", "'W'", "NaN/inf"]),
+    ("inf bias loaded", lambda: load_model(_rbm_file_without("m.safetensors", poison=("hidden.bias", float("inf")))),
+     ["'hidden.bias'", "NaN/inf"]),
+    ("-inf weight loaded", lambda: load_model(_rbm_file_without("m.safetensors", poison=("W", float("-inf")))),
+     ["'W'"]),
+]
+
+
+@pytest.mark.parametrize("case", MODEL_FILE_CASES, ids=[c[0] for c in MODEL_FILE_CASES])
+def test_unchecked_or_non_finite_model_files_are_refused(case, tmp_path, monkeypatch):
+    name, call, needles = case
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ModelFileError) as info:
+        call()
+    for needle in needles:
+        assert needle in str(info.value), f"{name}: {needle!r} missing from {info.value}"
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf")])
+def test_save_model_refuses_non_finite_weights_and_writes_nothing(value, tmp_path):
+    r = rbm16()
+    with torch.no_grad():
+        r.W[2, 1] = value
+    with pytest.raises(ModelFileError, match="tensor 'W' holds 1 NaN/inf"):
+        save_model(tmp_path / "m.safetensors", r)
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("command", [["evaluate"], ["show-filters", "-o", "f.png"]])
+def test_cli_refuses_non_finite_models(command, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    _rbm_file_without("m.safetensors", poison=("W", float("nan")))
+    assert main([command[0], "m.safetensors", *command[1:]]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "NaN/inf" in err and "Traceback" not in err
+    assert not Path("f.png").exists()
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o077, 0o002])
+def test_written_files_follow_the_umask(umask, tmp_path):
+    from deepbelief.io import atomic_write_bytes
+
+    old = os.umask(umask)
+    try:
+        save_model(tmp_path / "m.safetensors", rbm16())
+        atomic_write_bytes(tmp_path / "x.json", b"{}")
+    finally:
+        os.umask(old)
+    for name in ("m.safetensors", "x.json"):
+        assert (tmp_path / name).stat().st_mode & 0o777 == 0o666 & ~umask
+
+
+def test_overwriting_keeps_the_existing_files_mode(tmp_path):
+    from deepbelief.io import atomic_write_bytes
+
+    path = tmp_path / "x.json"
+    path.write_bytes(b"old")
+    path.chmod(0o640)
+    atomic_write_bytes(path, b"new")
+    assert path.read_bytes() == b"new" and path.stat().st_mode & 0o777 == 0o640
+
+
+def test_every_file_we_write_carries_a_checksum(tmp_path):
+    from deepbelief import checkpoint as ck
+    from deepbelief.io import read_metadata
+
+    save_model(tmp_path / "m.safetensors", rbm16())
+    ck.save_checkpoint(tmp_path / "c.safetensors", kind="x", tensors={"a": torch.ones(2)}, meta={})
+    for name in ("m.safetensors", "c.safetensors"):
+        from deepbelief.io import load_tensors
+
+        assert len(load_tensors(tmp_path / name)[1]["sha256"]) == 64
+    assert read_metadata(tmp_path / "m.safetensors")["kind"] == "rbm"
+
+
+def test_stale_temporaries_of_our_naming_are_removed_and_nothing_else(tmp_path):
+    from deepbelief.io import remove_stale_temporaries
+
+    stale = [tmp_path / ".layer0.ckpt.safetensors.ab_3x9z1.tmp", tmp_path / ".run.json.k2j4h5g6.tmp"]
+    keep = [tmp_path / "notes.tmp", tmp_path / ".hidden", tmp_path / ".x.short.tmp", tmp_path / "run.json"]
+    for p in stale + keep:
+        p.write_bytes(b"x")
+    assert sorted(remove_stale_temporaries(tmp_path)) == sorted(stale)
+    assert sorted(tmp_path.iterdir()) == sorted(keep)
+
+
+# -- the command line's number and list parsers: refuse what they cannot read -----------------------
+@pytest.mark.parametrize("argv,needles", [
+    (["train", "--layers", "-5"], ["--layers", "'-5'"]),
+    (["train", "--layers", "5,-6"], ["--layers", "'5,-6'"]),
+    (["train", "--layers", "5,,6"], ["--layers", "empty entry"]),
+    (["train", "--layers", "1e3"], ["--layers", "'1e3'"]),
+    (["train", "--layers", "0"], ["--layers", "0 is below 1"]),
+    (["train", "--layers", "500;500"], ["--layers", "'500;500'"]),
+    (["train", "--layers", ""], ["--layers", "empty entry"]),
+    (["train", "--layers", "5.5"], ["--layers", "'5.5'"]),
+    (["show-filters", "m.safetensors", "--shape", "28,-28"], ["--shape", "'28,-28'"]),
+    (["sample", "m.safetensors", "--shape", "x"], ["--shape", "'x'"]),
+    (["finetune", "m.safetensors", "--gibbs-steps", "3,-6"], ["--gibbs-steps", "'3,-6'"]),
+    (["plot", "curves", "m.csv", "--metrics", "loss,,recon"], ["--metrics", "empty entry"]),
+    (["plot", "filters", "m.safetensors", "--shape", "0,5"], ["--shape", "0 is below 1"]),
+    (["train", "--epochs", "ten"], ["--epochs", "'ten'"]),
+    (["train", "--lr", "0.1.2"], ["--lr", "'0.1.2'"]),
+])
+def test_cli_list_and_number_parsers_refuse_what_they_cannot_read(argv, needles, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as info:
+        main(argv)
+    err = capsys.readouterr().err
+    assert info.value.code == 2 and "Traceback" not in err
+    for needle in needles:
+        assert needle in err, f"{needle!r} missing from {err!r}"
+    assert _files(tmp_path) == set()
+
+
+# -- command-line cases that used to end in a traceback: one line, exit status 2 ----------------------
+def _toml(text):
+    return lambda: Path("c.toml").write_text(text)
+
+
+def _classifier16():
+    save_model("m.safetensors", net16())  # 16 inputs; its data set defaults to the 64-pixel digits
+
+
+PREPARED_CLI_CASES = [
+    ("TOML layers is a number", _toml("layers = 100\n"), ["train", "--config", "c.toml"], ["layers", "100"]),
+    ("TOML layer size is text", _toml('layers = [100, "x"]\n'), ["train", "--config", "c.toml"], ["layers[1]", "'x'"]),
+    ("TOML layer size is zero", _toml("layers = [100, 0]\n"), ["train", "--config", "c.toml"], ["layers[1]", "0"]),
+    ("TOML finetune is a number", _toml("finetune = 3\n"), ["train", "--config", "c.toml"], ["finetune", "3"]),
+    ("TOML rbm is a number", _toml("rbm = 5\n"), ["train", "--config", "c.toml"], ["rbm", "5"]),
+    ("TOML overrides not tables", _toml("layer_overrides = [1]\n"), ["train", "--config", "c.toml"],
+     ["layer_overrides", "[1]"]),
+    ("TOML generative is text", _toml('generative = "yes"\n'), ["train", "--config", "c.toml"],
+     ["generative", "'yes'"]),
+    ("TOML not TOML", _toml("layers = [\n"), ["train", "--config", "c.toml"], ["c.toml", "not valid TOML"]),
+    ("config is a folder", lambda: os.mkdir("c.toml"), ["train", "--config", "c.toml"], ["c.toml", "is a folder"]),
+    ("model is a folder", lambda: os.mkdir("m.safetensors"), ["evaluate", "m.safetensors"],
+     ["m.safetensors", "is a folder"]),
+    ("plotted model is a folder", lambda: os.mkdir("m.safetensors"), ["plot", "samples", "m.safetensors"],
+     ["m.safetensors", "is a folder"]),
+    ("metrics CSV is a folder", lambda: os.mkdir("m.csv"), ["plot", "curves", "m.csv"], ["m.csv", "is a folder"]),
+    ("checkpoint dir is a file", lambda: write("ck", b""), ["train", "--checkpoint-dir", "ck", "--layers", "4"],
+     ["checkpoint_dir", "'ck'", "is a file"]),
+    ("output folder is a file", lambda: write("f", b""), ["train", "-o", "f/m.safetensors"], ["'f'", "is a file"]),
+    ("data set of another image size", _classifier16, ["evaluate", "m.safetensors"],
+     ["--dataset", "64", "16", "m.safetensors"]),
+    ("a stack has no test error", lambda: save_model("m.safetensors", DBN([RBM(64, 8, generator=gen()), RBM(8, 4, generator=gen())])),
+     ["evaluate", "m.safetensors"], ["'dbn'", "--loglik"]),
+    ("layers too large for memory", lambda: None, ["train", "--layers", "100000000000"],
+     ["layers", "100000000000", "GB", "memory"]),
+    ("two huge layers", lambda: None, ["train", "--layers", "2000000,2000000"], ["layers", "GB"]),
+    ("a seed beyond 64 bits", lambda: None, ["train", "--seed", "99999999999999999999"],
+     ["seed", "99999999999999999999"]),
+]
+
+
+@pytest.mark.parametrize("case", PREPARED_CLI_CASES, ids=[c[0] for c in PREPARED_CLI_CASES])
+def test_cli_errors_are_one_line_with_status_2(case, tmp_path, monkeypatch, capsys):
+    name, prepare, argv, needles = case
+    monkeypatch.chdir(tmp_path)
+    prepare()
+    before = _files(tmp_path)
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "Traceback" not in err
+    for needle in needles:
+        assert needle in err, f"{name}: {needle!r} missing from {err!r}"
+    assert _files(tmp_path) == before
+
+
+def test_debug_shows_the_traceback_instead(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    Path("c.toml").write_text("layers = 100\n")
+    with pytest.raises(ConfigError, match="layers"):
+        main(["--debug", "train", "--config", "c.toml"])
+    with pytest.raises(ConfigError, match="layers"):
+        main(["train", "--config", "c.toml", "--debug"])

@@ -70,5 +70,19 @@ def test_user_errors_are_one_line(trained, tmp_path, capsys):
     assert "--label must be in [0, 9], got 12" in capsys.readouterr().err
     assert main(["finetune", str(trained), "--method", "backprop"]) == 2
     assert "--method must be one of ['up-down'], got 'backprop'" in capsys.readouterr().err
-    assert main(["finetune", str(trained), "--resume", "--checkpoint", str(tmp_path / "none.safetensors")]) == 2
-    assert "does not exist" in capsys.readouterr().err
+    # the one resume rule: no checkpoint yet means nothing to continue, so it says so and starts
+    out, ck = tmp_path / "u.safetensors", tmp_path / "none.safetensors"
+    assert main(["finetune", str(trained), "--resume", "--epochs", "0", "--checkpoint", str(ck), "-o", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "nothing to continue" in printed and "no checkpoint written" in printed and not ck.exists()
+    assert main(["finetune", str(trained), "--checkpoint", str(out), "-o", str(out)]) == 2
+    assert "same path" in capsys.readouterr().err
+
+
+def test_plot_samples_draws_a_generative_dbns_class_conditional_samples(trained, tmp_path, capsys):
+    # the same chains as `sample --grid` (same seed, same steps): the same image
+    plot, grid = tmp_path / "plot.png", tmp_path / "grid.png"
+    assert main(["plot", "samples", str(trained), "--n", "20", "--steps", "4", "-o", str(plot), "--device", "cpu"]) == 0
+    assert "20 class-conditional samples (one row per class, 2 each)" in capsys.readouterr().out
+    assert main(["sample", str(trained), "--grid", "2", "--steps", "4", "-o", str(grid), "--device", "cpu"]) == 0
+    assert plot.read_bytes() == grid.read_bytes()

@@ -494,7 +494,7 @@ def test_download_with_wrong_checksum_leaves_nothing(tmp_path, monkeypatch, fake
     msg = str(err.value)
     assert "download: failed" in msg and "checksum mismatch" in msg
     assert all(f"{m}train-images-idx3-ubyte.gz" in msg for m in data.MNIST_MIRRORS)
-    assert list((tmp_path / "c" / "mnist").iterdir()) == []
+    assert not (tmp_path / "c").exists()  # no file and no folder the failed attempt created
 
 
 def test_download_interrupted_rename_leaves_nothing(tmp_path, monkeypatch, fake_mnist):
@@ -506,7 +506,7 @@ def test_download_interrupted_rename_leaves_nothing(tmp_path, monkeypatch, fake_
     monkeypatch.setattr(os, "replace", broken_replace)
     with pytest.raises(DataError, match="No space left on device"):
         data.download_mnist(tmp_path / "c", mirrors=data.MNIST_MIRRORS[:1])
-    assert list((tmp_path / "c" / "mnist").iterdir()) == []
+    assert not (tmp_path / "c").exists()  # no file and no folder the failed attempt created
 
 
 def test_download_refuses_oversized_responses(tmp_path, monkeypatch, fake_mnist):
@@ -514,7 +514,7 @@ def test_download_refuses_oversized_responses(tmp_path, monkeypatch, fake_mnist)
     monkeypatch.setattr(data, "MAX_DOWNLOAD_BYTES", 10)
     with pytest.raises(DataError, match="larger than the 10 bytes"):
         data.download_mnist(tmp_path / "c", mirrors=data.MNIST_MIRRORS[:1])
-    assert list((tmp_path / "c" / "mnist").iterdir()) == []
+    assert not (tmp_path / "c").exists()  # no file and no folder the failed attempt created
 
 
 def test_offline_download_failure_lists_places_and_urls(tmp_path, monkeypatch):
@@ -662,3 +662,21 @@ def test_dataset_is_frozen_and_validated():
     with pytest.raises(DataError, match=r"784 columns for image_shape \(28, 28\), got 64"):
         Dataset(ds.x_train, ds.y_train, ds.x_test, ds.y_test, name="bad")  # default 28x28
     assert "digits" in repr(ds) and "(1297, 64)" in repr(ds)
+
+
+def test_failed_download_keeps_folders_that_existed_before(tmp_path, monkeypatch):
+    (tmp_path / "c").mkdir()
+    monkeypatch.setattr(urllib.request, "urlopen", FakeNet({}))
+    with pytest.raises(DataError):
+        data.download_mnist(tmp_path / "c", mirrors=data.MNIST_MIRRORS[:1])
+    assert list((tmp_path / "c").iterdir()) == []  # mnist/ was created by the attempt: removed
+
+
+def test_downloaded_files_follow_the_umask(tmp_path, monkeypatch, fake_mnist):
+    monkeypatch.setattr(urllib.request, "urlopen", FakeNet(serve(fake_mnist)))
+    old = os.umask(0o027)
+    try:
+        folder = data.download_mnist(tmp_path / "c", mirrors=data.MNIST_MIRRORS[:1])
+    finally:
+        os.umask(old)
+    assert {oct(p.stat().st_mode & 0o777) for p in folder.iterdir()} == {oct(0o666 & ~0o027)}

@@ -2,6 +2,7 @@
 
 import json
 import math
+from pathlib import Path
 
 import pytest
 import torch
@@ -132,7 +133,12 @@ def test_lecture14_tiny_on_digits(tmp_path):
     assert names == ["backprop_random_init", "pretrain_backprop", "pretrain_dropout", "generative_updown"]
     assert all(0 <= r["test_error"] <= 100 for r in res["rows"][:3])
     md = lecture14_markdown(res, "quick")
-    assert "not recorded" in md and "0.92%" in md
+    assert "| not run |" in md and "0.92%" in md and res["rows"][3]["test_error"] is None
+    # a recorded run elsewhere is cited beside the row, never shown as this run's number
+    (tmp_path / "hot2006_updown.json").write_text(json.dumps({"updown_test_error": 0.024, "updown_seconds": 5.0}))
+    res = lecture14(cfg, device="cpu", data_dir="digits", results_dir=tmp_path, log=lambda s: None)
+    row = [line for line in lecture14_markdown(res, "quick").splitlines() if "generative DBN" in line][0]
+    assert row.split("|")[2].strip() == "not run" and "measured 2.40%" in row and res["rows"][3]["test_error"] is None
 
 
 def test_erhan_tiny_on_digits(tmp_path):
@@ -159,3 +165,39 @@ def test_set_overrides_parse_as_toml_and_unknown_keys_are_named():
         parse_sets(["novalue"])
     with pytest.raises(ConfigError, match=r"unknown ErhanConfig option\(s\) \['depth'\]"):
         _from_dict(ErhanConfig, {"depth": [1]})
+
+
+def _args(**kw):
+    import argparse
+
+    base = dict(experiment="posterior", output_dir=None, docs_dir=None)
+    base.update(kw)
+    return argparse.Namespace(**base)
+
+
+def test_reports_go_to_a_new_folder_under_the_working_directory_by_default(tmp_path, monkeypatch):
+    from deepbelief.experiments import _output_folder
+
+    monkeypatch.chdir(tmp_path)
+    assert _output_folder(_args()) == Path("deepbelief-results") / "posterior"
+    assert (tmp_path / "deepbelief-results" / "posterior").is_dir()
+    assert _output_folder(_args(docs_dir="d")) == Path("d") / "results"  # what benchmarks/ ask for
+    assert _output_folder(_args(output_dir="o")) == Path("o")
+
+
+@pytest.mark.parametrize("flag", ["--docs-dir", "--output-dir"])
+def test_an_unwritable_report_folder_is_refused_before_running(flag, tmp_path, monkeypatch, capsys):
+    import os
+
+    from deepbelief.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "ro").mkdir()
+    # a read-only folder (emulated: root may write anywhere) and a file where a folder belongs
+    monkeypatch.setattr(os, "access", lambda path, mode: False)
+    assert main(["reproduce", "posterior", flag, "ro"]) == 2
+    assert "is not writable" in capsys.readouterr().err
+    (tmp_path / "f").write_text("")
+    assert main(["reproduce", "posterior", flag, "f/x" if flag == "--output-dir" else "f"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: " + flag) and "is a file" in err and "Traceback" not in err

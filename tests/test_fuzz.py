@@ -189,3 +189,22 @@ def test_read_idx_refuses_a_gzip_bomb_before_inflating_it(tmp_path):
     path.write_bytes(gzip.compress(bytes([0, 0, 0x0E, 1]) + struct.pack(">I", 2**29) + b"\x00" * 4096))
     with pytest.raises(DataError, match=f"at most {MAX_IDX_BYTES}"):
         read_idx(path)
+
+
+# -- the command line's list parser: exactly the positive integers written, or a clear refusal --------
+@FUZZ
+@given(st.text(alphabet="0123456789,-+. e_x", max_size=12))
+def test_int_list_parses_exactly_or_refuses_naming_the_flag(text):
+    import argparse
+    import re
+
+    from deepbelief.cli_args import int_list
+
+    parts = text.split(",")
+    valid = all(re.fullmatch(r"\s*[0-9]+\s*", p) for p in parts) and all(int(p) >= 1 for p in parts)
+    try:
+        got = int_list("--layers")(text)
+    except argparse.ArgumentTypeError as exc:
+        assert not valid and "--layers" in str(exc) and repr(text) in str(exc)
+    else:
+        assert valid and got == [int(p) for p in parts]

@@ -35,6 +35,7 @@ round trip and clear errors (``ModelFileError`` naming the file and the problem)
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 from pathlib import Path
 from typing import Any
@@ -187,7 +188,65 @@ def check_same_config(path, saved: dict, current: dict, *, allowed: tuple[str, .
         )
 
 
+LOCK_NAME = ".deepbelief.lock"
+
+
+@contextlib.contextmanager
+def hold_folder(folder: str | Path, *, what: str = "checkpoint_dir", lock_name: str = LOCK_NAME,
+                temporaries: tuple[str, ...] | None = None, log=None):
+    """Hold an exclusive OS lock on ``folder`` (created if needed) for one run.
+
+    The lock is ``fcntl.flock`` on ``folder/lock_name``: the OS releases it when the
+    process ends, however it ends (SIGKILL included), so there is never a stale lock to
+    delete by hand. A second run on the same folder is refused with ConfigError naming the
+    process that holds it, instead of both runs silently overwriting each other's
+    checkpoints. Once the lock is held, no live writer can own a temporary file of
+    ``io.atomic_write_bytes`` there, so those left by a killed run are deleted (all of
+    them, or only those of the file names in ``temporaries``).
+    """
+    from deepbelief.io import remove_stale_temporaries
+
+    folder = Path(folder)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        why = "is a file, not a folder" if folder.is_file() else f"cannot be created: {exc.strerror}"
+        raise ConfigError(f"{what} {str(folder)!r} {why}") from None
+    fh = _acquire(folder / lock_name, what, folder)
+    try:
+        names = temporaries if temporaries is not None else (None,)
+        removed = [p for n in names for p in remove_stale_temporaries(folder, n)]
+        if removed and log is not None:
+            log(f"  removed {len(removed)} temporary file(s) left by a killed run: {[p.name for p in removed]}")
+        yield folder
+    finally:
+        fh.close()  # closing the file releases the lock
+
+
+def _acquire(path: Path, what: str, folder: Path):
+    import fcntl
+    import os
+
+    try:
+        fh = open(path, "a+")
+    except OSError as exc:
+        raise ConfigError(f"{what} {str(folder)!r} cannot be locked: {exc.strerror}") from None
+    try:
+        fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        fh.seek(0)
+        owner = fh.read().strip() or "another process"
+        fh.close()
+        raise ConfigError(f"{what} {str(folder)!r} is in use by another run ({owner}); wait for it to end or "
+                          "choose another folder") from None
+    fh.seek(0)
+    fh.truncate()
+    fh.write(f"process {os.getpid()}")
+    fh.flush()
+    return fh
+
+
 __all__ = [
     "GENERATOR_KEY", "due", "save_checkpoint", "load_checkpoint", "restore_generator", "generator_state_from",
-    "optimizer_tensors", "load_optimizer_tensors", "check_same_config",
+    "optimizer_tensors", "load_optimizer_tensors", "check_same_config", "hold_folder", "LOCK_NAME",
 ]

@@ -20,6 +20,7 @@ import time
 from pathlib import Path
 
 from deepbelief import cli_ecosystem, cli_generative
+from deepbelief.cli_args import check_writable, int_list, refuse_same_paths
 from deepbelief.errors import ConfigError, DeepBeliefError
 from deepbelief.filters import first_layer_filters, input_space_filters
 
@@ -36,20 +37,48 @@ def _data_args(p: argparse.ArgumentParser, default: str | None = None) -> None:
                    help="folder holding the dataset's IDX files (else $DEEPBELIEF_DATA, the cache, a download)")
 
 
-def _csv_ints(text: str) -> list[int]:
-    try:
-        return [int(t) for t in text.replace("-", ",").split(",") if t.strip()]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated integers like 500,500,2000, got {text!r}") from None
-
-
 # -- train -------------------------------------------------------------------------------
+TRAIN_EPILOG = """\
+what it writes:
+  -o FILE (default model.safetensors)  the fine-tuned classifier (or the stack / generative DBN
+                                       when there is no fine-tuning)
+  FILE with .dbn before the suffix     the pre-trained stack, when there is fine-tuning
+                                       (model.dbn.safetensors by default)
+  --checkpoint-dir D                   run.json, layer<i>.ckpt.safetensors, layer<i>.safetensors,
+                                       finetune/retrain.ckpt.safetensors, a lock file .deepbelief.lock
+
+progress lines (every phase shows epoch i/N, the epoch's time, time elapsed and an estimate
+of the time left; early stopping may end fine-tuning before N):
+  rbm L epoch i/N: recon R fe_gap G   RBM L (0 = bottom). recon: squared reconstruction error
+                                      |v - E[v | E[h | v]]|^2 summed over the units, averaged over
+                                      monitored training rows; it should fall. fe_gap: mean free
+                                      energy of validation rows minus that of training rows (Hinton's
+                                      practical guide, section 6): a gap that keeps growing means the
+                                      RBM is overfitting. Only with validation data.
+  finetune epoch i/N: loss L          backprop: mean cross-entropy of the epoch; valid error: the
+                                      fraction of validation images misclassified (early stopping
+                                      keeps the best epoch)
+  retrain epoch i/N                   --retrain-all: fine-tuning again on train + valid for the
+                                      chosen number of epochs
+  up-down epoch i/N (K=k): recon R    generative recipes: contrastive wake-sleep with k Gibbs steps
+                                      in the top RBM; recon as above for the data layer
+
+--resume continues from the checkpoints in --checkpoint-dir; when there are none (a new or
+empty folder) it says so and starts a new run there. A folder in use by another run is refused.
+"""
+
+
 def add_train(sub) -> None:
-    p = sub.add_parser("train", help="pre-train a stack of RBMs and fine-tune it (the main job)")
-    p.add_argument("--recipe", default="default", help="default (embedded digits, ~1 min), hinton2006 (MNIST) or hot2006 (generative DBN with labels)")
+    p = sub.add_parser("train", help="pre-train a stack of RBMs and fine-tune it (the main job)",
+                       epilog=TRAIN_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--recipe", default="default",
+                   help="default (embedded 8x8 digits, 64-200-200-10: about 7 s wall on a 2-core CPU), "
+                        "hinton2006 (MNIST 784-500-500-2000-10: about 16 min on that CPU, under a minute on a GPU) "
+                        "or hot2006 (generative DBN with labels: 30 RBM epochs per layer then 300 up-down "
+                        "epochs, over an hour on a CPU)")
     p.add_argument("--config", default=None, help="TOML file with recipe fields (overridden by flags)")
     _data_args(p)
-    p.add_argument("--layers", type=_csv_ints, default=None, help="hidden layer sizes, e.g. 500,500,2000")
+    p.add_argument("--layers", type=int_list("--layers"), default=None, help="hidden layer sizes, e.g. 500,500,2000")
     p.add_argument("--visible", default=None, help="data units: bernoulli or gaussian")
     p.add_argument("--hidden", default=None, help="hidden units: bernoulli, nrelu or stepped_sigmoid")
     p.add_argument("--transform", default=None, dest="input_transform",
@@ -159,10 +188,15 @@ def cmd_train(args) -> int:
 
         logger = MetricsLogger(args.metrics_csv, tensorboard_dir=args.tensorboard)
     out = Path(args.output)
-    # refuse unwritable outputs before hours of training, not after
+    # refuse unwritable or clashing outputs before hours of training, not after
     for flag, target in (("--output", args.output), ("--metrics-json", args.metrics_json)):
         if target is not None:
-            _check_writable(flag, target)
+            check_writable(flag, target)
+    dbn_out = str(out.with_name(out.stem + ".dbn" + out.suffix)) if recipe.finetune and not recipe.generative else None
+    refuse_same_paths([("--output", args.output), ("--output's stack file", dbn_out),
+                       ("--metrics-json", args.metrics_json), ("--metrics-csv", args.metrics_csv),
+                       ("--tensorboard", args.tensorboard), ("--checkpoint-dir", args.checkpoint_dir),
+                       ("--config", args.config)])
     if args.resume and not args.checkpoint_dir:
         raise ConfigError("--resume needs --checkpoint-dir (the folder of the run to continue), got none")
     # under torchrun (WORLD_SIZE > 1): join the process group; rank 0 alone logs and writes
@@ -212,21 +246,6 @@ def cmd_train(args) -> int:
     return 0
 
 
-def _check_writable(flag: str, target: str) -> None:
-    """Raise ConfigError unless a file can be created at ``target`` (its folder exists,
-    is a folder and is writable, and ``target`` is not itself a folder)."""
-    import os
-
-    path = Path(target)
-    folder = path.parent if str(path.parent) else Path(".")
-    if path.is_dir():
-        raise ConfigError(f"{flag} must be a file path, got {target!r}, which is a folder")
-    if not folder.is_dir():
-        raise ConfigError(f"{flag} {target!r} cannot be written: folder {str(folder)!r} does not exist")
-    if not os.access(folder, os.W_OK | os.X_OK):
-        raise ConfigError(f"{flag} {target!r} cannot be written: folder {str(folder)!r} is not writable")
-
-
 # -- evaluate ----------------------------------------------------------------------------
 def add_evaluate(sub) -> None:
     p = sub.add_parser("evaluate", help="test error of a saved classifier (and more for other models)")
@@ -271,6 +290,7 @@ def cmd_evaluate(args) -> int:
     meta = read_metadata(args.model)
     model = load_model(args.model, device=dev)
     ds = _dataset_for(meta, args)
+    _check_inputs(args.model, model, meta, ds)
     t0 = time.perf_counter()
     if getattr(args, "loglik", False):
         return _cmd_loglik(args, model, meta, ds, dev)
@@ -285,7 +305,22 @@ def cmd_evaluate(args) -> int:
         print(f"test error (free-energy classification): {100 * err:.2f}% "
               f"({int(round(err * len(ds.y_test)))} of {len(ds.y_test)} images) in {time.perf_counter() - t0:.2f}s")
         return 0
-    raise ConfigError(f"evaluate does not know how to evaluate a {meta['kind']!r} model yet")
+    raise ConfigError(f"evaluate: a {meta['kind']!r} model has no test error; add --loglik for its "
+                      "log-likelihood (RBM) or variational bound (DBN)")
+
+
+def _check_inputs(path, model, meta: dict, ds) -> None:
+    """Refuse a data set whose images do not have the size the model was trained on."""
+    from deepbelief.transforms import transform_from_dict
+
+    t = transform_from_dict(meta.get("input_transform"))
+    want = t.linear_part().shape[0] if t is not None else first_layer_filters(model).shape[1]
+    got = ds.x_test.shape[1]
+    if got != want:
+        trained = (meta.get("recipe") or {}).get("dataset")
+        on = f" (it was trained on {trained!r})" if trained else ""
+        raise ConfigError(f"--dataset {ds.name!r} has {got} values per image, but model {str(path)!r} takes "
+                          f"{want}{on}; pick a data set with images of that size")
 
 
 def _cmd_loglik(args, model, meta, ds, dev) -> int:
@@ -374,7 +409,7 @@ def add_show_filters(sub) -> None:
     p.add_argument("model")
     p.add_argument("-o", "--output", default="filters.png")
     p.add_argument("--n", type=int, default=100, help="number of filters to show (default 100)")
-    p.add_argument("--shape", type=_csv_ints, default=None, help="image shape, e.g. 28,28 (default: square)")
+    p.add_argument("--shape", type=int_list("--shape", example="28,28"), default=None, help="image shape, e.g. 28,28 (default: square)")
     p.add_argument("--raw", action="store_true",
                    help="show the stored weights; by default Gaussian-visible filters are divided by the "
                         "visible variances and mapped back through the stored input transform")
@@ -410,26 +445,73 @@ COMMANDS = [
 def build_parser() -> argparse.ArgumentParser:
     from deepbelief import __version__
 
-    parser = argparse.ArgumentParser(prog="deepbelief", description="RBMs and Deep Belief Networks")
+    parser = argparse.ArgumentParser(prog="deepbelief", description="RBMs and Deep Belief Networks",
+                                     epilog="Errors are one line 'error: ...' with exit status 2; --debug (anywhere "
+                                            "on the line) shows the traceback instead.")
     parser.add_argument("--version", action="version", version=f"deepbelief {__version__}")
+    parser.add_argument("--debug", action="store_true", help="show the traceback of an error")
     sub = parser.add_subparsers(dest="command", required=True)
     for add, _cmd, _name in COMMANDS:
         add(sub)
     return parser
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised where the process is, so that it unwinds like Ctrl-C: an atomic write
+    in progress removes its temporary file and the last checkpoint stays intact."""
+
+
+def _on_sigterm(signum, frame):
+    raise Terminated()
+
+
+#: what a user-facing command may raise besides the library's own errors: files the OS
+#: refuses, values torch or numpy refuse, memory. Each becomes one line, exit status 2.
+_USER_ERRORS = (DeepBeliefError, OSError, ValueError, TypeError, RuntimeError, MemoryError, OverflowError)
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    import os
+    import signal
+    import threading
+
+    argv = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in argv or os.environ.get("DEEPBELIEF_DEBUG") == "1"
+    argv = [a for a in argv if a != "--debug"]
+    args = build_parser().parse_args(argv)
     handlers = {name: cmd for _add, cmd, name in COMMANDS}
+    previous = None
+    if threading.current_thread() is threading.main_thread():
+        previous = signal.signal(signal.SIGTERM, _on_sigterm)
     try:
         return handlers[args.command](args)
-    except DeepBeliefError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+    except KeyboardInterrupt as exc:
+        if debug:
+            raise
+        what, code = ("terminated (SIGTERM)", 143) if isinstance(exc, Terminated) else ("interrupted", 130)
+        print(f"{what}: stopped; files and checkpoints already written are intact (a run with "
+              "--checkpoint-dir continues with --resume)", file=sys.stderr)
+        return code
+    except _USER_ERRORS as exc:
+        if debug:
+            raise
+        print(f"error: {_one_line(exc)}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:  # pragma: no cover - interactive
-        print("interrupted", file=sys.stderr)
-        return 130
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _one_line(exc: BaseException) -> str:
+    """The error's message; errors not raised by deepbelief on purpose say what they are,
+    on one line."""
+    if isinstance(exc, DeepBeliefError):
+        return str(exc)
+    if isinstance(exc, OSError) and exc.filename is not None:
+        text = f"{exc.strerror or exc}: {str(exc.filename)!r}"
+    else:
+        text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    return f"{type(exc).__name__}: {text} (--debug shows where)"
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -1,11 +1,13 @@
 """Command-line subcommands for plots and experiments (registered in ``cli.COMMANDS``).
 
     deepbelief plot filters MODEL -o filters.png       first-layer weights as tiles
-    deepbelief plot samples MODEL -o samples.png       Gibbs samples of an RBM or DBN
+    deepbelief plot samples MODEL -o samples.png       Gibbs samples of an RBM or DBN; a generative
+                                                       DBN's class-conditional samples
     deepbelief plot curves metrics.csv -o curves.png   training curves from --metrics-csv
     deepbelief reproduce lecture14 [--quick]           the lecture's MNIST table
     deepbelief reproduce erhan [--quick|--reduced]     does pre-training help? (Erhan et al.)
     deepbelief reproduce posterior                     aggregated posterior, bound per layer
+    (reports go to ./deepbelief-results/<experiment>/ unless --output-dir or --docs-dir says otherwise)
 
 Heavy imports happen inside the ``cmd_`` functions, so ``deepbelief --help`` stays fast.
 """
@@ -14,6 +16,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from deepbelief.cli_args import int_list, name_list
 from deepbelief.errors import ConfigError
 
 
@@ -24,9 +27,9 @@ def add_plot(sub) -> None:
     p.add_argument("source", help="a model file (filters, samples) or a metrics CSV (curves)")
     p.add_argument("-o", "--output", default=None, help="PNG to write (default: <what>.png)")
     p.add_argument("--n", type=int, default=100, help="filters or samples to show (default 100)")
-    p.add_argument("--shape", default=None, help="image shape, e.g. 28,28 (default: square)")
+    p.add_argument("--shape", type=int_list("--shape", example="28,28"), default=None, help="image shape, e.g. 28,28 (default: square)")
     p.add_argument("--steps", type=int, default=1000, help="Gibbs steps per sample (default 1000)")
-    p.add_argument("--metrics", default=None,
+    p.add_argument("--metrics", type=name_list("--metrics", "recon_error,loss"), default=None,
                    help="comma-separated metric names for curves (default: every metric in the file)")
     p.add_argument("--device", default="auto", help="auto|cpu|cuda (default: auto)")
     p.add_argument("--seed", type=int, default=0)
@@ -72,26 +75,45 @@ def cmd_plot(args) -> int:
         from deepbelief.metrics_log import read_metrics_csv
 
         rows = read_metrics_csv(args.source)
-        names = args.metrics.split(",") if args.metrics else None
+        names = args.metrics
         plot_metrics(out, rows, names, title=Path(args.source).name)
         print(f"wrote {out}")
         return 0
-    from deepbelief.cli_generative import _csv_ints
     from deepbelief.filters import first_layer_filters
     from deepbelief.io import load_model
     from deepbelief.training import make_generator
 
     dev = resolve_device(args.device)
     model = load_model(args.source, device=dev)
+    ncols, what = None, args.what
     if args.what == "filters":
         images, norm = first_layer_filters(model).detach(), "each"
         images = images[: args.n]
+    elif getattr(model, "kind", "") == "generative_dbn":
+        images, ncols = class_conditional_samples(model, args.n, args.steps, make_generator(args.seed, dev))
+        norm, what = "none", f"class-conditional samples (one row per class, {ncols} each)"
     else:
         images, norm = gibbs_samples(model, args.n, args.steps, make_generator(args.seed, dev)), "none"
-    shape = tuple(_csv_ints(args.shape)) if args.shape else image_shape_for(images.shape[1])
-    save_tiles(out, images, shape, normalize=norm)
-    print(f"wrote {out} ({images.shape[0]} {args.what} of {shape[0]}x{shape[1]})")
+    shape = tuple(args.shape) if args.shape else image_shape_for(images.shape[1])
+    save_tiles(out, images, shape, normalize=norm, **({"ncols": ncols} if ncols else {}))
+    print(f"wrote {out} ({images.shape[0]} {what} of {shape[0]}x{shape[1]})")
     return 0
+
+
+def class_conditional_samples(model, n: int, steps: int, generator):
+    """A generative DBN's samples with the label clamped: ``n // n_labels`` (at least one)
+    per class, class k in row k, as ``deepbelief sample --grid`` draws them. Returns
+    (images (n_labels * per, n_pixels), per)."""
+    import torch
+
+    from deepbelief.errors import check_int
+
+    n = check_int("--n", n, minimum=1)
+    steps = check_int("--steps", steps, minimum=1)
+    per = max(1, n // model.n_labels)
+    labels = torch.arange(model.n_labels).repeat_interleave(per).tolist()
+    with torch.no_grad():
+        return model.sample(len(labels), label=labels, steps=steps, generator=generator), per
 
 
 def plot_metrics(path, rows: list[dict], metrics: list[str] | None = None, *, title: str = "") -> Path:
@@ -135,9 +157,14 @@ def add_reproduce(sub) -> None:
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override one setting, e.g. --set finetune_epochs=10 --set depths=[1,2] (TOML values)")
     p.add_argument("--data-dir", default=None, help="folder with the MNIST IDX files")
-    p.add_argument("--docs-dir", default="docs", help="where the markdown table and figures go (default docs/)")
-    p.add_argument("--results", default="benchmarks/results",
-                   help="folder of recorded benchmark JSONs to read published-run figures from")
+    where = p.add_mutually_exclusive_group()
+    where.add_argument("--output-dir", default=None,
+                       help="where the markdown report and figures go (default: ./deepbelief-results/EXPERIMENT)")
+    where.add_argument("--docs-dir", default=None,
+                       help="write them into DOCS_DIR/results instead (how benchmarks/ update the repository's docs)")
+    p.add_argument("--results", default=None,
+                   help="lecture14: a folder of recorded benchmark JSONs; a recorded generative-DBN run is then "
+                        "cited beside its row, which this command does not run (default: none)")
     p.add_argument("--out", default=None, help="also write every measured figure as JSON here")
     p.add_argument("--device", default="auto", help="auto|cpu|cuda (default: auto)")
     p.add_argument("--seed", type=int, default=0)

@@ -12,19 +12,13 @@ import argparse
 import time
 from pathlib import Path
 
+from deepbelief.cli_args import int_list
 from deepbelief.errors import ConfigError
 
 
 def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default="auto", help="auto|cpu|cuda|cuda:N (default: auto)")
     p.add_argument("--seed", type=int, default=0, help="seed of the run's one generator (default: 0)")
-
-
-def _csv_ints(text: str) -> list[int]:
-    try:
-        return [int(t) for t in text.split(",") if t.strip()]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated integers like 3,6,10, got {text!r}") from None
 
 
 def _load_generative(path, dev):
@@ -48,7 +42,7 @@ def add_sample(sub) -> None:
     p.add_argument("--steps", type=int, default=1000, help="Gibbs sweeps in the top RBM (default 1000)")
     p.add_argument("--chain-every", type=int, default=0, metavar="K",
                    help="show every K-th state of each chain: one row per chain (an unrolled animation)")
-    p.add_argument("--shape", type=_csv_ints, default=None, help="image shape, e.g. 28,28 (default: square)")
+    p.add_argument("--shape", type=int_list("--shape", example="28,28"), default=None, help="image shape, e.g. 28,28 (default: square)")
     p.add_argument("-o", "--output", default="samples.png")
     _common(p)
 
@@ -103,7 +97,7 @@ def add_finetune(sub) -> None:
     p.add_argument("--lr", type=float, default=None)
     p.add_argument("--momentum", type=float, default=None)
     p.add_argument("--batch-size", type=int, default=None)
-    p.add_argument("--gibbs-steps", type=_csv_ints, default=None,
+    p.add_argument("--gibbs-steps", type=int_list("--gibbs-steps", example="3,6,10"), default=None,
                    help="top-level Gibbs iterations per part of the run (default 3,6,10)")
     p.add_argument("--dataset", default=None, help="default: the dataset the model was trained on")
     p.add_argument("--data-dir", default=None)
@@ -115,11 +109,9 @@ def add_finetune(sub) -> None:
 
 
 def cmd_finetune(args) -> int:
-    from deepbelief.data import load_dataset
+    from deepbelief.checkpoint import hold_folder
     from deepbelief.errors import check_choice, resolve_device
-    from deepbelief.io import save_model
-    from deepbelief.training import make_generator
-    from deepbelief.wake_sleep import UpDownConfig, up_down
+    from deepbelief.wake_sleep import UpDownConfig
 
     check_choice("--method", args.method, {"up-down"})
     dev = resolve_device(args.device)
@@ -135,8 +127,26 @@ def cmd_finetune(args) -> int:
     out = Path(args.output) if args.output else src.with_name(src.name.removesuffix(".safetensors") +
                                                               ".updown.safetensors")
     ckpt = Path(args.checkpoint) if args.checkpoint else out.with_name(out.name + ".ckpt.safetensors")
-    if args.resume and not ckpt.exists():
-        raise ConfigError(f"--resume: checkpoint {str(ckpt)!r} does not exist")
+    from deepbelief.cli_args import check_writable, refuse_same_paths
+
+    refuse_same_paths([("MODEL", args.model), ("--output", str(out)), ("--checkpoint", str(ckpt))])
+    check_writable("--output", str(out))
+    check_writable("--checkpoint", str(ckpt))
+    with hold_folder(ckpt.parent, what="--checkpoint's folder", lock_name=f".{ckpt.name}.lock",
+                     temporaries=(ckpt.name, out.name), log=print):
+        if args.resume and not ckpt.exists():
+            print(f"resume: no checkpoint {str(ckpt)!r} yet, so there is nothing to continue: starting from "
+                  f"{str(args.model)!r}")
+        return _finetune_run(args, model, meta, cfg, recipe, dev, out, ckpt)
+
+
+def _finetune_run(args, model, meta, cfg, recipe, dev, out, ckpt) -> int:
+    from deepbelief.data import load_dataset
+    from deepbelief.io import save_model
+    from deepbelief.progress import Progress, epoch_of
+    from deepbelief.training import make_generator
+    from deepbelief.wake_sleep import up_down
+
     ds = load_dataset(args.dataset or recipe.get("dataset") or "digits", data_dir=args.data_dir)
     n_valid = min(int(recipe.get("n_valid", 0) or 0), ds.x_train.shape[0] // 2)
     cut = ds.x_train.shape[0] - n_valid
@@ -144,11 +154,13 @@ def cmd_finetune(args) -> int:
     valid = (ds.x_train[cut:].to(dev), ds.y_train[cut:].to(dev)) if n_valid else None
     gen = make_generator(args.seed, dev)
 
+    prog = Progress()
+
     def on_epoch(epoch, m):
         if not args.quiet:
             va = f" valid error {100 * m['valid_error']:.2f}%" if "valid_error" in m else ""
-            print(f"  up-down epoch {epoch + 1:3d}/{cfg.epochs} (K={m['gibbs_steps']}): "
-                  f"recon {m['recon_error']:.4f}{va} ({m['seconds']:.2f}s)")
+            print(f"  up-down epoch {epoch_of(epoch, cfg.epochs)} (K={m['gibbs_steps']}): "
+                  f"recon {m['recon_error']:.4f}{va} ({prog.times(epoch, cfg.epochs, m['seconds'])})")
 
     t0 = time.perf_counter()
     up_down(model, x, y, cfg, generator=gen, valid=valid, callback=on_epoch, checkpoint=ckpt, resume=args.resume)
@@ -159,7 +171,8 @@ def cmd_finetune(args) -> int:
     meta_out["metrics"] = {**(meta.get("metrics") or {}), "test_error": err}
     save_model(out, model, **meta_out)
     print(f"test error (free-energy classification): {100 * err:.2f}%")
-    print(f"wrote {out} (checkpoint {ckpt}) in {seconds:.1f}s")
+    kept = f" (checkpoint {ckpt})" if ckpt.exists() else " (no epoch ran: no checkpoint written)"
+    print(f"wrote {out}{kept} in {seconds:.1f}s")
     return 0
 
 

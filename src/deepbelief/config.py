@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from deepbelief.errors import ConfigError
+from deepbelief.errors import ConfigError, not_a_file
 
 try:  # Python >= 3.11
     import tomllib as _toml
@@ -35,7 +35,7 @@ def load_toml(path: str | Path) -> dict:
     if _toml is None:  # pragma: no cover
         raise ConfigError("reading TOML config files on Python < 3.11 needs 'tomli' (pip install tomli)")
     if not path.is_file():
-        raise ConfigError(f"config file {str(path)!r} does not exist")
+        raise ConfigError(f"config file {str(path)!r} {not_a_file(path)}")
     try:
         with open(path, "rb") as fh:
             return _toml.load(fh)

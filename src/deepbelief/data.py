@@ -39,6 +39,7 @@ import numpy as np
 import torch
 
 from deepbelief.errors import ConfigError, DataError, check_float, check_int
+from deepbelief.io import output_mode
 
 __all__ = [
     "DATASETS",
@@ -532,15 +533,28 @@ def download_mnist(
     """
     root = default_cache_dir() if cache_dir is None else _as_path("cache_dir", cache_dir)
     folder = root / "mnist"
+    created = [f for f in (folder, *folder.parents) if not f.exists()]  # deepest first
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise DataError(f"cannot create the cache folder {str(folder)!r}: {exc}") from exc
     found, _ = _find_files(folder)
-    for stem in MNIST_FILES:
-        if stem not in found:
-            _download_one(stem, folder, mirrors, timeout)
+    try:
+        for stem in MNIST_FILES:
+            if stem not in found:
+                _download_one(stem, folder, mirrors, timeout)
+    except BaseException:
+        _remove_empty(created)  # a failed first download leaves no empty cache folders
+        raise
     return folder
+
+
+def _remove_empty(folders: list[Path]) -> None:
+    for f in folders:
+        try:
+            f.rmdir()  # only succeeds on an empty folder
+        except OSError:
+            return
 
 
 def _download_one(stem: str, folder: Path, mirrors: tuple[str, ...], timeout: float) -> Path:
@@ -551,6 +565,7 @@ def _download_one(stem: str, folder: Path, mirrors: tuple[str, ...], timeout: fl
         fd, tmp_name = tempfile.mkstemp(dir=folder, prefix=f".{stem}.", suffix=".part")
         tmp = Path(tmp_name)
         try:
+            os.fchmod(fd, output_mode(dest))  # follow the umask, as the renamed file will keep it
             with os.fdopen(fd, "wb") as out:
                 _fetch(url, out, timeout)
                 out.flush()

@@ -75,6 +75,56 @@ def check_float(
     return value
 
 
+def memory_limit_bytes(device: torch.device | str | None = None) -> int:
+    """What one allocation may use at most: the device's total memory (this machine's
+    physical RAM for the CPU). A tensor larger than that can never be allocated, so a
+    request for one is refused before trying instead of failing deep inside PyTorch."""
+    dev = torch.device(device) if device is not None else torch.device("cpu")
+    if dev.type == "cuda" and torch.cuda.is_available():
+        return int(torch.cuda.get_device_properties(dev).total_memory)
+    try:
+        import os
+
+        return int(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
+    except (AttributeError, ValueError, OSError):  # pragma: no cover - not POSIX
+        return 1 << 40
+
+
+def _gb(n_bytes: float) -> str:
+    return f"{n_bytes / 1e9:,.1f} GB"
+
+
+def check_memory(name: str, n_elements: int, what: str, *, device=None, copies: int = 1,
+                 bytes_per: int = 4) -> None:
+    """Raise ConfigError if ``copies`` float32 tensors of ``n_elements`` cannot fit in the
+    device's memory (``memory_limit_bytes``); the message gives the estimate. Tensors on
+    PyTorch's ``meta`` device cost nothing and are not checked."""
+    dev = torch.device(device) if device is not None else torch.empty(0).device
+    if dev.type == "meta":
+        return
+    need = int(n_elements) * bytes_per * copies
+    have = memory_limit_bytes(dev)
+    if need > have:
+        times = f" x {copies} copies" if copies > 1 else ""
+        raise ConfigError(
+            f"{name} is too large for this machine: {what} need about {_gb(need)} "
+            f"({int(n_elements):,} values x {bytes_per} bytes{times}), but {dev.type} memory is {_gb(have)}"
+        )
+
+
+def not_a_file(path) -> str:
+    """Why ``path`` cannot be read as a file, for messages: "is a folder, not a file",
+    "is not a regular file" or "does not exist"."""
+    from pathlib import Path
+
+    p = Path(path)
+    if p.is_dir():
+        return "is a folder, not a file"
+    if p.exists():
+        return "is not a regular file"
+    return "does not exist"
+
+
 def check_choice(name: str, value: Any, choices) -> str:
     """Raise ConfigError unless ``value`` is one of ``choices``."""
     if value not in choices:

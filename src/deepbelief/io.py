@@ -15,13 +15,15 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import stat
 import tempfile
 from pathlib import Path
 import torch
 
 from deepbelief.classifier import DeepClassifier
 from deepbelief.dbn import DBN, GenerativeDBN
-from deepbelief.errors import ConfigError, ModelFileError
+from deepbelief.errors import ConfigError, ModelFileError, not_a_file
 from deepbelief.rbm import RBM
 
 FORMAT = "deepbelief"
@@ -38,6 +40,39 @@ MAX_HEADER_BYTES = 100_000_000
 MODELS: dict[str, type[torch.nn.Module]] = {cls.kind: cls for cls in (RBM, DBN, GenerativeDBN, DeepClassifier)}
 
 
+#: the atomic writer's temporary files are ``.<name>.<8 random characters>.tmp``
+TMP_SUFFIX = ".tmp"
+_TMP_PATTERN = re.compile(r"^\..+\.[A-Za-z0-9_]{8}\.tmp$")
+
+
+def output_mode(path: str | os.PathLike) -> int:
+    """The permission bits a plain ``open(path, "w")`` would leave: an existing file keeps
+    its own, a new one gets 0o666 minus the umask. (mkstemp creates 0o600 files, which the
+    rename would otherwise carry over to every output.)"""
+    try:
+        return stat.S_IMODE(os.stat(path).st_mode)
+    except OSError:
+        mask = os.umask(0o022)  # the only portable way to read the umask is to set it
+        os.umask(mask)
+        return 0o666 & ~mask
+
+
+def remove_stale_temporaries(folder: str | os.PathLike, name: str | None = None) -> list[Path]:
+    """Delete temporary files of ``atomic_write_bytes`` left in ``folder`` by a process
+    killed during a save (SIGKILL leaves no chance to clean up); with ``name``, only those
+    of that destination file. Call it only while holding the folder's run lock
+    (``checkpoint.RunLock``), so that no live writer owns them. Returns what was removed."""
+    removed = []
+    for p in sorted(Path(folder).glob(f".{name}.*" if name else ".*")):
+        if p.is_file() and _TMP_PATTERN.match(p.name):
+            try:
+                p.unlink()
+                removed.append(p)
+            except OSError:
+                pass
+    return removed
+
+
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
     """Write ``data`` to ``path`` atomically: temp file, fsync, rename, fsync folder."""
     path = Path(path)
@@ -47,10 +82,11 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
     if path.is_dir():
         raise ConfigError(f"output path {str(path)!r} is a folder; expected a file name")
     try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=TMP_SUFFIX, dir=folder)
     except OSError as exc:
         raise ConfigError(f"output path {str(path)!r} is not writable: {exc.strerror}") from None
     try:
+        os.fchmod(fd, output_mode(path))
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
             fh.flush()
@@ -110,7 +146,7 @@ def load_tensors(path, *, device: str | torch.device = "cpu") -> tuple[dict[str,
         raise ConfigError(f"path must be a file path (str or os.PathLike), got {path!r}")
     path = Path(path)
     if not path.is_file():
-        raise ModelFileError(f"model file {str(path)!r} does not exist")
+        raise ModelFileError(f"model file {str(path)!r} {not_a_file(path)}")
     size = path.stat().st_size
     with open(path, "rb") as fh:
         head = fh.read(9)
@@ -147,7 +183,12 @@ def load_tensors(path, *, device: str | torch.device = "cpu") -> tuple[dict[str,
             f"model file {str(path)!r} has format_version {version!r}; this deepbelief reads version {FORMAT_VERSION}"
         )
     digest = meta.get(DIGEST_KEY)
-    if digest is not None and digest != content_digest(meta, tensors):
+    if digest is None:
+        raise ModelFileError(
+            f"model file {str(path)!r} has no content checksum ({DIGEST_KEY!r} in its metadata): every file "
+            "deepbelief writes carries one, so this one was edited or made by another program"
+        )
+    if digest != content_digest(meta, tensors):
         raise ModelFileError(
             f"model file {str(path)!r} fails its content checksum ({DIGEST_KEY}): its tensors or metadata "
             "were changed after it was written (corrupted or tampered with)"
@@ -182,7 +223,22 @@ def save_model(path, model, **extra) -> None:
     """
     if not (hasattr(model, "kind") and hasattr(model, "config") and hasattr(model, "state_dict")):
         raise ConfigError(f"model must be a deepbelief model (with kind, config, state_dict), got {type(model).__name__}")
-    save_tensors(path, model.state_dict(), {"kind": model.kind, "config": model.config(), **extra})
+    state = model.state_dict()
+    check_finite(path, state, "cannot be saved")
+    save_tensors(path, state, {"kind": model.kind, "config": model.config(), **extra})
+
+
+def check_finite(path, tensors: dict[str, torch.Tensor], verb: str) -> None:
+    """Raise ModelFileError naming the first tensor that holds NaN or inf values: such a
+    model (diverged training, a damaged file) would give meaningless results silently."""
+    for name in sorted(tensors):
+        t = tensors[name]
+        if t.is_floating_point() and t.device.type != "meta" and not bool(torch.isfinite(t).all()):
+            bad = int((~torch.isfinite(t)).sum())
+            raise ModelFileError(
+                f"model {str(path)!r} {verb}: tensor {name!r} holds {bad} NaN/inf value(s) of {t.numel()}; "
+                "its training diverged or the file was damaged"
+            )
 
 
 def read_metadata(path) -> dict:
@@ -193,6 +249,7 @@ def read_metadata(path) -> dict:
 def load_model(path, *, device: str | torch.device = "cpu"):
     """Load any deepbelief model file; the ``kind`` in its metadata picks the class."""
     tensors, meta = load_tensors(path, device=device)
+    check_finite(path, tensors, "cannot be loaded")
     kind = meta.get("kind")
     if not isinstance(kind, str) or kind not in MODELS:
         raise ModelFileError(f"model file {str(path)!r} holds unknown model kind {kind!r}; known: {sorted(MODELS)}")

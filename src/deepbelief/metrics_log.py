@@ -101,11 +101,11 @@ class MetricsLogger:
 
 def read_metrics_csv(path: str | Path) -> list[dict]:
     """Rows of a metrics CSV, numbers as floats (empty cells dropped)."""
-    from deepbelief.errors import DataError
+    from deepbelief.errors import DataError, not_a_file
 
     path = Path(path)
     if not path.is_file():
-        raise DataError(f"metrics file {str(path)!r} does not exist")
+        raise DataError(f"metrics file {str(path)!r} {not_a_file(path)}")
     with open(path, newline="") as fh:
         reader = csv.DictReader(fh)
         if not reader.fieldnames or not set(_FIRST) <= set(reader.fieldnames):

@@ -15,7 +15,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from deepbelief.errors import ConfigError, as_data, check_float
+from deepbelief.errors import ConfigError, as_data, check_float, check_memory
 from deepbelief.units import Bernoulli, Units, units_from_config
 
 
@@ -47,6 +47,8 @@ class RBM(nn.Module):
         self.hidden = _layer("hidden", hidden)
         self.weight_std = check_float("weight_std", weight_std, minimum=0.0)
         device = generator.device if generator is not None else None
+        check_memory("visible x hidden", self.visible.n * self.hidden.n,
+                     f"the {self.visible.n:,} x {self.hidden.n:,} weights", device=device)
         w = torch.randn(self.visible.n, self.hidden.n, generator=generator, device=device) * self.weight_std
         self.W = nn.Parameter(w)
         if device is not None:

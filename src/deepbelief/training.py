@@ -572,8 +572,19 @@ def train_rbm(
 
 def make_generator(seed: int, device: torch.device | str = "cpu") -> torch.Generator:
     """The run's one explicit generator (never seed torch globally)."""
-    seed = check_int("seed", seed, minimum=0)
+    seed = check_int("seed", seed, minimum=0, maximum=2**64 - 1)  # torch seeds are 64-bit
     return torch.Generator(device=torch.device(device)).manual_seed(seed)
+
+
+def _check_stack_memory(specs: list, device) -> None:
+    """Refuse a stack whose weights, velocities and updates (3 float32 copies) cannot fit
+    in memory, before any of it is allocated."""
+    from deepbelief.errors import check_memory
+
+    sizes = [s.get("n", 0) if isinstance(s, dict) else 0 for s in specs]
+    if all(isinstance(n, int) for n in sizes):
+        check_memory("layers", sum(a * b for a, b in zip(sizes, sizes[1:])),
+                     f"the weights of layers {sizes} with their velocities and updates", device=device, copies=3)
 
 
 def pretrain_stack(
@@ -620,6 +631,7 @@ def pretrain_stack(
     device = check_generator("generator", generator).device
     specs = [{"type": "bernoulli", "n": check_int(f"layers[{i}]", s, minimum=1)} if not isinstance(s, dict) else s
              for i, s in enumerate(layers)]
+    _check_stack_memory(specs, device)
     folder = Path(checkpoint_dir) if checkpoint_dir is not None else None
     if resume and folder is None:
         raise ConfigError("resume=True needs a checkpoint_dir to resume from, got checkpoint_dir=None")
@@ -627,7 +639,8 @@ def pretrain_stack(
         try:
             folder.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
-            raise ConfigError(f"checkpoint_dir {str(folder)!r} cannot be created: {exc.strerror}") from None
+            why = "is a file, not a folder" if folder.is_file() else f"cannot be created: {exc.strerror}"
+            raise ConfigError(f"checkpoint_dir {str(folder)!r} {why}") from None
     rbms = []
     x, xv = data, valid
     for i in range(n_rbms):

@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from deepbelief.errors import ConfigError, check_int
+from deepbelief.errors import ConfigError, check_int, check_memory
 from deepbelief.sharding import shard_rows
 
 #: kind -> unit class; filled by defining subclasses of ``Units`` (``__init_subclass__``)
@@ -76,6 +76,7 @@ class Units(nn.Module):
     def __init__(self, n: int):
         super().__init__()
         self.n = check_int("n_units", n, minimum=1)
+        check_memory("n_units", self.n, f"{self.n:,} units' biases")
         self.bias = nn.Parameter(torch.zeros(self.n))
 
     # -- maths ------------------------------------------------------------------------
