@@ -72,3 +72,41 @@ def run_reproduce(experiment: str) -> int:
         if value is not None and not any(a == flag or a.startswith(flag + "=") for a in argv):
             argv += [flag, value]
     return main(["reproduce", experiment] + argv)
+
+
+def git_commit() -> str:
+    """The commit this benchmark's checkout is at (with '+dirty' if it has local changes)."""
+    import subprocess
+
+    try:
+        head = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True,
+                              text=True, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "-C", str(ROOT), "status", "--porcelain", "--untracked-files=no"],
+                               capture_output=True, text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    return head + ("+dirty" if dirty else "")
+
+
+def record_headline(figures: dict, *, machine: str, path: str | Path | None = None) -> None:
+    """Add or update entries of benchmarks/results/headline.json, one per key in ``figures``
+    ({key: value}), each with the command that produced it, the machine, the commit and the
+    date. Only a real run calls this, so an entry is always a measured figure."""
+    from deepbelief.io import atomic_write_bytes
+
+    path = Path(path) if path is not None else ROOT / "benchmarks" / "results" / "headline.json"
+    data = json.loads(path.read_text()) if path.exists() else {}
+    command = " ".join(["python", "benchmarks/" + Path(sys.argv[0]).name] + sys.argv[1:])
+    stamp = {"command": command, "machine": machine, "commit": git_commit(),
+             "date": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d")}
+    for key, value in figures.items():
+        data[key] = {"value": value, **stamp}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_bytes(path, (json.dumps(data, indent=2, sort_keys=True) + "\n").encode())
+    print(f"headline: {', '.join(f'{k} = {v}' for k, v in figures.items())} -> {path}")
+
+
+def machine_name() -> str:
+    import torch
+
+    return f"{platform.machine()} CPU, {os.cpu_count()} cores, torch {torch.__version__}, {torch.get_num_threads()} threads"

@@ -30,7 +30,7 @@ from pathlib import Path
 
 import torch
 
-from _common import ROOT, machine_info, parser, write_json
+from _common import ROOT, machine_info, machine_name, parser, record_headline, write_json
 
 from _judge import train_judge
 from deepbelief.data import Dataset, load_dataset
@@ -85,6 +85,8 @@ def main(argv=None) -> int:
     p.add_argument("--judge-per-class", type=int, default=None, help="samples per class for the judge (100)")
     p.add_argument("--figures", default=None, help="folder for the PNGs (default docs/; --quick: the work folder)")
     p.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    p.add_argument("--headline", action="store_true",
+                   help="record the figures in benchmarks/results/headline.json (full runs only)")
     a = p.parse_args(argv)
     if a.threads:
         torch.set_num_threads(a.threads)
@@ -151,6 +153,16 @@ def main(argv=None) -> int:
     save_model(work / "hot2006.safetensors", model, metrics={"test_error": out["test_error"]},
                recipe=recipe.to_dict())
     write_json(a.out, res)
+    if a.headline and not q:
+        su = res["samples_updown"]
+        figs = {"hot2006_updown_test_error_pct": round(res["updown_test_error_pct"], 2),
+                "hot2006_sample_agreement_pct": round(su["agreement_pct"], 1),
+                "hot2006_sample_agreement_min_class_pct": round(su["min_class_agreement_pct"], 1)}
+        if "greedy_test_error_pct" in res:
+            figs["hot2006_greedy_test_error_pct"] = round(res["greedy_test_error_pct"], 2)
+        if not resume:  # a resumed run's wall time is not the recipe's
+            figs["hot2006_cpu_minutes"] = round(res["total_seconds_this_run"] / 60, 1)
+        record_headline(figs, machine=machine_name())
     return 0
 
 

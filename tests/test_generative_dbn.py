@@ -338,3 +338,17 @@ def test_fast_updown_step_equals_the_reference_step():
     for (n, a), (_, b) in zip(fast.named_parameters(), ref.named_parameters()):
         assert torch.allclose(a, b, atol=1e-10, rtol=0), n
     assert len(hf) == len(hr) == 3
+
+
+def test_sampling_from_an_up_pass_starts_at_the_images_features():
+    """With zero Gibbs steps, a chain started from images sends down exactly the binary
+    features it drew from the images' bottom-up probabilities (HOT 2006, figure 9)."""
+    m = tiny_model(3, sizes=(6, 5, 4, 3), n_labels=2, scale=0.5)
+    x = torch.rand(7, 6, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    out = m.sample(7, label=1, steps=0, generator=torch.Generator().manual_seed(9), start=x)
+    g = torch.Generator().manual_seed(9)
+    up = m.features(x)
+    pen = (torch.rand(up.shape, generator=g, dtype=up.dtype) < up).to(up.dtype)
+    assert torch.allclose(out, m.down(pen), atol=1e-12)
+    with pytest.raises(ConfigError, match="one image per chain"):
+        m.sample(3, label=1, steps=1, start=x)
