@@ -159,6 +159,7 @@ def ais_log_partition(
     generator: torch.Generator | None = None,
     dtype: torch.dtype = torch.float64,
     progress: Callable[[int, int], None] | None = None,
+    mixed: bool = True,
 ) -> AISResult:
     """Estimate log Z of ``rbm`` by annealed importance sampling (Salakhutdinov & Murray 2008).
 
@@ -177,6 +178,9 @@ def ais_log_partition(
         dtype: arithmetic precision of the whole run (float64 by default).
         progress: called as ``progress(k, K)`` about 100 times during the run (no host
             synchronisation is needed to call it).
+        mixed: for Bernoulli-Bernoulli RBMs (with ``dtype`` float64), run the chains and
+            products in float32 and only the log weights in float64 (``_ais_mixed``): about
+            twice as fast on a CPU, same estimator; False runs everything in ``dtype``.
 
     Returns:
         an ``AISResult``. The estimate of Z is unbiased; by Jensen's inequality the
@@ -213,6 +217,9 @@ def ais_log_partition(
     zero_a = torch.zeros(1, ann.n, device=device, dtype=dtype)
     zero_o = torch.zeros(1, oth.n, device=device, dtype=dtype)
     log_za = float(-(base.free_energy(zero_a) + oth.free_energy(zero_o)))  # factorised base: exact
+    if mixed and dtype == torch.float64 and ann.kind == "bernoulli" and oth.kind == "bernoulli":
+        logw = _ais_mixed(W, base.bias, ann.bias, oth.bias, n_runs, bl, generator, progress)
+        return _summarise(logw + log_za, log_za, n_runs, len(bl) - 1, over, time.perf_counter() - t0)
     a = base.sample(zero_a.expand(n_runs, -1), generator)
     logw = torch.zeros(n_runs, device=device, dtype=torch.float64)
     K = len(bl) - 1
@@ -231,6 +238,43 @@ def ais_log_partition(
         if progress is not None and (k % every == 0 or k == K):
             progress(k, K)
     return _summarise(logw + log_za, log_za, n_runs, K, over, time.perf_counter() - t0)
+
+
+def _ais_mixed(W: Tensor, b_a: Tensor, b_b: Tensor, c: Tensor, n_runs: int, bl: list[float], gen,
+               progress) -> Tensor:
+    """AIS for a Bernoulli-Bernoulli RBM with float32 chains and products, float64 log weights.
+
+    The weight increment of step k is sum_j [softplus(b_k x_j + c_j) - softplus(b_{k-1} x_j
+    + c_j)] + (b_k - b_{k-1}) a . db. Subtracting two softplus values of size ~10 in float32
+    would lose the increment (steps of 1e-5) to rounding; written as
+        softplus(z + d) - softplus(z) = log1p(expm1(d) * sigmoid(z)),  z = b_{k-1} x + c, d = (b_k - b_{k-1}) x,
+    it is computed to float32's relative precision of the increment itself, then summed into
+    float64 log weights (tests/test_ais.py bounds the difference from the float64 path).
+    Returns the (n_runs,) float64 log weights without log Z_A.
+    """
+    f = torch.float32
+    W32, wt32 = W.to(f).contiguous(), W.T.to(f).contiguous()
+    db, c32, bb = (b_b - b_a).to(f), c.to(f), b_b.to(f)
+    dev = W.device
+    a = (torch.rand(n_runs, W.shape[0], generator=gen, device=dev, dtype=f) < torch.sigmoid(b_a.to(f))).to(f)
+    logw = torch.zeros(n_runs, device=dev, dtype=torch.float64)
+    K = len(bl) - 1
+    every = max(1, K // 100)
+    for k in range(1, K + 1):
+        b_prev, b = bl[k - 1], bl[k]
+        x = a @ W32  # (n_runs, n_o)
+        z = x * b_prev + c32
+        inc = torch.log1p(torch.expm1(x * (b - b_prev)) * torch.sigmoid(z)).sum(-1)
+        logw += inc.double() + (b - b_prev) * (a @ db).double()
+        if k < K:
+            p_o = torch.sigmoid(x * b + c32)
+            o = (torch.rand(p_o.shape, generator=gen, device=dev, dtype=f) < p_o).to(f)
+            # p_k(a | o): weights b W and bias b_B - (1 - b) db
+            p_a = torch.sigmoid(torch.addmm(bb - (1.0 - b) * db, o, wt32, alpha=b))
+            a = (torch.rand(p_a.shape, generator=gen, device=dev, dtype=f) < p_a).to(f)
+        if progress is not None and (k % every == 0 or k == K):
+            progress(k, K)
+    return logw
 
 
 def _summarise(log_weights: Tensor, log_za: float, n_runs: int, K: int, over: str, seconds: float) -> AISResult:
