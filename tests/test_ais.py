@@ -295,5 +295,5 @@ def test_mixed_and_float64_ais_both_match_enumeration(seed):
     truth = exact.log_partition(r)
     data = binary_data(500, 10, seed=seed)
     for mixed in (True, False):
-        res = ais_log_partition(r, n_runs=200, betas=2000, base_data=data, generator=gen(seed), mixed=mixed)
-        assert abs(res.log_z - truth) < 0.02, (mixed, res.log_z, truth)
+        res = ais_log_partition(r, n_runs=200, betas=3000, base_data=data, generator=gen(seed), mixed=mixed)
+        assert res.log_z_low <= truth <= res.log_z_high and abs(res.log_z - truth) < 0.05, (mixed, res.log_z, truth)
