@@ -117,7 +117,7 @@ def offline(monkeypatch, tmp_path):
 def fake_mnist(monkeypatch):
     """Synthetic MNIST-named arrays whose digests replace the real ones for the test."""
     arrays = synthetic_mnist()
-    monkeypatch.setattr(data, "MNIST_SHA256", {stem: sha(idx_bytes(a)) for stem, a in arrays.items()})
+    monkeypatch.setattr(data.sources, "MNIST_SHA256", {stem: sha(idx_bytes(a)) for stem, a in arrays.items()})
     return arrays
 
 
@@ -126,7 +126,7 @@ def no_download(monkeypatch):
     def fail(*args, **kwargs):
         raise AssertionError("download_mnist must not be called when local files exist")
 
-    monkeypatch.setattr(data, "download_mnist", fail)
+    monkeypatch.setattr(data.sources, "download_mnist", fail)
 
 
 # ------------------------------------------------------------------------------ IDX reader
@@ -406,7 +406,7 @@ def test_missing_files_call_the_download_with_the_cache(tmp_path, monkeypatch, f
         calls.append(cache_root)
         return write_folder(Path(cache_root) / "mnist", fake_mnist)
 
-    monkeypatch.setattr(data, "download_mnist", fake_download)
+    monkeypatch.setattr(data.sources, "download_mnist", fake_download)
     ds = load_mnist(download=True)
     assert calls == [tmp_path / "xdg-cache" / "deepbelief"]
     assert ds.source == str(tmp_path / "xdg-cache" / "deepbelief" / "mnist")
@@ -511,7 +511,7 @@ def test_download_interrupted_rename_leaves_nothing(tmp_path, monkeypatch, fake_
 
 def test_download_refuses_oversized_responses(tmp_path, monkeypatch, fake_mnist):
     monkeypatch.setattr(urllib.request, "urlopen", FakeNet(serve(fake_mnist)))
-    monkeypatch.setattr(data, "MAX_DOWNLOAD_BYTES", 10)
+    monkeypatch.setattr(data.sources, "MAX_DOWNLOAD_BYTES", 10)
     with pytest.raises(DataError, match="larger than the 10 bytes"):
         data.download_mnist(tmp_path / "c", mirrors=data.MNIST_MIRRORS[:1])
     assert not (tmp_path / "c").exists()  # no file and no folder the failed attempt created
@@ -531,7 +531,7 @@ def test_offline_download_failure_lists_places_and_urls(tmp_path, monkeypatch):
 
 def test_fashion_mnist_search(tmp_path, monkeypatch):
     arrays = synthetic_mnist(seed=1)
-    monkeypatch.setattr(data, "FASHION_MNIST_SYSTEM_DIR", tmp_path / "usr-share")
+    monkeypatch.setattr(data.sources, "FASHION_MNIST_SYSTEM_DIR", tmp_path / "usr-share")
     system = write_folder(tmp_path / "usr-share", arrays)
     # MNIST files directly under $DEEPBELIEF_DATA must not be taken for Fashion-MNIST.
     write_folder(tmp_path / "env", synthetic_mnist(seed=2))
@@ -546,7 +546,7 @@ def test_fashion_mnist_search(tmp_path, monkeypatch):
 
 
 def test_fashion_mnist_not_found(tmp_path, monkeypatch):
-    monkeypatch.setattr(data, "FASHION_MNIST_SYSTEM_DIR", tmp_path / "usr-share")
+    monkeypatch.setattr(data.sources, "FASHION_MNIST_SYSTEM_DIR", tmp_path / "usr-share")
     with pytest.raises(DataError) as err:
         load_fashion_mnist(tmp_path / "given")
     msg = str(err.value)
