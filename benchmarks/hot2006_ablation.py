@@ -52,6 +52,13 @@ ARMS = {
     "all-w0.1-bal-60ep": ("w0.1-bal", {"weight_std": 0.1, "balanced_batches": True, "epochs": 60}),
     "all-w0.1-bal-cd10": ("w0.1-bal", {"weight_std": 0.1, "balanced_batches": True, "k": 10}),
     "all-w0.1-bal-wd0": ("w0.1-bal", {"weight_std": 0.1, "balanced_batches": True, "weight_decay": 0.0}),
+    # the top RBM's validation error swings by +-0.5 points from epoch to epoch at lr 0.1 and
+    # momentum 0.9: a learning rate annealed linearly to 0 over its epochs lets it settle
+    "top-w0.1-anneal": ("base", {"weight_std": 0.1, "lr_final": 0.0}),
+    "all-w0.1-anneal": ("w0.1", {"weight_std": 0.1, "lr_final": 0.0}),
+    "all-w0.1-bal-anneal": ("w0.1-bal", {"weight_std": 0.1, "balanced_batches": True, "lr_final": 0.0}),
+    "all-w0.1-bal-anneal-60ep": ("w0.1-bal", {"weight_std": 0.1, "balanced_batches": True, "lr_final": 0.0,
+                                              "epochs": 60}),
 }
 
 
@@ -97,6 +104,8 @@ def run_arm(arm, data, work, seed, done):
     return {"lower": lname, "lower_config": LOWER[lname], "top_config": top_over,
             "valid_error_pct": 100 * err(fv, yv), "train_error_pct_first10k": 100 * err(f[:10_000], y[:10_000]),
             "valid_curve_pct": {k: 100 * v for k, v in sorted(curve.items(), key=lambda kv: int(kv[0]))},
+            "valid_error_last5_mean_pct": 100 * sum(sorted(curve.items(), key=lambda kv: int(kv[0]))[-5:][i][1]
+                                                    for i in range(min(5, len(curve)))) / max(1, min(5, len(curve))),
             "lower_seconds_this_run": lower_s, "top_seconds_this_run": top_s}
 
 
