@@ -101,11 +101,11 @@ def run_arm(arm, data, work, seed, done):
     train_rbm(top, joint, cfg, generator=gen, callback=cb, checkpoint=work / f"top-{arm}.ckpt.safetensors",
               resume=True, labels=y)
     top_s = time.perf_counter() - t0
+    last5 = [v for _, v in sorted(curve.items(), key=lambda kv: int(kv[0]))][-5:]
     return {"lower": lname, "lower_config": LOWER[lname], "top_config": top_over,
             "valid_error_pct": 100 * err(fv, yv), "train_error_pct_first10k": 100 * err(f[:10_000], y[:10_000]),
             "valid_curve_pct": {k: 100 * v for k, v in sorted(curve.items(), key=lambda kv: int(kv[0]))},
-            "valid_error_last5_mean_pct": 100 * sum(sorted(curve.items(), key=lambda kv: int(kv[0]))[-5:][i][1]
-                                                    for i in range(min(5, len(curve)))) / max(1, min(5, len(curve))),
+            "valid_error_last5_mean_pct": 100 * sum(last5) / len(last5),
             "lower_seconds_this_run": lower_s, "top_seconds_this_run": top_s}
 
 
