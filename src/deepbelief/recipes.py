@@ -280,9 +280,9 @@ def _run_recipe(recipe: Recipe, *, data_dir, device, seed, log, checkpoint_dir, 
         raise ConfigError("resume needs a checkpoint_dir (--checkpoint-dir) to resume from, got None")
 
     if recipe.generative:
-        return run_generative(recipe, data_dir=data_dir, device=device, seed=seed, log=log,
-                              checkpoint_dir=checkpoint_dir, resume=resume, dataset=dataset,
-                              checkpoint_every=checkpoint_every, logger=logger, after_greedy=after_greedy)
+        return _run_generative(recipe, data_dir=data_dir, device=device, seed=seed, log=log,
+                               checkpoint_dir=checkpoint_dir, resume=resume, dataset=dataset,
+                               checkpoint_every=checkpoint_every, logger=logger, after_greedy=after_greedy)
     dev = resolve_device(device)
     log = log or (lambda s: None)
     t_start = time.perf_counter()
@@ -426,20 +426,8 @@ def _flatten(d: dict, prefix: str = "") -> dict:
             out[f"{prefix}{k}"] = v
     return out
 
-def run_generative(
-    recipe: Recipe,
-    *,
-    data_dir: str | Path | None = None,
-    device: str = "auto",
-    seed: int = 0,
-    log: Callable[[str], None] | None = print,
-    checkpoint_dir: str | Path | None = None,
-    resume: bool = False,
-    dataset=None,
-    checkpoint_every: int = 1,
-    logger=None,
-    after_greedy: Callable | None = None,
-) -> dict:
+def _run_generative(recipe: Recipe, *, data_dir, device, seed, log, checkpoint_dir, resume, dataset,
+                    checkpoint_every, logger, after_greedy) -> dict:
     """Greedy training of a labelled generative DBN, then contrastive wake-sleep.
 
     The protocol of HOT 2006, section 6, when the recipe has a validation split: greedy
@@ -447,7 +435,8 @@ def run_generative(
     validation error logged after every epoch of the top RBM and of up-down; then
     ``updown.final_epochs`` more up-down epochs on train + validation.
 
-    Returns a dict with the ``dbn`` (a ``GenerativeDBN``), ``greedy_test_error`` (free-energy
+    ``run_recipe``'s branch for generative recipes. Returns a dict with the ``dbn`` (a
+    ``GenerativeDBN``), ``greedy_test_error`` (free-energy
     classification after greedy training), ``greedy_valid_error``, ``test_error`` (after
     up-down, or greedy if none) and timings.
     """

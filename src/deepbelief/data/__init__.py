@@ -1,24 +1,8 @@
-"""Datasets: an IDX reader, MNIST and friends, and the small embedded default.
-
-Every loader returns a :class:`Dataset`: one contiguous float32 tensor per split with
-values in [0, 1], shape ``(n_samples, n_features)``, and int64 labels.
-
-Where MNIST comes from, in this order (:func:`load_mnist`):
-
-1. the ``data_dir`` argument (``--data-dir`` on the command line): the folder itself or
-   its ``mnist/`` subfolder;
-2. the environment variable ``DEEPBELIEF_DATA``: the folder itself or its ``mnist/``
-   subfolder;
-3. the user cache, ``$XDG_CACHE_HOME/deepbelief/mnist`` (``~/.cache/deepbelief/mnist``
-   when ``XDG_CACHE_HOME`` is unset);
-4. a download from the public mirrors in :data:`MNIST_MIRRORS` into that cache.
-
-A folder qualifies when it holds the four standard IDX files, gzip-compressed or not
-(``train-images-idx3-ubyte[.gz]``, ``train-labels-idx1-ubyte[.gz]``,
-``t10k-images-idx3-ubyte[.gz]``, ``t10k-labels-idx1-ubyte[.gz]``). Every MNIST file, local
-or downloaded, is checked against the SHA-256 of its *decompressed* bytes, because the
-gzip wrappers served by different mirrors differ while the content does not.
-"""
+"""Datasets: the IDX reader (idx.py), the ``Dataset`` type (dataset.py), where MNIST and
+Fashion-MNIST come from (sources.py: an explicit folder, ``$DEEPBELIEF_DATA``, the user cache,
+a checksum-verified download), the named datasets and the embedded 8x8 digits
+(datasets.py), and natural-image patches (patches.py). Every public name is importable
+from ``deepbelief.data``."""
 
 from deepbelief.data.dataset import MNIST_N_VALID, Dataset, Split, binarize
 from deepbelief.data.datasets import (
