@@ -44,7 +44,7 @@ import torch
 from torch import Tensor
 
 from deepbelief.errors import ConfigError, ModelFileError
-from deepbelief.io import load_tensors, save_tensors
+from deepbelief.io import check_state, load_tensors, save_tensors
 
 GENERATOR_KEY = "generator.state"
 
@@ -250,3 +250,19 @@ __all__ = [
     "GENERATOR_KEY", "due", "save_checkpoint", "load_checkpoint", "restore_generator", "generator_state_from",
     "optimizer_tensors", "load_optimizer_tensors", "check_same_config", "hold_folder", "LOCK_NAME",
 ]
+
+
+@torch.no_grad()
+def restore_training_state(path, model: torch.nn.Module, tensors: dict, names: list[str],
+                           velocities: list[Tensor]) -> None:
+    """Load a checkpoint's ``model.*`` tensors into ``model`` (checked against its state
+    dict first) and its ``velocity.<name>`` tensors into ``velocities`` in place: the part
+    of every trainer's checkpoint that is the same (RBM training, up-down)."""
+    state = {k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")}
+    check_state(path, model, state)
+    model.load_state_dict(state)
+    for n, v in zip(names, velocities):
+        saved = tensors.get(f"velocity.{n}")
+        if saved is None or saved.shape != v.shape:
+            raise ModelFileError(f"checkpoint {str(path)!r}: velocity of {n!r} is missing or misshapen")
+        v.copy_(saved)

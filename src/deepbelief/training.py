@@ -27,7 +27,12 @@ from typing import Callable
 import torch
 from torch import Tensor
 
-from deepbelief.checkpoint import check_same_config, generator_state_from, restore_generator
+from deepbelief.checkpoint import (
+    check_same_config,
+    generator_state_from,
+    restore_generator,
+    restore_training_state,
+)
 from deepbelief.dbn import DBN, GenerativeDBN
 from deepbelief.errors import (
     ConfigError,
@@ -38,7 +43,7 @@ from deepbelief.errors import (
     check_float,
     check_int,
 )
-from deepbelief.io import check_state, load_model, load_tensors, save_model, save_tensors
+from deepbelief.io import load_model, load_tensors, save_model, save_tensors
 from deepbelief.rbm import RBM, batched
 from deepbelief.sampling import make_sampler
 from deepbelief.units import Bernoulli, Joint, Softmax
@@ -493,15 +498,7 @@ class RBMTrainer:
             raise ModelFileError(f"checkpoint {str(path)!r} was written for another model: {meta.get('model')}")
         # a different schedule would give a run that is neither the old one nor the new one
         check_same_config(path, meta.get("train") or {}, dataclasses.asdict(self.cfg), allowed=("epochs",))
-        model_state = {k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")}
-        check_state(path, self.rbm, model_state)
-        with torch.no_grad():
-            self.rbm.load_state_dict(model_state)
-            for n, v in zip(self.names, self.velocities):
-                saved = tensors.get(f"velocity.{n}")
-                if saved is None or saved.shape != v.shape:
-                    raise ModelFileError(f"checkpoint {str(path)!r}: velocity of {n!r} is missing or misshapen")
-                v.copy_(saved)
+        restore_training_state(path, self.rbm, tensors, self.names, self.velocities)
         from deepbelief import distributed
 
         sampler_state = {k[len("sampler."):]: v for k, v in tensors.items() if k.startswith("sampler.")}

@@ -357,22 +357,14 @@ class UpDownTrainer:
 
     def load_checkpoint(self, path: str | Path) -> None:
         from deepbelief.checkpoint import load_checkpoint
-        from deepbelief.io import check_state
+        from deepbelief.checkpoint import restore_training_state
 
         # the shared helper checks the kind and restores the generator in place
         tensors, meta = load_checkpoint(path, kind="updown_checkpoint", device=self.model.top.W.device,
                                         generator=self.gen)
         if meta.get("model") != self.model.config():
             raise ModelFileError(f"checkpoint {str(path)!r} was written for another model: {meta.get('model')}")
-        state = {k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")}
-        check_state(path, self.model, state)
-        with torch.no_grad():
-            self.model.load_state_dict(state)
-            for n, v in zip(self.names, self.velocities):
-                saved = tensors.get(f"velocity.{n}")
-                if saved is None or saved.shape != v.shape:
-                    raise ModelFileError(f"checkpoint {str(path)!r}: velocity of {n!r} is missing or misshapen")
-                v.copy_(saved)
+        restore_training_state(path, self.model, tensors, self.names, self.velocities)
         self.epoch = int(meta["epoch"])
         self.history = list(meta.get("history", []))
 
