@@ -54,6 +54,8 @@ ARMS = {
     "all-w0.1-bal-wd0": ("w0.1-bal", {"weight_std": 0.1, "balanced_batches": True, "weight_decay": 0.0}),
     # the top RBM's validation error swings by +-0.5 points from epoch to epoch at lr 0.1 and
     # momentum 0.9: a learning rate annealed linearly to 0 over its epochs lets it settle
+    "all-w0.1-bal-lr0.2": ("w0.1-bal", {"weight_std": 0.1, "balanced_batches": True, "lr": 0.2}),
+    "all-w0.1-bal-100ep": ("w0.1-bal", {"weight_std": 0.1, "balanced_batches": True, "epochs": 100}),
     "top-w0.1-anneal": ("base", {"weight_std": 0.1, "lr_final": 0.0}),
     "all-w0.1-anneal": ("w0.1", {"weight_std": 0.1, "lr_final": 0.0}),
     "all-w0.1-bal-anneal": ("w0.1-bal", {"weight_std": 0.1, "balanced_batches": True, "lr_final": 0.0}),

@@ -173,8 +173,12 @@ RECIPES: dict[str, Recipe] = {
         name="hot2006",
         dataset="mnist",
         layers=[500, 500, 2000],
+        # initial weights 0.1 N(0, 1) as in the same lab's 2006 code, not the guide's 0.01: on
+        # the validation split the top RBM's free-energy error after 30 epochs falls from 3.83%
+        # to 3.45% (top RBM alone) and 2.71% (every layer, balanced batches); benchmarks/
+        # hot2006_ablation.py, RESULTS.md
         rbm=RBMTrainConfig(epochs=30, batch_size=100, lr=0.1, momentum=0.5, final_momentum=0.9,
-                           momentum_switch=5, weight_decay=2e-4, balanced_batches=True),
+                           momentum_switch=5, weight_decay=2e-4, balanced_batches=True, weight_std=0.1),
         finetune=None,
         n_valid=10_000,
         generative=True,
