@@ -201,3 +201,16 @@ def test_an_unwritable_report_folder_is_refused_before_running(flag, tmp_path, m
     assert main(["reproduce", "posterior", flag, "f/x" if flag == "--output-dir" else "f"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: " + flag) and "is a file" in err and "Traceback" not in err
+
+
+def test_posterior_layers_fitted_by_exact_ml_never_lower_the_bound():
+    """The theorem's conditions (a new layer from W = W_below^T, fitted to the exact
+    aggregated posterior by exact maximum likelihood) give a bound that cannot fall; the
+    CD-1 rows need not (seed 2 lowers it at layer 3 with the default config)."""
+    from deepbelief.experiments import PosteriorConfig, posterior_example
+
+    res = posterior_example(PosteriorConfig(n_data=400, epochs=15), seed=2, log=lambda m: None)
+    e, b = res["bound_exact_ml"], res["bound"]
+    assert abs(e["2_init"] - b["1"]) < 1e-9  # the transposed layer leaves the bound where it was
+    assert e["2"] >= e["2_init"] - 1e-9 and e["3"] >= e["3_init"] - 1e-9
+    assert abs(e["3_init"] - e["2"]) < 1e-9

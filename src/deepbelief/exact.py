@@ -103,11 +103,15 @@ def _weighted_grad(r, states: Tensor, weights: Tensor) -> dict[str, Tensor]:
     return {k: (g if g is not None else torch.zeros_like(params[k])).detach() for k, g in zip(params, grads)}
 
 
-def log_likelihood_grad(rbm, data: Tensor) -> dict[str, Tensor]:
-    """Exact mean gradient of log p(data) (ascent direction), by enumeration."""
+def log_likelihood_grad(rbm, data: Tensor, weights: Tensor | None = None) -> dict[str, Tensor]:
+    """Exact gradient of sum_n w_n log p(data_n) (ascent direction), by enumeration; the
+    weights default to 1/n (the mean). With ``data`` every visible state and ``weights`` a
+    distribution q over them, it is the gradient of the cross-entropy E_q[log p(v)]."""
     r = _double(rbm)
     model = model_expectation_grad(rbm)
-    w = torch.full((data.shape[0],), 1.0 / data.shape[0], dtype=torch.float64, device=r.W.device)
+    w = (torch.full((data.shape[0],), 1.0 / data.shape[0], dtype=torch.float64, device=r.W.device)
+         if weights is None else weights.to(torch.float64))
+    model = {k: g * float(w.sum()) for k, g in model.items()}
     dat = _weighted_grad(r, data.to(torch.float64), w)
     return {k: model[k] - dat[k] for k in model}
 

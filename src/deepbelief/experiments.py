@@ -560,15 +560,60 @@ def posterior_example(cfg: PosteriorConfig | None = None, *, seed: int = 0, log=
     bound3 = float(variational_bound_exact([r1, r2, r3], data).mean())
     log(f"  bound, 2 layers: {bound2_init:.4f} at W2 = W1^T, {bound2:.4f} after training layer 2")
     log(f"  bound, 3 layers: {bound3_init:.4f} at W3 = W2^T, {bound3:.4f} after training layer 3")
-    return {"experiment": "posterior", "config": dataclasses.asdict(cfg), "seed": seed,
+    # the theorem's conditions: each new layer maximises E_q[log p(h)] under the exact
+    # aggregated posterior q of the layers below (exact gradient ascent from W = W_below^T)
+    q1 = _aggregated_posterior([r1], data)
+    r2e = _fit_exact(r2_init, q1)
+    q2 = _aggregated_posterior([r1, r2e], data)
+    r3e = _fit_exact(next_layer(r2e, h1, train_it=False)[0], q2)
+    exact_ml = {"2_init": bound2_init, "2": float(variational_bound_exact([r1, r2e], data).mean())}
+    exact_ml["3_init"] = float(variational_bound_exact([r1, r2e, next_layer(r2e, h1, train_it=False)[0]],
+                                                       data).mean())
+    exact_ml["3"] = float(variational_bound_exact([r1, r2e, r3e], data).mean())
+    log(f"  exact maximum likelihood on q: 2 layers {exact_ml['2']:.4f}, 3 layers {exact_ml['3_init']:.4f} at "
+        f"W3 = W2^T, {exact_ml['3']:.4f} trained")
+    return {"bound_exact_ml": exact_ml,"experiment": "posterior", "config": dataclasses.asdict(cfg), "seed": seed,
             "log_p_rbm1": bound1, "kl_factorial": kl_fact, "kl_prior": kl_prior, "top_states": top_states,
             "bound": {"1": bound1, "2_init": bound2_init, "2": bound2, "3_init": bound3_init, "3": bound3},
             "seconds": time.perf_counter() - t_start, "machine": machine_info("cpu")}
 
 
+def _aggregated_posterior(rbms, data) -> torch.Tensor:
+    """q(h_L) = mean over the data of the recognition distribution of the top hidden layer,
+    over all its states (stacked factorial posteriors, enumerated): shape (2^n_L,)."""
+    from deepbelief import exact
+
+    below, dist = data, None
+    for r in rbms:
+        states = exact.all_binary(r.n_hidden)
+        rows = below if dist is None else exact.all_binary(r.n_visible)
+        lq, _ = _layer_conditionals(r, rows, states)
+        cond = lq.exp()  # (rows, S): q(h | row)
+        dist = cond.mean(0) if dist is None else dist @ cond
+        below = states
+    return dist
+
+
+def _fit_exact(rbm, q, steps: int = 400, lr: float = 0.1):
+    """Gradient ascent on E_q[log p(v)] of ``rbm``'s visible marginal, with the exact
+    gradient (enumeration): a copy, float64. Small steps of exact ascent cannot lower it."""
+    import copy
+
+    from deepbelief import exact
+
+    r = copy.deepcopy(rbm).to(torch.float64)
+    states = exact.all_binary(r.n_visible)
+    for _ in range(steps):
+        g = exact.log_likelihood_grad(r, states, q)
+        with torch.no_grad():
+            for name, p in r.named_parameters():
+                p.add_(g[name], alpha=lr)
+    return r
+
+
 def posterior_markdown(res: dict) -> str:
     c, b, m = res["config"], res["bound"], res["machine"]
-    out = ["# The aggregated posterior is not factorial, and each layer improves the bound", "",
+    out = ["# The aggregated posterior is not factorial, and when an added layer improves the bound", "",
            f"`{m['command']}` on {m['device_name']} (cpu, {m['threads']} threads), torch {m['torch']}, {m['date']}; "
            f"{res['seconds']:.0f} s; seed {res['seed']}; "
            "every number is exact (enumeration in float64, `deepbelief.exact`), none is sampled.", "",
@@ -589,7 +634,17 @@ def posterior_markdown(res: dict) -> str:
             f"| + RBM 3 initialised W3 = W2^T | {b['3_init']:.4f} |",
             f"| + RBM 3 trained | {b['3']:.4f} |", "",
             "With the transposed initialisation the bound equals the layer below's value exactly (the argument "
-            "of Hinton, Osindero & Teh 2006); training the new layer raises log p(h) under q and so the bound.", ""]
+            "of Hinton, Osindero & Teh 2006). The theorem then says the bound rises if the new layer raises "
+            "E_q[log p(h)], the log-likelihood of the *exact* aggregated posterior q of the layers below. The "
+            "rows above train with CD-1 on one posterior sample per datum: CD-1 is not maximum likelihood, and "
+            "2,000 samples are not q, so nothing guarantees the rise, and a layer can lower the bound. The "
+            "table below meets the conditions: each new layer is fitted by exact gradient ascent on "
+            "E_q[log p(h)] (enumeration) from the transposed initialisation, and the bound cannot fall.", "",
+            "| model, new layers fitted by exact maximum likelihood on q | mean bound (nats) |", "| --- | --- |",
+            f"| + RBM 2 initialised W2 = W1^T | {res['bound_exact_ml']['2_init']:.4f} |",
+            f"| + RBM 2 fitted | {res['bound_exact_ml']['2']:.4f} |",
+            f"| + RBM 3 initialised W3 = W2^T | {res['bound_exact_ml']['3_init']:.4f} |",
+            f"| + RBM 3 fitted | {res['bound_exact_ml']['3']:.4f} |", ""]
     return "\n".join(out) + "\n"
 
 
