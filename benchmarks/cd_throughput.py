@@ -148,6 +148,7 @@ def main(argv=None):
     p.add_argument("--rows", type=int, default=None, help="training rows (default 60000; quick 6000)")
     p.add_argument("--skip-others", action="store_true", help="only matmul and ours (no sklearn/learnergy)")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    p.add_argument("--headline", action="store_true", help="record cd1_gemm_share_pct in headline.json")
     args = p.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -176,6 +177,11 @@ def main(argv=None):
         for k, v in r["notes"].items():
             print(f"  note: {v}")
     _bench.write_json(args.out, record)
+    if args.headline and not args.quick and not args.gpu:
+        from _common import machine_name, record_headline
+
+        record_headline({"cd1_gemm_share_pct": round(100 * record["cpu"]["ours_fraction_of_matmul_rate"], 1)},
+                        machine=machine_name())
 
 
 if __name__ == "__main__":

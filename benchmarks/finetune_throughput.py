@@ -136,6 +136,7 @@ def main(argv=None):
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     p.add_argument("--sizes", default=None, help="layer sizes up to the last hidden layer (default 784,500,500,2000)")
     p.add_argument("--batch-size", type=int, default=100)
+    p.add_argument("--headline", action="store_true", help="record finetune_gemm_share_pct (phase 'all')")
     args = p.parse_args(argv)
     if args.sizes:
         SIZES[:] = [int(s) for s in args.sizes.split(",")]
@@ -174,6 +175,11 @@ def main(argv=None):
               f"{100 * ph['fast_fraction_of_matmul_rate']:.0f}% of the matmul rate, autograd "
               f"{100 * ph['autograd_fraction_of_matmul_rate']:.0f}%")
     _bench.write_json(args.out, record)
+    if args.headline and not args.quick and "all" in r["phases"]:
+        from _common import machine_name, record_headline
+
+        share = 100 * r["phases"]["all"]["fast_fraction_of_matmul_rate"]
+        record_headline({"finetune_gemm_share_pct": round(share, 1)}, machine=machine_name())
 
 
 if __name__ == "__main__":
