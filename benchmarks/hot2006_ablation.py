@@ -111,13 +111,32 @@ def run_arm(arm, data, work, seed, done):
             "lower_seconds_this_run": lower_s, "top_seconds_this_run": top_s}
 
 
+def markdown(out: dict) -> str:
+    """The arms measured so far as a markdown table (for RESULTS.md)."""
+    rows = ["| arm | lower RBMs | top RBM | valid error, last epoch | mean of last 5 | train error (first 10k) |",
+            "| --- | --- | --- | ---: | ---: | ---: |"]
+    for name, r in out["arms"].items():
+        last5 = r.get("valid_error_last5_mean_pct")
+        if last5 is None:  # arms recorded before the field existed: from the stored curve
+            vals = list(r["valid_curve_pct"].values())[-5:]
+            last5 = sum(vals) / len(vals)
+        rows.append(f"| {name} | {json.dumps(r['lower_config']) if r['lower_config'] else 'base'} | "
+                    f"{json.dumps(r['top_config']) if r['top_config'] else 'base'} | {r['valid_error_pct']:.2f}% | "
+                    f"{last5:.2f}% | {r['train_error_pct_first10k']:.2f}% |")
+    return "\n".join(rows)
+
+
 def main():
     p = parser(__doc__.splitlines()[0])
     p.add_argument("--arms", default=",".join(ARMS), help="comma-separated arm names")
     p.add_argument("--work", default="hot2006-ablation-work", help="checkpoint folder (resumable)")
     p.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     p.add_argument("--epochs", type=int, default=None, help="override every arm's epochs (smoke tests)")
+    p.add_argument("--markdown", action="store_true", help="print the table of the arms in --out and exit")
     a = p.parse_args()
+    if a.markdown:
+        print(markdown(json.loads(Path(a.out).read_text())))
+        return
     if a.epochs is not None:
         BASE["epochs"] = a.epochs
         for _, top in ARMS.values():
