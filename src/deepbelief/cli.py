@@ -55,6 +55,8 @@ of the time left; early stopping may end fine-tuning before N):
                                       energy of validation rows minus that of training rows (Hinton's
                                       practical guide, section 6): a gap that keeps growing means the
                                       RBM is overfitting. Only with validation data.
+                                      --method pt adds "swaps min A mean B": the epoch's swap
+                                      acceptance rate of the worst neighbour pair and the mean.
   finetune epoch i/N: loss L          backprop: mean cross-entropy of the epoch; valid error: the
                                       fraction of validation images misclassified (early stopping
                                       keeps the best epoch)
