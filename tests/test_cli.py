@@ -63,3 +63,19 @@ def test_bad_arguments_give_one_line_errors(tmp_path, capsys):
     assert "recipe must be one of" in err and "'nope'" in err
     assert main(["evaluate", str(tmp_path / "missing.safetensors")]) == 2
     assert "does not exist" in capsys.readouterr().err
+
+
+def test_train_with_parallel_tempering_and_centring(tmp_path):
+    """--method pt --pt-temperatures K --centering reach the RBM config; the saved stack
+    holds the offsets and the CSV the swap rates."""
+    out, csv = tmp_path / "pt.safetensors", tmp_path / "m.csv"
+    assert main(["train", "--layers", "16", "--epochs", "2", "--finetune-epochs", "0", "--method", "pt",
+                 "--pt-temperatures", "3", "--n-chains", "10", "--centering", "--centering-rate", "0.05",
+                 "--metrics-csv", str(csv), "-o", str(out), "--quiet", "--device", "cpu"]) == 0
+    from deepbelief.io import load_model, read_metadata
+
+    rbm = read_metadata(out)["recipe"]["rbm"]
+    assert (rbm["method"], rbm["pt_temperatures"], rbm["n_chains"], rbm["centering"], rbm["centering_rate"]) == \
+        ("pt", 3, 10, True, 0.05)
+    assert load_model(out).rbms[0].centered
+    assert "pt_swap_rate_min" in csv.read_text().splitlines()[0]

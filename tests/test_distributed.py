@@ -24,6 +24,10 @@ pytestmark = pytest.mark.skipif(not dist.is_available(), reason="torch.distribut
 CONFIGS = {
     "cd-sparsity": dict(epochs=2, batch_size=12, lr=0.1, sparsity_target=0.1, sparsity_cost=0.3),
     "pcd": dict(epochs=2, batch_size=12, lr=0.05, method="pcd", n_chains=8),
+    # replica sets shard by rows, all temperatures of a set on one rank (sampling.PT)
+    "pt": dict(epochs=2, batch_size=12, lr=0.05, method="pt", n_chains=8, pt_temperatures=3),
+    # the offsets slide with the global batch's means (carried in the one all-reduce)
+    "cd-centering": dict(epochs=2, batch_size=12, lr=0.1, centering=True, centering_rate=0.1),
 }
 
 
@@ -73,8 +77,11 @@ def test_two_gloo_processes_equal_one_process(tmp_path):
                 assert torch.allclose(got[k], v, atol=1e-10, rtol=0), (name, rank, k)
         # the checkpoint rank 0 wrote holds the whole state, PCD chains gathered from both
         # ranks, exactly as the single-process checkpoint does
-        multi, _ = load_tensors(tmp_path / f"{name}.ckpt.safetensors")
-        single, _ = load_tensors(tmp_path / f"{name}.single.safetensors")
+        multi, multi_meta = load_tensors(tmp_path / f"{name}.ckpt.safetensors")
+        single, single_meta = load_tensors(tmp_path / f"{name}.single.safetensors")
+        # swap rates count every replica set on every rank
+        assert ([e.get("pt_swap_rates") for e in multi_meta["history"]]
+                == [e.get("pt_swap_rates") for e in single_meta["history"]])
         assert set(multi) == set(single)
         for k in single:
             if k != "generator.state":

@@ -55,6 +55,8 @@ of the time left; early stopping may end fine-tuning before N):
                                       energy of validation rows minus that of training rows (Hinton's
                                       practical guide, section 6): a gap that keeps growing means the
                                       RBM is overfitting. Only with validation data.
+                                      --method pt adds "swaps min A mean B": the epoch's swap
+                                      acceptance rate of the worst neighbour pair and the mean.
   finetune epoch i/N: loss L          backprop: mean cross-entropy of the epoch; valid error: the
                                       fraction of validation images misclassified (early stopping
                                       keeps the best epoch)
@@ -97,8 +99,20 @@ def add_train(sub) -> None:
     p.add_argument("--weight-decay", type=float, default=None, help="RBM L2 weight decay")
     p.add_argument("--sparsity-target", type=float, default=None, help="RBM hidden-unit sparsity target")
     p.add_argument("--sparsity-cost", type=float, default=None, help="weight of the sparsity penalty")
-    p.add_argument("--method", default=None, help="cd or pcd")
-    p.add_argument("--k", type=int, default=None, help="Gibbs steps per update (CD-k / PCD-k)")
+    p.add_argument("--method", default=None,
+                   help="negative phase: cd, pcd (persistent chains) or pt (parallel tempering, PT-PCD)")
+    p.add_argument("--k", type=int, default=None, help="Gibbs steps per update (CD-k / PCD-k / PT-k)")
+    p.add_argument("--n-chains", type=int, default=None,
+                   help="persistent chains (pcd) or replica sets of all temperatures (pt); default: the batch size")
+    p.add_argument("--pt-temperatures", type=int, default=None,
+                   help="--method pt: number of inverse temperatures K, 1 down to --pt-min-beta (default 10)")
+    p.add_argument("--pt-spacing", default=None, help="--method pt: linear (default) or geometric")
+    p.add_argument("--pt-min-beta", type=float, default=None,
+                   help="--method pt: the lowest inverse temperature (default 0: uniform; geometric needs > 0)")
+    p.add_argument("--centering", action=argparse.BooleanOptionalAction, default=None,
+                   help="centred RBM update (Bernoulli layers; Melchior et al. 2016); offsets stored in the model")
+    p.add_argument("--centering-rate", type=float, default=None,
+                   help="sliding-average rate of the centring offsets per update (default 0.01)")
     p.add_argument("--finetune-epochs", type=int, default=None, help="backprop epochs (0: pre-training only)")
     p.add_argument("--finetune-lr", type=float, default=None)
     p.add_argument("--updown-epochs", type=int, default=None,
@@ -145,7 +159,10 @@ def _recipe_from_args(args):
             setattr(recipe, field, getattr(args, flag))
     for flag, field in (("epochs", "epochs"), ("batch_size", "batch_size"), ("lr", "lr"), ("method", "method"),
                         ("k", "k"), ("precision", "precision"), ("weight_decay", "weight_decay"),
-                        ("sparsity_target", "sparsity_target"), ("sparsity_cost", "sparsity_cost")):
+                        ("sparsity_target", "sparsity_target"), ("sparsity_cost", "sparsity_cost"),
+                        ("n_chains", "n_chains"), ("pt_temperatures", "pt_temperatures"),
+                        ("pt_spacing", "pt_spacing"), ("pt_min_beta", "pt_min_beta"), ("centering", "centering"),
+                        ("centering_rate", "centering_rate")):
         if getattr(args, flag) is not None:
             setattr(recipe.rbm, field, getattr(args, flag))
     if recipe.generative:  # --finetune-epochs sets the up-down epochs (0: greedy only)

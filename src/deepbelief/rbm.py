@@ -30,6 +30,10 @@ class RBM(nn.Module):
             the hidden units start near 0.5 and learning breaks the symmetry.
         generator: the run's generator for the initial weights (the device of the
             generator decides where the parameters live).
+        centered: give the RBM centring offsets, buffers ``visible_offset`` (n_visible,)
+            and ``hidden_offset`` (n_hidden,), initially 0.5 (centering.py). They are
+            training state of the centred update only: the distribution is always that
+            of the ordinary parameters W, b, c.
     """
 
     kind = "rbm"
@@ -41,6 +45,7 @@ class RBM(nn.Module):
         *,
         weight_std: float = 0.01,
         generator: torch.Generator | None = None,
+        centered: bool = False,
     ):
         super().__init__()
         self.visible = _layer("visible", visible)
@@ -51,8 +56,27 @@ class RBM(nn.Module):
                      f"the {self.visible.n:,} x {self.hidden.n:,} weights", device=device)
         w = torch.randn(self.visible.n, self.hidden.n, generator=generator, device=device) * self.weight_std
         self.W = nn.Parameter(w)
+        if centered:
+            self.add_offsets_()
         if device is not None:
             self.to(device)
+
+    @property
+    def centered(self) -> bool:
+        return hasattr(self, "visible_offset")
+
+    @torch.no_grad()
+    def add_offsets_(self, mu: Tensor | None = None, lam: Tensor | None = None) -> None:
+        """Register (or overwrite) the centring offsets mu (n_visible,) and lambda (n_hidden,);
+        default 0.5 (Melchior et al. 2016). The model's distribution does not change."""
+        w = self.W
+        for name, n, val in (("visible_offset", self.n_visible, mu), ("hidden_offset", self.n_hidden, lam)):
+            t = torch.full((n,), 0.5, device=w.device, dtype=w.dtype) if val is None else \
+                torch.as_tensor(val, device=w.device, dtype=w.dtype).reshape(n).clone()
+            if hasattr(self, name):
+                getattr(self, name).copy_(t)
+            else:
+                self.register_buffer(name, t)
 
     @property
     def n_visible(self) -> int:
@@ -148,12 +172,16 @@ class RBM(nn.Module):
             self.visible.set_bias_(bias)
 
     def config(self) -> dict:
-        return {"visible": self.visible.config(), "hidden": self.hidden.config(), "weight_std": self.weight_std}
+        cfg = {"visible": self.visible.config(), "hidden": self.hidden.config(), "weight_std": self.weight_std}
+        if self.centered:  # only then: ordinary models keep the config (and files) they had
+            cfg["centered"] = True
+        return cfg
 
     @classmethod
     def from_config(cls, cfg: dict) -> "RBM":
         try:
-            return cls(cfg["visible"], cfg["hidden"], weight_std=cfg.get("weight_std", 0.01))
+            return cls(cfg["visible"], cfg["hidden"], weight_std=cfg.get("weight_std", 0.01),
+                       centered=bool(cfg.get("centered", False)))
         except KeyError as exc:
             raise ConfigError(f"RBM config is missing key {exc}") from None
 

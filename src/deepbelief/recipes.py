@@ -314,6 +314,8 @@ def _run_recipe(recipe: Recipe, *, data_dir, device, seed, log, checkpoint_dir, 
 
     def on_epoch(layer, epoch, m):
         gap = f" fe_gap {m['free_energy_gap']:+.3f}" if "free_energy_gap" in m else ""
+        if "pt_swap_rate_min" in m:  # parallel tempering: the worst neighbour pair and the mean
+            gap += f" swaps min {m['pt_swap_rate_min']:.2f} mean {m['pt_swap_rate_mean']:.2f}"
         n = rbm_epochs[layer]
         log(f"  rbm {layer} epoch {epoch_of(epoch, n)}: recon {m['recon_error']:.4f}{gap} "
             f"({prog.times(epoch, n, m['seconds'], layer)})")

@@ -63,10 +63,20 @@ class RBMTrainConfig:
     #: first epoch (0-based) that uses final_momentum
     momentum_switch: int = 5
     weight_decay: float = 2e-4
+    #: negative phase: cd (CD-k), pcd (persistent chains) or pt (parallel tempering, sampling.PT)
     method: str = "cd"
     k: int = 1
     sample_visible: bool = False
+    #: persistent chains (pcd) or replica sets (pt); None: the batch size
     n_chains: int | None = None
+    #: pt: number of inverse temperatures K, their spacing (linear | geometric) and the lowest one
+    pt_temperatures: int = 10
+    pt_spacing: str = "linear"
+    pt_min_beta: float = 0.0
+    #: centred RBM update (centering.py; Bernoulli layers): offsets slide towards the data
+    #: means with rate centering_rate per update (Melchior et al. 2016: 0.01 to 0.1)
+    centering: bool = False
+    centering_rate: float = 0.01
     sparsity_target: float | None = None
     sparsity_cost: float = 0.0
     sparsity_decay: float = 0.95
@@ -92,7 +102,17 @@ class RBMTrainConfig:
         check_float("final_momentum", self.final_momentum, minimum=0.0, maximum=1.0)
         check_int("momentum_switch", self.momentum_switch, minimum=0)
         check_float("weight_decay", self.weight_decay, minimum=0.0)
-        check_choice("method", self.method, {"cd", "pcd"})
+        check_choice("method", self.method, {"cd", "pcd", "pt"})
+        if self.method == "pt":
+            from deepbelief.sampling import pt_betas
+
+            pt_betas(self.pt_temperatures, self.pt_spacing, self.pt_min_beta)  # validates the three
+        if not isinstance(self.centering, bool):
+            raise ConfigError(f"centering must be true or false, got {self.centering!r}")
+        check_float("centering_rate", self.centering_rate, minimum=0.0, maximum=1.0)
+        if self.centering and self.sparsity_target is not None and self.sparsity_cost > 0:
+            raise ConfigError("centering does not combine with a sparsity target (sparsity_cost > 0); "
+                              f"got sparsity_target={self.sparsity_target!r}")
         check_int("k", self.k, minimum=1)
         if self.n_chains is not None:
             check_int("n_chains", self.n_chains, minimum=1)
@@ -148,8 +168,20 @@ class RBMTrainer:
         self.rbm = rbm
         self.cfg = config.validate()
         self.gen = generator
+        betas = None
+        if config.method == "pt":
+            from deepbelief.sampling import check_temperable, pt_betas
+
+            check_temperable(rbm)
+            betas = pt_betas(config.pt_temperatures, config.pt_spacing, config.pt_min_beta)
         self.sampler = make_sampler(config.method, config.k, sample_visible=config.sample_visible,
-                                    n_chains=config.n_chains)
+                                    n_chains=config.n_chains, betas=betas)
+        if config.centering:
+            from deepbelief.centering import check_centerable
+
+            check_centerable(rbm)
+            if not rbm.centered:
+                rbm.add_offsets_()  # 0.5 until fit() sets mu to the data mean
         named = [(n, p) for n, p in rbm.named_parameters() if p.requires_grad]
         self.names = [n for n, _ in named]
         self.params = [p for _, p in named]
@@ -170,7 +202,8 @@ class RBMTrainer:
         # buffer also carries the batch sums it needs, so they are reduced in the same call.
         w = rbm.W
         sizes = [p.numel() for p in self.params]
-        extra = rbm.n_hidden + rbm.n_visible if self._sparse else 0
+        # the flat buffer also carries the batch sums that sparsity or centring need
+        extra = rbm.n_hidden + rbm.n_visible if (self._sparse or config.centering) else 0
         self._n_param = sum(sizes)
         self._flat = torch.zeros(self._n_param + extra, device=w.device, dtype=w.dtype)
         self._grads = [g.view_as(p) for g, p in zip(torch.split(self._flat[: self._n_param], sizes), self.params)]
@@ -203,7 +236,8 @@ class RBMTrainer:
 
         rbm = self.rbm
         return (self._plain_biases and type(rbm.visible) is Bernoulli and type(rbm.hidden) is Bernoulli
-                and type(self.sampler) in (CD, PCD) and not self._sparse and self.precision != "bf16"
+                and type(self.sampler) in (CD, PCD) and not self._sparse and not self.cfg.centering
+                and self.precision != "bf16"
                 and self.w_index == 0 and all(s == 1.0 for s in self.lr_scales))
 
     @property
@@ -242,7 +276,7 @@ class RBMTrainer:
             g_w, vel_w = self._grads[self.w_index], self.velocities[self.w_index]
             # one process, fp32/tf32: the two matmuls write W's velocity directly,
             # momentum as addmm_'s beta (two fewer passes over W-sized buffers per step)
-            direct = world == 1 and self.precision != "bf16" and self.w_index == 0
+            direct = world == 1 and self.precision != "bf16" and self.w_index == 0 and not cfg.centering
             if self.precision == "bf16":  # autocast ignores out= / in-place matmuls
                 g_w.copy_(torch.mm(a0.T, s0)).mul_(1.0 / b).sub_(torch.mm(an.T, sn), alpha=1.0 / nb)
             elif direct:
@@ -264,13 +298,15 @@ class RBMTrainer:
                 torch._foreach_mul_(negs, 1.0 / nb)
                 torch._foreach_add_(negs, [pos[n] for n in names], alpha=-1.0 / b)
                 torch._foreach_copy_([self._grads[i] for i in self._others], negs)
-            if self._sparse:
+            if self._sparse or cfg.centering:
                 n_h = rbm.n_hidden
                 extra = self._flat[self._n_param:]
                 torch.sum(rbm.hidden.mean(x0), 0, out=extra[:n_h])
                 torch.sum(a0, 0, out=extra[n_h:])
         distributed.all_reduce_sum_(self._flat)  # one collective per update (no-op in one process)
-        if cfg.weight_decay:
+        if cfg.centering:
+            self._centre(b)
+        elif cfg.weight_decay:
             if direct:
                 vel_w.add_(self.params[self.w_index], alpha=-lr * cfg.weight_decay)
             else:
@@ -283,6 +319,19 @@ class RBMTrainer:
         self._vel_flat[lo:].mul_(momentum).add_(self._flat[lo : self._n_param], alpha=lr)
         torch._foreach_add_(self.params, self.velocities)
         rbm.constrain_()
+
+    def _centre(self, b: int) -> None:
+        """The centred update (centering.py): slide the offsets towards this (global)
+        batch's data means, then turn the ordinary gradients into equation (2)'s
+        directions, weight decay included."""
+        from deepbelief.centering import centred_directions_, update_offsets_
+
+        rbm, n_h = self.rbm, self.rbm.n_hidden
+        extra = self._flat[self._n_param:]
+        mu, lam = rbm.visible_offset, rbm.hidden_offset
+        update_offsets_(mu, lam, extra[n_h:] / b, extra[:n_h] / b, self.cfg.centering_rate)
+        centred_directions_(self._grads[self.w_index], self._grads[self._vb], self._grads[self._hb],
+                            rbm.W, mu, lam, self.cfg.weight_decay)
 
     def _buffers(self, b: int) -> dict[str, Tensor]:
         bufs = self._bufs.get(b)
@@ -403,8 +452,11 @@ class RBMTrainer:
             raise ConfigError(f"batch_size must be a multiple of the number of processes ({world}) in a "
                               f"data-parallel run, got {cfg.batch_size}")
         local = cfg.batch_size // world  # rank r trains on rows [r*local, (r+1)*local) of each global batch
-        if self.epoch == 0 and cfg.init_visible_bias and not self.history.epochs:
+        fresh = self.epoch == 0 and not self.history.epochs
+        if fresh and cfg.init_visible_bias:
             self.rbm.init_visible_bias_(data)
+        if fresh and cfg.centering:  # Melchior et al. 2016: mu starts at the data mean, lambda at 0.5
+            self.rbm.add_offsets_(data.mean(0), None)
         train_m = data[: cfg.monitor_size]
         valid_m = None if valid is None else valid[: cfg.monitor_size]
         n_batches = n // cfg.batch_size  # the ragged tail is covered by the next permutation
@@ -416,10 +468,15 @@ class RBMTrainer:
             lr, mom = cfg.lr_at(self.epoch), cfg.momentum_at(self.epoch)
             perm = (torch.randperm(n, generator=self.gen, device=data.device) if balanced is None
                     else balanced.order(self.gen))
+            swaps0 = self._swap_counts()
             for i in range(n_batches):
                 start = i * cfg.batch_size + rank * local
                 self.step(data.index_select(0, perm[start : start + local]), lr, mom)
             metrics, bad = self.monitor(train_m, valid_m)
+            if swaps0 is not None:  # parallel tempering: this epoch's swap rate per neighbour pair
+                (a0, t0_), (a1, t1) = swaps0, self._swap_counts()
+                rates = [(a / t if t > 0 else float("nan")) for a, t in zip((a1 - a0).tolist(), (t1 - t0_).tolist())]
+                metrics.update(pt_swap_rates=rates, pt_swap_rate_min=min(rates), pt_swap_rate_mean=sum(rates) / len(rates))
             metrics.update(epoch=self.epoch, lr=lr, momentum=mom, seconds=time.perf_counter() - t0)
             self._guard(metrics, bad, checkpoint)
             self.history.epochs.append(metrics)
@@ -429,6 +486,10 @@ class RBMTrainer:
             if callback is not None:
                 callback(self.epoch - 1, metrics)
         return self.history
+
+    def _swap_counts(self):
+        counts = getattr(self.sampler, "swap_counts", None)
+        return None if counts is None else counts()
 
     def _balanced(self, labels: Tensor | None, n: int):
         if not self.cfg.balanced_batches:
@@ -468,7 +529,10 @@ class RBMTrainer:
         t = {f"model.{k}": v for k, v in self.rbm.state_dict().items()}
         # velocities are views of one buffer: clone so the file holds separate tensors
         t.update({f"velocity.{n}": v.clone() for n, v in zip(self.names, self.velocities)})
-        t.update({f"sampler.{k}": distributed.all_gather_rows(v) for k, v in self.sampler.state_dict().items()})
+        # rows of sharded state (PCD chains, PT replica sets) live on their ranks: gather them
+        state = self.sampler.state_dict()
+        sharded = getattr(self.sampler, "sharded_keys", tuple(state))
+        t.update({f"sampler.{k}": distributed.all_gather_rows(v) if k in sharded else v for k, v in state.items()})
         if self.q is not None:
             t["sparsity.q"] = self.q
         t["generator.state"] = self.gen.get_state()
@@ -497,15 +561,18 @@ class RBMTrainer:
         if meta.get("model") != self.rbm.config():
             raise ModelFileError(f"checkpoint {str(path)!r} was written for another model: {meta.get('model')}")
         # a different schedule would give a run that is neither the old one nor the new one
-        check_same_config(path, meta.get("train") or {}, dataclasses.asdict(self.cfg), allowed=("epochs",))
+        # a field a checkpoint predates had its default value there
+        saved = {**dataclasses.asdict(RBMTrainConfig()), **(meta.get("train") or {})}
+        check_same_config(path, saved, dataclasses.asdict(self.cfg), allowed=("epochs",))
         restore_training_state(path, self.rbm, tensors, self.names, self.velocities)
         from deepbelief import distributed
 
         sampler_state = {k[len("sampler."):]: v for k, v in tensors.items() if k.startswith("sampler.")}
         rank, world = distributed.rank(), distributed.world_size()
-        if world > 1:  # PCD chains were saved whole: keep this rank's shard
+        if world > 1:  # chains were saved whole: keep this rank's shard
+            sharded = getattr(self.sampler, "sharded_keys", tuple(sampler_state))
             sampler_state = {k: v[rank * (v.shape[0] // world): (rank + 1) * (v.shape[0] // world)]
-                             for k, v in sampler_state.items()}
+                             if k in sharded else v for k, v in sampler_state.items()}
         self.sampler.load_state_dict(sampler_state)
         self.q = tensors.get("sparsity.q")
         if "generator.state" not in tensors:
