@@ -63,3 +63,21 @@ def test_bad_arguments_give_one_line_errors(tmp_path, capsys):
     assert "recipe must be one of" in err and "'nope'" in err
     assert main(["evaluate", str(tmp_path / "missing.safetensors")]) == 2
     assert "does not exist" in capsys.readouterr().err
+
+
+def test_train_random_init_and_cg_flags(tmp_path, capsys):
+    """--init glorot: no pre-training and no stack file; --finetune-method cg, --input-dropout
+    and --max-norm reach the recipe (and cg with dropout is refused by name)."""
+    out = tmp_path / "r.safetensors"
+    assert main(["train", "--init", "glorot", "--layers", "16", "--finetune-epochs", "2", "-o", str(out), "--quiet",
+                 "--device", "cpu", "--metrics-json", str(tmp_path / "m.json")]) == 0
+    assert out.exists() and not (tmp_path / "r.dbn.safetensors").exists()
+    assert "no pre-training" in capsys.readouterr().out
+    cfg = tmp_path / "cfg.toml"
+    assert main(["train", "--finetune-method", "cg", "--input-dropout", "0.2", "--max-norm", "3", "--save-config",
+                 str(cfg)]) == 2  # cg cannot use dropout or max-norm
+    assert "cannot use dropout" in capsys.readouterr().err
+    assert main(["train", "--finetune-method", "sgd", "--input-dropout", "0.2", "--max-norm", "3", "--save-config",
+                 str(cfg)]) == 0
+    text = cfg.read_text()
+    assert "input_dropout = 0.2" in text and "max_norm = 3.0" in text and 'method = "sgd"' in text
