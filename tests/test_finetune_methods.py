@@ -217,7 +217,7 @@ def test_momentum_ramp_and_dampening():
     for _ in range(2):
         p.grad = torch.ones(1)
         opt.step()
-    assert float(p) == pytest.approx(-(1 + 0.9 * 1 + 0.1 * 1))
+    assert float(p.detach()) == pytest.approx(-(1 + 0.9 * 1 + 0.1 * 1))
 
 
 def test_existing_defaults_are_unchanged_by_the_new_options():
