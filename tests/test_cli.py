@@ -79,3 +79,21 @@ def test_train_with_parallel_tempering_and_centring(tmp_path):
         ("pt", 3, 10, True, 0.05)
     assert load_model(out).rbms[0].centered
     assert "pt_swap_rate_min" in csv.read_text().splitlines()[0]
+
+
+def test_train_random_init_and_cg_flags(tmp_path, capsys):
+    """--init glorot: no pre-training and no stack file; --finetune-method cg, --input-dropout
+    and --max-norm reach the recipe (and cg with dropout is refused by name)."""
+    out = tmp_path / "r.safetensors"
+    assert main(["train", "--init", "glorot", "--layers", "16", "--finetune-epochs", "2", "-o", str(out), "--quiet",
+                 "--device", "cpu", "--metrics-json", str(tmp_path / "m.json")]) == 0
+    assert out.exists() and not (tmp_path / "r.dbn.safetensors").exists()
+    assert "no pre-training" in capsys.readouterr().out
+    cfg = tmp_path / "cfg.toml"
+    assert main(["train", "--finetune-method", "cg", "--input-dropout", "0.2", "--max-norm", "3", "--save-config",
+                 str(cfg)]) == 2  # cg cannot use dropout or max-norm
+    assert "cannot use dropout" in capsys.readouterr().err
+    assert main(["train", "--finetune-method", "sgd", "--input-dropout", "0.2", "--max-norm", "3", "--save-config",
+                 str(cfg)]) == 0
+    text = cfg.read_text()
+    assert "input_dropout = 0.2" in text and "max_norm = 3.0" in text and 'method = "sgd"' in text

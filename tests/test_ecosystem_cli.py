@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from deepbelief import exact
+from deepbelief import ConfigError, exact
 from deepbelief.cli import main
 from deepbelief.cli_ecosystem import gibbs_samples
 from deepbelief.config import dump_toml
@@ -41,6 +41,10 @@ def test_every_recipe_round_trips_through_toml(name):
     r = get_recipe(name)
     assert Recipe.from_dict(tomllib.loads(dump_toml(r.to_dict()))).to_dict() == r.to_dict()
     r.finetune = None  # TOML has no null: "no fine-tuning" is written as finetune = false
+    if r.init != "pretrained":  # a random net with no training is refused, by name
+        with pytest.raises(ConfigError, match="needs a discriminative recipe with fine-tuning"):
+            Recipe.from_dict(tomllib.loads(dump_toml(r.to_dict())))
+        return
     assert Recipe.from_dict(tomllib.loads(dump_toml(r.to_dict()))).finetune is None
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from deepbelief import exact
+from deepbelief import ConfigError, exact
 from deepbelief.experiments import (
     ErhanConfig,
     Lecture14Config,
@@ -125,20 +125,57 @@ def test_read_recorded_updown_takes_the_updown_error_not_the_judge_or_paper(tmp_
     assert got["test_error"] == pytest.approx(2.4) and got["seconds"] == 58.4
 
 
+def _tiny_lecture14(**kw):
+    return Lecture14Config(n_train=400, n_test=200, n_valid=100, layers=[16, 16], pretrain_epochs=1,
+                           finetune_epochs=3, recipe_overrides={"finetune": {"cg_batch_size": 100, "batch_size": 50}},
+                           **kw)
+
+
 def test_lecture14_tiny_on_digits(tmp_path):
-    cfg = Lecture14Config(n_train=300, n_valid=100, n_test=200, layers=[16, 16], pretrain_epochs=1,
-                          finetune_epochs=2, dropout_epochs=2, batch_size=50)
+    cfg = _tiny_lecture14(seeds=2)
     res = lecture14(cfg, device="cpu", data_dir="digits", results_dir=tmp_path, log=lambda s: None)
     names = [r["name"] for r in res["rows"]]
     assert names == ["backprop_random_init", "pretrain_backprop", "pretrain_dropout", "generative_updown"]
-    assert all(0 <= r["test_error"] <= 100 for r in res["rows"][:3])
+    for r in res["rows"][:3]:
+        assert len(r["test_errors"]) == 2 and r["test_error"] == pytest.approx(sum(r["test_errors"]) / 2)
+        assert r["std"] is not None and 0 <= r["test_error"] <= 100
+    assert res["rows"][1]["method"] == "cg" and res["rows"][2]["settings"]["finetune"]["dropout"] == 0.5
     md = lecture14_markdown(res, "quick")
     assert "| not run |" in md and "0.92%" in md and res["rows"][3]["test_error"] is None
+    assert "commit" in md and "(2)" in md
     # a recorded run elsewhere is cited beside the row, never shown as this run's number
     (tmp_path / "hot2006_updown.json").write_text(json.dumps({"updown_test_error": 0.024, "updown_seconds": 5.0}))
-    res = lecture14(cfg, device="cpu", data_dir="digits", results_dir=tmp_path, log=lambda s: None)
-    row = [line for line in lecture14_markdown(res, "quick").splitlines() if "generative DBN" in line][0]
-    assert row.split("|")[2].strip() == "not run" and "measured 2.40%" in row and res["rows"][3]["test_error"] is None
+    res = lecture14(_tiny_lecture14(rows=["hinton2006"]), device="cpu", data_dir="digits", results_dir=tmp_path,
+                    log=lambda s: None)
+    lines = lecture14_markdown(res, "quick").splitlines()
+    row = [line for line in lines if "generative DBN" in line][0]
+    assert row.split("|")[3].strip() == "not run" and "measured 2.40%" in row and res["rows"][3]["test_error"] is None
+    # rows left out say so, with no number
+    assert [r["test_error"] is None for r in res["rows"]] == [True, False, True, True]
+    assert [line for line in lines if "random initialisation" in line][0].split("|")[3].strip() == "not run"
+
+
+def test_lecture14_rows_are_the_recipes_and_the_dropout_row_shares_the_stack():
+    """At full size a row's settings are its recipe's, unchanged; and fine-tuning the shared
+    stack equals running the dropout recipe from scratch (same weights, same generator)."""
+    from deepbelief.experiments import LECTURE14_ROWS
+    from deepbelief.recipes import get_recipe, run_recipe
+
+    for recipe_name in LECTURE14_ROWS.values():
+        assert Lecture14Config().recipe(recipe_name).to_dict() == get_recipe(recipe_name).to_dict()
+    from deepbelief.experiments import _subset_dataset
+
+    cfg = _tiny_lecture14()
+    ds = _subset_dataset(400, 200, data_dir="digits")
+    first = run_recipe(cfg.recipe("hinton2006"), dataset=ds, device="cpu", seed=3, log=None)
+    shared = run_recipe(cfg.recipe("hinton2006_dropout"), dataset=ds, device="cpu", seed=3, log=None,
+                        pretrained=first["pretrained"])
+    alone = run_recipe(cfg.recipe("hinton2006_dropout"), dataset=ds, device="cpu", seed=3, log=None)
+    for k, v in alone["net"].state_dict().items():
+        assert torch.equal(v, shared["net"].state_dict()[k]), k
+    with pytest.raises(ConfigError, match="another pre-training or seed"):
+        run_recipe(cfg.recipe("hinton2006_dropout"), dataset=ds, device="cpu", seed=4, log=None,
+                   pretrained=first["pretrained"])
 
 
 def test_erhan_tiny_on_digits(tmp_path):

@@ -75,7 +75,9 @@ def add_train(sub) -> None:
                        epilog=TRAIN_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--recipe", default="default",
                    help="default (embedded 8x8 digits, 64-200-200-10: about 7 s wall on a 2-core CPU), "
-                        "hinton2006 (MNIST 784-500-500-2000-10: about 16 min on that CPU, under a minute on a GPU) "
+                        "hinton2006 (MNIST 784-500-500-2000-10, conjugate-gradient fine-tuning: about 30 min on "
+                        "that CPU), hinton2006_dropout (the same stack, dropout fine-tuning), random_init (the same "
+                        "net, no pre-training) "
                         "or hot2006 (generative DBN with labels: 30 RBM epochs per layer then 300 up-down "
                         "epochs, over an hour on a CPU)")
     p.add_argument("--config", default=None, help="TOML file with recipe fields (overridden by flags)")
@@ -120,6 +122,14 @@ def add_train(sub) -> None:
     p.add_argument("--updown-final-epochs", type=int, default=None,
                    help="generative recipes: up-down epochs on all training images afterwards (the paper: 59)")
     p.add_argument("--dropout", type=float, default=None, help="hidden-unit dropout during fine-tuning")
+    p.add_argument("--input-dropout", type=float, default=None, help="input dropout during fine-tuning (0.2 keeps 0.8)")
+    p.add_argument("--max-norm", type=float, default=None,
+                   help="fine-tuning: cap on each hidden unit's incoming weight norm after every update (0: off)")
+    p.add_argument("--finetune-method", default=None, choices=["sgd", "cg"],
+                   help="fine-tuning optimiser: sgd (momentum) or cg (conjugate gradients, 3 line searches per "
+                        "1,000-image batch: hinton2006's)")
+    p.add_argument("--init", default=None, choices=["pretrained", "glorot", "normal"],
+                   help="pretrained (default) or a random classifier with no pre-training (random_init: glorot)")
     p.add_argument("--retrain-all", action=argparse.BooleanOptionalAction, default=None,
                    help="after early stopping, retrain on train+valid for the chosen epochs")
     p.add_argument("--checkpoint-dir", default=None, help="write per-layer checkpoints here")
@@ -154,7 +164,8 @@ def _recipe_from_args(args):
         recipe.layer_overrides = recipe.layer_overrides[: len(args.layers)]
     for flag, field in (("layers", "layers"), ("visible", "visible"), ("hidden", "hidden"),
                         ("retrain_all", "retrain_all"), ("input_transform", "input_transform"),
-                        ("whiten_eps", "whiten_eps"), ("row_center", "row_center"), ("min_contrast", "min_contrast")):
+                        ("whiten_eps", "whiten_eps"), ("row_center", "row_center"), ("min_contrast", "min_contrast"),
+                        ("init", "init")):
         if getattr(args, flag) is not None:
             setattr(recipe, field, getattr(args, flag))
     for flag, field in (("epochs", "epochs"), ("batch_size", "batch_size"), ("lr", "lr"), ("method", "method"),
@@ -177,7 +188,9 @@ def _recipe_from_args(args):
     if args.finetune_epochs == 0:
         recipe.finetune = None
     elif recipe.finetune is not None:
-        for flag, field in (("finetune_epochs", "epochs"), ("finetune_lr", "lr"), ("dropout", "dropout")):
+        for flag, field in (("finetune_epochs", "epochs"), ("finetune_lr", "lr"), ("dropout", "dropout"),
+                            ("input_dropout", "input_dropout"), ("max_norm", "max_norm"),
+                            ("finetune_method", "method")):
             if getattr(args, flag) is not None:
                 setattr(recipe.finetune, field, getattr(args, flag))
         if args.batch_size is not None:
@@ -241,10 +254,13 @@ def cmd_train(args) -> int:
     if "net" in res:
         meta["metrics"] = {"test_error": res["test_error"], "valid_error": res["valid_error"]}
         save_model(out, res["net"], **meta)
-        dbn_path = out.with_name(out.stem + ".dbn" + out.suffix)
-        save_model(dbn_path, res["dbn"], **meta)
         print(f"test error: {100 * res['test_error']:.2f}%")
-        print(f"wrote {out} (fine-tuned classifier) and {dbn_path} (pre-trained stack)")
+        if res["dbn"] is None:  # init != pretrained: there is no stack
+            print(f"wrote {out} (fine-tuned classifier, no pre-training)")
+        else:
+            dbn_path = out.with_name(out.stem + ".dbn" + out.suffix)
+            save_model(dbn_path, res["dbn"], **meta)
+            print(f"wrote {out} (fine-tuned classifier) and {dbn_path} (pre-trained stack)")
     elif res["dbn"].kind == "generative_dbn":
         meta["metrics"] = {"test_error": res["test_error"], "greedy_test_error": res["greedy_test_error"]}
         save_model(out, res["dbn"], **meta)

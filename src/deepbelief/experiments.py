@@ -102,87 +102,164 @@ def _sync(device) -> None:
 
 
 # -- lecture 14 -------------------------------------------------------------------------
+#: the rows of the table and the recipe (recipes.RECIPES) that defines each: the same
+#: settings as ``deepbelief train --recipe NAME``, so a row's figure is the same wherever shown
+LECTURE14_ROWS = {
+    "backprop_random_init": "random_init",
+    "pretrain_backprop": "hinton2006",
+    "pretrain_dropout": "hinton2006_dropout",
+}
+
+
 @dataclass
 class Lecture14Config:
-    """Sizes of the lecture-14 run. ``full`` is the published architecture with fewer epochs."""
+    """Which rows to run, on how many seeds, and what (if anything) differs from the recipes.
 
-    n_train: int = 50_000
-    n_valid: int = 10_000
-    n_test: int = 10_000
-    layers: list = field(default_factory=lambda: [500, 500, 2000])
-    pretrain_epochs: int = 20
-    finetune_epochs: int = 30
-    dropout_epochs: int = 30
-    batch_size: int = 100
-    #: CD-1 learning rate. 0.05, not the guide's 0.1: with visible biases initialised to the
-    #: pixels' log-odds, 0.1 switched off nearly all units of a 2000-unit layer within two
-    #: epochs in our runs (mean activity 0.005 on MNIST), which made the stack useless
-    pretrain_lr: float = 0.05
+    Every field left at None means "as in the recipe"; the full size changes nothing, so
+    each row is exactly ``deepbelief train --recipe <its recipe>`` (LECTURE14_ROWS).
+    """
+
+    #: recipe names to run (the other rows of the table say "not run")
+    rows: list = field(default_factory=lambda: list(LECTURE14_ROWS.values()))
+    #: seeds seed, seed + 1, ...: each row reports the mean and spread over them
+    seeds: int = 1
+    #: the first n_train of the 60,000 training images (None: all)
+    n_train: int | None = None
+    #: the first n_test test images (None: all 10,000)
+    n_test: int | None = None
+    #: validation split of the recipes that have one (None: theirs, 10,000)
+    n_valid: int | None = None
+    #: RBM epochs per layer (None: the recipe's)
+    pretrain_epochs: int | None = None
+    #: fine-tuning epochs of every row (None: the recipe's); top-only epochs shrink with it
+    finetune_epochs: int | None = None
+    #: hidden layer sizes (None: the recipes' 500-500-2000)
+    layers: list | None = None
+    #: more recipe fields for every row, as nested tables (e.g. {"finetune": {"cg_batch_size": 500}})
+    recipe_overrides: dict = field(default_factory=dict)
 
     @classmethod
     def preset(cls, size: str) -> "Lecture14Config":
-        if size == "quick":
-            return cls(n_train=10_000, n_valid=2_000, n_test=10_000, pretrain_epochs=5, finetune_epochs=15,
-                       dropout_epochs=15)
+        if size == "quick":  # minutes on a 2-core CPU: 10,000 images, short schedules
+            return cls(n_train=12_000, n_valid=2_000, pretrain_epochs=5, finetune_epochs=10)
         return cls()
+
+    def recipe(self, name: str):
+        """The recipe of one row with this configuration's changes applied."""
+        from deepbelief.recipes import Recipe, get_recipe
+
+        d = get_recipe(name).to_dict()
+        if self.layers is not None:
+            d["layers"] = list(self.layers)
+            d["layer_overrides"] = d["layer_overrides"][: len(self.layers)]
+        if self.n_valid is not None and d["n_valid"]:
+            d["n_valid"] = self.n_valid
+        if self.pretrain_epochs is not None:
+            d["rbm"]["epochs"] = self.pretrain_epochs
+            d["rbm"]["momentum_switch"] = min(d["rbm"]["momentum_switch"], self.pretrain_epochs // 2)
+        if self.finetune_epochs is not None and d["finetune"]:
+            ft = d["finetune"]
+            scale = self.finetune_epochs / max(1, ft["epochs"])
+            ft["top_only_epochs"] = min(ft["top_only_epochs"], self.finetune_epochs // 3)
+            ft["momentum_ramp_epochs"] = int(round(ft["momentum_ramp_epochs"] * scale))
+            ft["patience"] = min(ft["patience"], self.finetune_epochs)
+            ft["epochs"] = self.finetune_epochs
+        for key, value in self.recipe_overrides.items():
+            d[key] = {**d[key], **value} if isinstance(value, dict) and isinstance(d.get(key), dict) else value
+        return Recipe.from_dict(d)
+
+
+def _subset_dataset(n_train, n_test, *, data_dir):
+    """MNIST (or the embedded digits when ``data_dir == "digits"``) cut to the first
+    ``n_train`` training and ``n_test`` test images; the recipes cut their validation split
+    from the end of what is left, as they do from the full set."""
+    import dataclasses as dc
+
+    from deepbelief.data import load_dataset
+
+    ds = load_dataset("digits" if data_dir == "digits" else "mnist", data_dir=None if data_dir == "digits" else data_dir)
+    if n_train is None and n_test is None:
+        return ds
+    n_tr = ds.x_train.shape[0] if n_train is None else min(n_train, ds.x_train.shape[0])
+    n_te = ds.x_test.shape[0] if n_test is None else min(n_test, ds.x_test.shape[0])
+    return dc.replace(ds, x_train=ds.x_train[:n_tr].contiguous(), y_train=ds.y_train[:n_tr].contiguous(),
+                      x_test=ds.x_test[:n_te].contiguous(), y_test=ds.y_test[:n_te].contiguous())
+
+
+def _commit() -> str | None:
+    import subprocess
+
+    try:
+        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, timeout=5,
+                             cwd=Path(__file__).resolve().parent)
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True,
+                               text=True, timeout=5, cwd=Path(__file__).resolve().parent).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return (out.stdout.strip() + ("+changes" if dirty else "")) if out.returncode == 0 else None
 
 
 def lecture14(cfg: Lecture14Config, *, device="auto", seed=0, data_dir=None, results_dir=None,
               log=print) -> dict:
     """Run the rows of the lecture's MNIST table; returns ``{"rows": [...], "config": ...}``.
 
-    The two pre-trained rows share one pre-trained stack (greedy training does not depend
-    on how the stack is fine-tuned afterwards), so its time is counted in both. The
-    generative DBN's row is not run here (``benchmarks/mnist_hot2006.py`` trains it): its
-    ``test_error`` is None, and with ``results_dir`` a recorded run's figure is attached as
-    ``recorded``, reported beside, never in place of, what this run measured.
+    Each row is its recipe (LECTURE14_ROWS) run by ``recipes.run_recipe`` for ``cfg.seeds``
+    seeds; a row's ``test_errors`` are the seeds' test errors (%), ``test_error`` their mean,
+    ``std`` their sample standard deviation. Rows not in ``cfg.rows`` have ``test_error``
+    None ("not run"). The two pre-trained rows use the same pre-training, so the second
+    reuses the first's stack (``run_recipe(pretrained=...)``: the same weights and the same
+    generator state as pre-training afresh); its time is counted in both rows. The
+    generative DBN's row is never run here (``benchmarks/mnist_hot2006.py`` trains it); with
+    ``results_dir`` a recorded run's figure is attached as ``recorded``, reported beside,
+    never in place of, what this run measured.
     """
+    from deepbelief.recipes import RECIPES, pretraining_key, run_recipe
+
+    check_int("seeds", cfg.seeds, minimum=1)
+    unknown = sorted(set(cfg.rows) - set(LECTURE14_ROWS.values()))
+    if unknown:
+        raise ConfigError(f"rows must name recipes of the table {sorted(LECTURE14_ROWS.values())}, got {unknown}")
+    if not all(name in RECIPES for name in cfg.rows):  # pragma: no cover - the table names recipes
+        raise ConfigError(f"rows: unknown recipe in {cfg.rows}")
     dev = resolve_device(device)
-    x_tr, y_tr, x_va, y_va, x_te, y_te = mnist_subset(cfg.n_train, cfg.n_valid, cfg.n_test, data_dir=data_dir,
-                                                      device=dev)
-    sizes = [x_tr.shape[1]] + list(cfg.layers)
-    log(f"[lecture14] train {x_tr.shape[0]}, valid {x_va.shape[0]}, test {x_te.shape[0]}; {sizes + [10]}; {dev}")
-    rbm_cfg = RBMTrainConfig(epochs=cfg.pretrain_epochs, batch_size=cfg.batch_size, lr=cfg.pretrain_lr, momentum=0.5,
-                             final_momentum=0.9, momentum_switch=min(5, cfg.pretrain_epochs // 2),
-                             weight_decay=2e-4)
-    ft = FinetuneConfig(epochs=cfg.finetune_epochs, batch_size=cfg.batch_size, lr=0.1, lr_decay=0.97, momentum=0.9,
-                        # Hinton & Salakhutdinov trained the new output layer alone for the first
-                        # epochs; 5 of 50 in the paper, scaled to shorter runs
-                        top_only_epochs=min(5, cfg.finetune_epochs // 6))
-    rows = []
-
-    def run_ft(name, net, config, gen, extra_s=0.0):
-        _sync(dev)
-        t0 = time.perf_counter()
-        hist = finetune(net, x_tr, y_tr, config, generator=gen, valid=(x_va, y_va))
-        err = float(error_rate(net, x_te, y_te))
-        seconds = time.perf_counter() - t0 + extra_s
+    t_start = time.perf_counter()
+    ds = _subset_dataset(cfg.n_train, cfg.n_test, data_dir=data_dir)
+    log(f"[lecture14] {ds.x_train.shape[0]} training and {ds.x_test.shape[0]} test images; rows {cfg.rows}; "
+        f"{cfg.seeds} seed(s) from {seed}; {dev}")
+    rows, stacks = [], {}
+    for name, recipe_name in LECTURE14_ROWS.items():
         pub, src = PUBLISHED[name]
-        rows.append({"name": name, "test_error": 100 * err, "published": pub, "source": src, "seconds": seconds,
-                     "best_epoch": hist[-1].get("best_epoch"), "epochs": config.epochs})
-        log(f"  {name}: test error {100 * err:.2f}% (published {pub}%) in {seconds:.1f}s")
-
-    gen = make_generator(seed, dev)
-    net = random_classifier(sizes, 10, generator=gen, device=dev)
-    run_ft("backprop_random_init", net, dataclasses.replace(ft, top_only_epochs=0), gen)
-
-    gen = make_generator(seed, dev)
-    _sync(dev)
-    t0 = time.perf_counter()
-    dbn = pretrain_stack(x_tr, sizes, rbm_cfg, generator=gen)
-    _sync(dev)
-    pre_s = time.perf_counter() - t0
-    log(f"  pre-training {cfg.pretrain_epochs} epochs per layer: {pre_s:.1f}s")
-    run_ft("pretrain_backprop", unroll(dbn, 10, generator=gen), ft, gen, pre_s)
-    drop = dataclasses.replace(ft, epochs=cfg.dropout_epochs, dropout=0.5, input_dropout=0.2)
-    run_ft("pretrain_dropout", unroll(dbn, 10, generator=gen), drop, gen, pre_s)
-
+        row = {"name": name, "recipe": recipe_name, "published": pub, "source": src, "test_error": None,
+               "std": None, "test_errors": [], "seconds": None, "n_seeds": 0}
+        if recipe_name in cfg.rows:
+            recipe = cfg.recipe(recipe_name)
+            row["settings"] = recipe.to_dict()
+            seconds = []
+            for s in range(seed, seed + cfg.seeds):
+                key = pretraining_key(recipe, s)
+                _sync(dev)
+                t0 = time.perf_counter()
+                res = run_recipe(recipe, dataset=ds, device=dev, seed=s, log=None, pretrained=stacks.get(key))
+                _sync(dev)
+                extra = res["pretrain_seconds"] if key in stacks else 0.0  # the shared stack's time, counted here too
+                if "pretrained" in res:
+                    stacks.setdefault(key, res["pretrained"])
+                seconds.append(time.perf_counter() - t0 + extra)
+                row["test_errors"].append(100 * res["test_error"])
+                log(f"  {name} ({recipe_name}) seed {s}: test error {100 * res['test_error']:.2f}% "
+                    f"(published {pub}%) in {seconds[-1]:.1f}s")
+            e = np.array(row["test_errors"])
+            row.update(test_error=float(e.mean()), std=float(e.std(ddof=1)) if len(e) > 1 else None,
+                       n_seeds=len(e), seconds=float(np.mean(seconds)), epochs=recipe.finetune.epochs,
+                       method=recipe.finetune.method)
+        rows.append(row)
     recorded = read_recorded_updown(results_dir) if results_dir is not None else {}
     pub, src = PUBLISHED["generative_updown"]
-    rows.append({"name": "generative_updown", "test_error": None, "published": pub, "source": src,
-                 "seconds": None, "recorded": recorded or None})
-    return {"experiment": "lecture14", "config": dataclasses.asdict(cfg), "pretrain_seconds": pre_s, "rows": rows,
-            "seed": seed, "machine": machine_info(dev)}
+    rows.append({"name": "generative_updown", "recipe": "hot2006", "test_error": None, "std": None, "test_errors": [],
+                 "n_seeds": 0, "published": pub, "source": src, "seconds": None, "recorded": recorded or None})
+    return {"experiment": "lecture14", "config": dataclasses.asdict(cfg), "rows": rows, "seed": seed,
+            "n_train_images": int(ds.x_train.shape[0]), "n_test_images": int(ds.x_test.shape[0]),
+            "seconds": time.perf_counter() - t_start, "commit": _commit(), "machine": machine_info(dev)}
 
 
 def read_recorded_updown(results_dir) -> dict:
@@ -228,25 +305,32 @@ def lecture14_markdown(res: dict, size: str) -> str:
              "pretrain_dropout": "pre-training + dropout backprop",
              "generative_updown": "generative DBN after up-down"}
     c, m = res["config"], res["machine"]
+    changed = {k: v for k, v in c.items() if k not in ("rows", "seeds") and v not in (None, {}, [])}
     out = [f"# Lecture 14's MNIST table ({size})", "",
-           f"`{m['command']}` on {m['device_name']} ({m['device']}), torch {m['torch']}, {m['date']}; "
-           f"seed {res['seed']}.", "",
-           f"Architecture 784-{'-'.join(map(str, c['layers']))}-10; {c['n_train']} training, {c['n_valid']} "
-           f"validation (early stopping) and {c['n_test']} test images; {c['pretrain_epochs']} epochs of CD-1 per "
-           f"layer, {c['finetune_epochs']} epochs of backprop ({c['dropout_epochs']} with dropout 0.5, input 0.2).", "",
-           "| method | our test error | published | wall time | source |", "| --- | --- | --- | --- | --- |"]
+           f"`{m['command']}` on {m['device_name']} ({m['device']}, {m['threads']} threads), torch {m['torch']}, "
+           f"{m['date']}; commit {res.get('commit') or 'unknown'}; {res['seconds']:.0f} s wall in all; seeds "
+           f"{res['seed']}..{res['seed'] + c['seeds'] - 1}.", "",
+           f"{res['n_train_images']} training images (each recipe cuts its own validation split from their end) "
+           f"and {res['n_test_images']} test images. Each row is its recipe (`deepbelief train --recipe NAME`, "
+           f"settings in docs/training.md)" + (f", changed here by {changed}" if changed else ", unchanged") + ".", "",
+           "| method | recipe | our test error: mean ± sd (seeds) | published | wall time per seed | source |",
+           "| --- | --- | --- | --- | --- | --- |"]
     for r in res["rows"]:
-        ours = f"{r['test_error']:.2f}%" if r.get("test_error") is not None else "not run"
+        if r.get("test_error") is None:
+            ours = "not run"
+        else:
+            sd = f" ± {r['std']:.2f}" if r.get("std") is not None else ""
+            ours = f"{r['test_error']:.2f}%{sd} ({r['n_seeds']})"
         secs = f"{r['seconds']:.1f} s" if r.get("seconds") is not None else "-"
         rec = r.get("recorded")
         src = r["source"] + (f"; not run here, a recorded run (`{rec['file']}`, another machine) measured "
                              f"{rec['test_error']:.2f}%" if rec else "")
-        out.append(f"| {names[r['name']]} | {ours} | {r['published']}% | {secs} | {src} |")
-    out += ["", "The pre-trained rows share one pre-trained stack; its time "
-            f"({res['pretrain_seconds']:.1f} s) is included in both.", ""]
-    if size != "full":
-        out.append("This is a reduced run (fewer images and epochs than the papers): compare the ordering of the "
-                   "rows, not the absolute numbers, with the published column.")
+        out.append(f"| {names[r['name']]} | `{r.get('recipe', '-')}` | {ours} | {r['published']}% | {secs} | {src} |")
+    out += ["", "The pre-trained rows use the same pre-training (the same stack for each seed); its time is "
+            "included in both.", ""]
+    if changed:
+        out.append("The settings differ from the recipes (above): compare the ordering of the rows, not the "
+                   "absolute numbers, with the published column.")
     return "\n".join(out) + "\n"
 
 

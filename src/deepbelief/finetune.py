@@ -38,7 +38,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from deepbelief.errors import ConfigError, ModelFileError, as_data, as_labels, check_float, check_int
+from deepbelief.errors import (ConfigError, ModelFileError, as_data, as_labels, check_choice, check_float,
+                               check_int)
 from deepbelief import checkpoint as ck
 from deepbelief.classifier import DeepClassifier
 from deepbelief.io import load_state_into
@@ -80,19 +81,29 @@ def unroll(dbn, n_classes: int = 10, *, generator: torch.Generator | None = None
     return net
 
 
-def random_classifier(sizes, n_classes: int = 10, *, activation: str = "sigmoid",
-                      generator: torch.Generator | None = None, device=None, **kw) -> DeepClassifier:
+def random_classifier(sizes, n_classes: int = 10, *, activation: str = "sigmoid", init: str = "glorot",
+                      init_std: float = 0.01, generator: torch.Generator | None = None, device=None,
+                      **kw) -> DeepClassifier:
     """The same architecture from random initialisation (the no-pre-training baseline).
 
-    Weights are drawn uniformly in +-sqrt(6 / (fan_in + fan_out)) (Glorot & Bengio 2010),
-    times 4 for sigmoid units, the usual initialisation for such baselines.
+    ``init``, for the weights of every layer (biases start at zero):
+        "glorot": uniform in +-r, r = sqrt(6 / (fan_in + fan_out)) (Glorot & Bengio 2010,
+            eq. 16), times 4 for sigmoid units (their recommendation for the logistic);
+            variance r^2 / 3.
+        "normal": N(0, init_std^2), the "small random weights" of the lecture.
+    Draws come from ``generator`` layer by layer, input side first.
     """
+    check_choice("init", init, {"glorot", "normal"})
+    check_float("init_std", init_std, minimum=0.0, strict_min=True)
     net = DeepClassifier(sizes, [activation] * (len(sizes) - 1), n_classes, **kw).to(device)
     with torch.no_grad():
         for lin in list(net.hidden) + [net.out]:
             fan_out, fan_in = lin.weight.shape
-            r = (6.0 / (fan_in + fan_out)) ** 0.5 * (4.0 if activation == "sigmoid" else 1.0)
-            lin.weight.copy_((torch.rand(lin.weight.shape, generator=generator, device=device) * 2 - 1) * r)
+            if init == "glorot":
+                r = (6.0 / (fan_in + fan_out)) ** 0.5 * (4.0 if activation == "sigmoid" else 1.0)
+                lin.weight.copy_((torch.rand(lin.weight.shape, generator=generator, device=device) * 2 - 1) * r)
+            else:
+                lin.weight.copy_(torch.randn(lin.weight.shape, generator=generator, device=device) * init_std)
             lin.bias.zero_()
     return net
 
@@ -249,6 +260,23 @@ class FinetuneConfig:
     #: hand-written forward/backward (FastBackprop) instead of autograd; same result up to
     #: float rounding, faster per step (see the module docstring)
     fast: bool = True
+    #: "sgd": momentum SGD on ``batch_size`` rows per update; "cg": conjugate gradients
+    #: (deepbelief.cg) on ``cg_batch_size`` rows, ``cg_line_searches`` line searches per batch,
+    #: each batch a fresh search (Hinton & Salakhutdinov 2006: 1,000 rows, 3 line searches);
+    #: ``lr``, ``lr_decay``, momentum and ``batch_size`` are not used by "cg"
+    method: str = "sgd"
+    cg_batch_size: int = 1000
+    cg_line_searches: int = 3
+    #: max-norm (Srivastava et al. 2014): after every update of the hidden layers each hidden
+    #: unit's incoming weight vector is scaled back to an L2 norm <= max_norm (0: off)
+    max_norm: float = 0.0
+    #: momentum rises linearly from ``momentum`` (epoch 0) to ``final_momentum`` (epoch
+    #: ``momentum_ramp_epochs`` and after); None: constant ``momentum``
+    final_momentum: float | None = None
+    momentum_ramp_epochs: int = 0
+    #: scale each gradient by (1 - momentum), the update of Hinton et al. (2012):
+    #: v <- m v - (1 - m) lr g, so the step's long-run size stays lr as the momentum rises
+    dampen_momentum: bool = False
 
     def validate(self) -> "FinetuneConfig":
         check_int("epochs", self.epochs, minimum=0)
@@ -261,9 +289,32 @@ class FinetuneConfig:
         check_int("patience", self.patience, minimum=0)
         check_float("dropout", self.dropout, minimum=0.0, maximum=0.99)
         check_float("input_dropout", self.input_dropout, minimum=0.0, maximum=0.99)
-        if not isinstance(self.fast, bool):
-            raise ConfigError(f"fast must be true or false, got {self.fast!r:.80} ({type(self.fast).__name__})")
+        for name in ("fast", "dampen_momentum"):
+            value = getattr(self, name)
+            if not isinstance(value, bool):
+                raise ConfigError(f"{name} must be true or false, got {value!r:.80} ({type(value).__name__})")
+        check_choice("method", self.method, {"sgd", "cg"})
+        check_int("cg_batch_size", self.cg_batch_size, minimum=1)
+        check_int("cg_line_searches", self.cg_line_searches, minimum=1)
+        check_float("max_norm", self.max_norm, minimum=0.0)
+        if self.final_momentum is not None:
+            check_float("final_momentum", self.final_momentum, minimum=0.0, maximum=1.0)
+        check_int("momentum_ramp_epochs", self.momentum_ramp_epochs, minimum=0)
+        if self.method == "cg" and (self.dropout > 0 or self.input_dropout > 0 or self.max_norm > 0):
+            raise ConfigError(f"method 'cg' minimises one fixed objective per batch by line searches: it cannot "
+                              f"use dropout (a new random objective at every evaluation) or max_norm (a projection "
+                              f"the line search does not know); got dropout={self.dropout}, input_dropout="
+                              f"{self.input_dropout}, max_norm={self.max_norm}. Use method 'sgd' for those")
         return self
+
+    def momentum_at(self, epoch: int) -> float:
+        """The momentum of 0-based ``epoch``: linear from ``momentum`` to ``final_momentum``
+        over ``momentum_ramp_epochs`` epochs (Hinton et al. 2012: 0.5 to 0.99 over 500)."""
+        if self.final_momentum is None:
+            return self.momentum
+        if self.momentum_ramp_epochs == 0 or epoch >= self.momentum_ramp_epochs:
+            return self.final_momentum
+        return self.momentum + (self.final_momentum - self.momentum) * epoch / self.momentum_ramp_epochs
 
     @classmethod
     def from_dict(cls, d: dict) -> "FinetuneConfig":
@@ -333,8 +384,10 @@ def finetune(
         raise ConfigError("resume=True needs a checkpoint file to resume from, got checkpoint=None")
     x = as_data("x", x, n_features=net.sizes[0], device=dev, dtype=net.out.weight.dtype)
     y = as_labels("y", y, n_classes=net.n_classes, n_rows=x.shape[0], device=dev)
-    if cfg.batch_size > x.shape[0]:
-        raise ConfigError(f"batch_size must be <= the number of training rows ({x.shape[0]}), got {cfg.batch_size}")
+    size_name = "cg_batch_size" if cfg.method == "cg" else "batch_size"
+    if getattr(cfg, size_name) > x.shape[0]:
+        raise ConfigError(f"{size_name} must be <= the number of training rows ({x.shape[0]}), "
+                          f"got {getattr(cfg, size_name)}")
     if valid is not None:
         if not isinstance(valid, (tuple, list)) or len(valid) != 2:
             raise ConfigError(f"valid must be a pair (x_valid, y_valid), got {type(valid).__name__}")
@@ -343,21 +396,23 @@ def finetune(
     net.dropout, net.input_dropout = cfg.dropout, cfg.input_dropout
     top = list(net.out.parameters())
     everything = list(net.parameters())
-    n, bs = x.shape[0], cfg.batch_size
+    n, bs = x.shape[0], cfg.batch_size if cfg.method == "sgd" else cfg.cg_batch_size
     history, best, best_state, since = [], float("inf"), None, 0
     lr, opt, phase, start, stopped = cfg.lr, None, None, 0, False
 
     fast = FastBackprop(net) if cfg.fast and FastBackprop.supports(net) else None
 
-    def build(which):
-        return _sgd(top if which == "top" else everything, lr, cfg)
+    def build(which):  # conjugate gradients keep no state from one batch to the next
+        return _sgd(top if which == "top" else everything, lr, cfg) if cfg.method == "sgd" else None
 
     if resume and checkpoint is not None and Path(checkpoint).exists():
         tensors, meta = ck.load_checkpoint(checkpoint, kind="finetune_checkpoint", device=dev, generator=generator)
         if meta.get("net") != net.config():
             raise ModelFileError(f"checkpoint {str(checkpoint)!r} was written for another network: {meta.get('net')}")
-        # fast only changes float rounding (and checkpoints from before it existed lack it)
-        ck.check_same_config(checkpoint, meta.get("train") or {}, cfg, allowed=("epochs", "fast"))
+        # fast only changes float rounding; an option a checkpoint lacks is one added since,
+        # whose default is the behaviour of the run that wrote it
+        saved = {**dataclasses.asdict(FinetuneConfig()), **(meta.get("train") or {})}
+        ck.check_same_config(checkpoint, saved, cfg, allowed=("epochs", "fast"))
         net_state = {k[4:]: v for k, v in tensors.items() if k.startswith("net.")}
         load_state_into(checkpoint, net, net_state)
         best_keys = {k[5:]: v for k, v in tensors.items() if k.startswith("best.")}
@@ -365,7 +420,7 @@ def finetune(
         start, lr, phase = int(meta["epoch"]), float(meta["lr"]), meta["phase"]
         best, since, stopped = float(meta["best"]), int(meta["since"]), bool(meta["stopped"])
         history = list(meta["history"])
-        if phase is not None:
+        if phase is not None and cfg.method == "sgd":
             opt = build(phase)
             ck.load_optimizer_tensors(checkpoint, opt, tensors, meta["optim"])
 
@@ -386,25 +441,40 @@ def finetune(
         want = "top" if epoch < cfg.top_only_epochs else "all"
         if want != phase:  # a fresh optimiser when the whole net joins in
             opt, phase = build(want), want
-        for group in opt.param_groups:
-            group["lr"] = lr
+        if opt is not None:
+            momentum = cfg.momentum_at(epoch)
+            for group in opt.param_groups:
+                group["lr"] = lr
+                if cfg.final_momentum is not None:
+                    group["momentum"] = momentum
+                if cfg.dampen_momentum:
+                    group["dampening"] = momentum
         net.train()
         perm = torch.randperm(n, generator=generator, device=dev)
         loss_sum = torch.zeros((), device=dev)
+        constrain = cfg.max_norm > 0 and phase == "all"
         for i in range(n // bs):
             idx = perm[i * bs : (i + 1) * bs]
+            if opt is None:
+                _cg_batch(net, x.index_select(0, idx), y.index_select(0, idx), cfg, fast, loss_sum,
+                          top_only=phase == "top")
+                continue
             if fast is not None:
                 fast.step(x.index_select(0, idx), y.index_select(0, idx), generator, loss_sum,
                           top_only=phase == "top")
                 opt.step()
-                continue
-            logits = net(x.index_select(0, idx), generator)
-            loss = F.cross_entropy(logits, y.index_select(0, idx))
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            loss_sum += loss.detach()
+            else:
+                logits = net(x.index_select(0, idx), generator)
+                loss = F.cross_entropy(logits, y.index_select(0, idx))
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                loss_sum += loss.detach()
+            if constrain:
+                _max_norm_(net, cfg.max_norm)
         row = {"epoch": epoch, "lr": lr, "loss": loss_sum / max(1, n // bs)}
+        if opt is not None and cfg.final_momentum is not None:
+            row["momentum"] = momentum
         if valid is not None:
             row["valid_error"] = error_rate(net, xv, yv)
         row["finite"] = torch.stack([torch.isfinite(p).all() for p in everything]).all()
@@ -444,11 +514,88 @@ def finetune(
     return history
 
 
+@torch.no_grad()
+def _max_norm_(net: DeepClassifier, c: float) -> None:
+    """Project each hidden unit's incoming weight vector (a row of ``weight``, shape
+    (n_out, n_in)) onto the ball ||w|| <= c (Srivastava et al. 2014, section 5.1); the
+    output layer is not constrained."""
+    for lin in net.hidden:
+        w = lin.weight
+        norms = torch.linalg.vector_norm(w, dim=1, keepdim=True)  # (n_out, 1)
+        w.mul_((c / norms.clamp_min(1e-30)).clamp_(max=1.0))
+
+
+def _cg_batch(net: DeepClassifier, xb: Tensor, yb: Tensor, cfg: FinetuneConfig, fast, loss_sum: Tensor,
+              top_only: bool) -> None:
+    """``cfg.cg_line_searches`` conjugate-gradient line searches on one batch (deepbelief.cg),
+    a fresh search from steepest descent, as ``minimize`` was called per batch in Hinton &
+    Salakhutdinov (2006)'s code. The objective is the batch's mean cross-entropy plus
+    weight_decay / 2 * ||theta||^2 over the parameters trained (the objective whose gradient
+    SGD's ``weight_decay`` follows). With ``top_only`` the features of the frozen layers are
+    computed once and only the output layer's (W, b) are searched over, as their code did
+    for the first epochs. Adds the batch's cross-entropy before the update to ``loss_sum``."""
+    from deepbelief.cg import minimize_cg
+
+    def vector_to_parameters(v, ps):  # copies: torch's helper would make the parameters views of v
+        i = 0
+        for p in ps:
+            p.copy_(v[i : i + p.numel()].view_as(p))
+            i += p.numel()
+
+    b, wd = xb.shape[0], cfg.weight_decay
+    layers = [net.out] if top_only else list(net.hidden) + [net.out]
+    params = [p for lin in layers for p in (lin.weight, lin.bias)]
+    first = []
+
+    if top_only:
+        with torch.no_grad():
+            h = net.features(xb)  # (b, n_top): fixed while only the output layer moves
+        onehot = F.one_hot(yb, net.n_classes).to(h.dtype)
+        n_w = net.out.weight.numel()
+
+        def data_loss_grad(v):
+            W, c = v[:n_w].view_as(net.out.weight), v[n_w:]
+            logp = torch.log_softmax(torch.addmm(c, h, W.T), 1)  # (b, C)
+            f = -(logp * onehot).sum() / b
+            d = (logp.exp_() - onehot) / b
+            return f, torch.cat([(d.T @ h).reshape(-1), d.sum(0)])
+    else:
+        def data_loss_grad(v):
+            vector_to_parameters(v, params)
+            if fast is not None:
+                f = torch.zeros((), device=v.device, dtype=v.dtype)
+                fast.step(xb, yb, None, f)
+            else:
+                with torch.enable_grad():
+                    net.zero_grad(set_to_none=True)
+                    loss = F.cross_entropy(net(xb), yb)
+                    loss.backward()
+                f = loss.detach()
+            return f, torch.cat([p.grad.reshape(-1) for p in params])
+
+    def loss_grad(v):
+        f, g = data_loss_grad(v)
+        if not first:
+            first.append(f.detach().clone())
+        if wd:
+            f = f + 0.5 * wd * torch.dot(v, v)
+            g = g.add(v, alpha=wd)
+        return f, g
+
+    with torch.no_grad():
+        x0 = torch.cat([p.detach().reshape(-1) for p in params])
+        res = minimize_cg(loss_grad, x0, line_searches=cfg.cg_line_searches)
+        vector_to_parameters(res.x, params)
+    loss_sum += first[0]
+
+
 def _sgd(params, lr, cfg):
     """Momentum SGD: one fused kernel on CUDA where this torch has it, else foreach. Both
     keep the state deepbelief.checkpoint saves (a ``momentum_buffer`` per parameter)."""
     params = list(params)
     kw = dict(lr=lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+    if cfg.dampen_momentum:
+        kw["dampening"] = cfg.momentum
     if params and all(p.device.type == "cuda" for p in params):
         try:
             return torch.optim.SGD(params, fused=True, **kw)

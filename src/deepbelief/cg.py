@@ -1,0 +1,238 @@
+"""Non-linear conjugate gradients: Polak-Ribiere directions, a strong-Wolfe line search.
+
+The optimiser of Hinton & Salakhutdinov (2006)'s fine-tuning code, which called Carl
+Rasmussen's ``minimize.m`` for three line searches on each 1,000-case mini-batch. This is
+our own implementation of the same algorithm (Polak-Ribiere conjugate gradients with
+a line search by cubic extrapolation and cubic/quadratic interpolation that stops at the
+first point meeting the strong Wolfe conditions; Nocedal & Wright 2006, chapters 3 and 5),
+written from the algorithm, not from that code. It works on one flat parameter vector and
+a function returning the loss and its gradient there.
+
+Why our own and not ``torch.optim.LBFGS(line_search_fn="strong_wolfe")``: the paper's
+method is conjugate gradients, not a quasi-Newton method; LBFGS keeps a curvature
+history that has no counterpart in it and whose state would have to travel in
+checkpoints, and its count of line searches per call (``max_iter``) is not exposed per
+search. Conjugate gradients as run by the paper start afresh on every mini-batch
+(steepest descent first), so nothing but the weights carries from one batch to the next,
+and each call costs a known number of line searches.
+
+For a direction s at x with slope d0 = g(x)^T s < 0, a step t is accepted when
+
+    f(x + t s) <= f(x) + rho t d0                 (sufficient decrease)
+    |g(x + t s)^T s| <= sigma |d0|                (strong curvature condition)
+
+with rho = 0.01 and sigma = 0.5 (``minimize.m``'s defaults; 0 < rho < sigma < 1). After an
+accepted step the new direction is s' = beta s - g', with the Polak-Ribiere coefficient
+beta = g'^T (g' - g) / g^T g; where s' is not a descent direction the search restarts along
+-g'. The first trial step of each search is the previous step times the ratio of the old to
+the new slope (at most ``max_slope_ratio``), the first of a call 1 / (1 + |g|^2) (the step
+that would reduce f by about 1 if f were linear: ``minimize.m``'s ``red = 1``).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Callable
+
+import torch
+from torch import Tensor
+
+from deepbelief.errors import ConfigError, check_float, check_int
+
+__all__ = ["CGResult", "LineSearch", "minimize_cg"]
+
+
+@dataclass
+class LineSearch:
+    """One line search: the start's value ``f0`` and slope ``slope0`` along the direction,
+    the step taken (``step``, in units of the direction) and the value and slope there."""
+
+    f0: float
+    slope0: float
+    step: float
+    f: float
+    slope: float
+    evaluations: int
+    #: True when the step meets the strong Wolfe conditions; False when the search ran out
+    #: of evaluations (the best point seen is kept, and the next search restarts along -g)
+    accepted: bool
+
+
+@dataclass
+class CGResult:
+    """The point reached (``x``, same shape as ``x0``), its value ``f`` and gradient ``grad``."""
+
+    x: Tensor
+    f: float
+    grad: Tensor
+    line_searches: list = field(default_factory=list)
+    evaluations: int = 0
+
+
+def _cubic_min(f_a: float, d_a: float, f_b: float, d_b: float, h: float) -> float:
+    """Offset z from a of the minimiser of the cubic p with p(0) = f_a, p'(0) = d_a,
+    p(h) = f_b, p'(h) = d_b; may lie outside [0, h] (extrapolation); nan if p has none.
+
+    p(z) = f_a + d_a z + c z^2 + e z^3 with, for D = f_b - f_a - d_a h and E = d_b - d_a,
+    e = (E - 2 D / h) / h^2 and c = D / h^2 - e h. p'(z) = 0 at the root of
+    3 e z^2 + 2 c z + d_a = 0 where p'' > 0, z = -d_a / (c + sqrt(c^2 - 3 e d_a)), the form
+    without cancellation as e -> 0 (then z = -d_a / (2 c), the parabola's minimiser).
+    """
+    D = f_b - f_a - d_a * h
+    e = ((d_b - d_a) - 2.0 * D / h) / (h * h)
+    c = D / (h * h) - e * h
+    disc = c * c - 3.0 * e * d_a
+    if not math.isfinite(disc) or disc < 0:
+        return math.nan
+    den = c + math.sqrt(disc)
+    return -d_a / den if den > 0 and math.isfinite(den) else math.nan
+
+
+def minimize_cg(
+    fun: Callable[[Tensor], tuple],
+    x0: Tensor,
+    *,
+    line_searches: int = 3,
+    max_evaluations: int = 20,
+    rho: float = 0.01,
+    sigma: float = 0.5,
+    extrapolate: float = 3.0,
+    interpolate: float = 0.1,
+    max_slope_ratio: float = 100.0,
+    callback: Callable[[LineSearch, Tensor, float, Tensor], None] | None = None,
+) -> CGResult:
+    """Minimise ``fun`` from ``x0`` with ``line_searches`` Polak-Ribiere line searches.
+
+    Args:
+        fun: ``fun(x) -> (f, g)``: the value (a float or 0-d tensor) and the gradient (a
+            tensor shaped like ``x``) at ``x``. ``x`` is a fresh tensor each call (the
+            function may keep it). Non-finite values make the search shorten its step.
+        x0: (n,) the starting point (not modified); its dtype and device are the run's.
+        line_searches: number of line searches (``minimize.m``'s positive ``length``).
+        max_evaluations: function evaluations allowed per line search.
+        rho, sigma: the Wolfe constants, 0 < rho < sigma < 1 (module docstring).
+        extrapolate: a bracketing step grows by at most this factor.
+        interpolate: new trial points stay this fraction of the bracket away from its ends.
+        max_slope_ratio: cap on the growth of the first trial step from one search to the next.
+        callback: called after each line search as ``callback(record, x, f, g)`` at the
+            point it ended on.
+    Returns:
+        a ``CGResult`` with the final point, value, gradient, one ``LineSearch`` per search
+        and the number of function evaluations.
+    """
+    check_int("line_searches", line_searches, minimum=1)
+    check_int("max_evaluations", max_evaluations, minimum=1)
+    check_float("rho", rho, minimum=0.0, maximum=1.0, strict_min=True)
+    check_float("sigma", sigma, minimum=0.0, maximum=1.0, strict_min=True)
+    if not rho < sigma:
+        raise ConfigError(f"the Wolfe constants need rho < sigma, got rho={rho}, sigma={sigma}")
+    check_float("extrapolate", extrapolate, minimum=1.0, strict_min=True)
+    check_float("interpolate", interpolate, minimum=0.0, maximum=0.5, strict_min=True)
+    if not isinstance(x0, Tensor) or x0.dim() != 1:
+        raise ConfigError(f"x0 must be a 1-d tensor (a flat parameter vector), got "
+                          f"{tuple(x0.shape) if isinstance(x0, Tensor) else type(x0).__name__}")
+    n_evals = 0
+
+    def evaluate(x):
+        nonlocal n_evals
+        n_evals += 1
+        f, g = fun(x)
+        f = float(f)
+        if g.shape != x.shape:
+            raise ConfigError(f"fun must return a gradient shaped like x {tuple(x.shape)}, got {tuple(g.shape)}")
+        return f, g
+
+    def dot(a, b):
+        return float(torch.dot(a, b))
+
+    x = x0.detach().clone()
+    f0, g0 = evaluate(x.clone())
+    if not math.isfinite(f0) or not bool(torch.isfinite(g0).all()):
+        raise ConfigError(f"fun is not finite at the starting point (f = {f0})")
+    s = -g0
+    d0 = -dot(s, s)
+    step = 1.0 / (1.0 - d0)
+    records, failed_before = [], False
+    for _ in range(line_searches):
+        if d0 == 0.0:  # a stationary point: nothing left to do
+            break
+        best_f, best_t, best_g = f0, 0.0, g0
+        left = max_evaluations
+        # the lower end of the bracket: satisfies sufficient decrease, slope still < 0
+        ta, fa, da = 0.0, f0, d0
+        t = step
+        while True:  # extrapolate until the slope turns up or f rises above the Wolfe line
+            while True:
+                ft, gt = evaluate(x + t * s)
+                left -= 1
+                if (math.isfinite(ft) and bool(torch.isfinite(gt).all())) or left == 0:
+                    break
+                t = ta + 0.5 * (t - ta)  # overflow: halve the step towards the good end
+            dt = dot(gt, s) if math.isfinite(ft) else math.nan
+            if math.isfinite(ft) and ft < best_f:
+                best_f, best_t, best_g = ft, t, gt
+            if not math.isfinite(dt) or dt > sigma * d0 or ft > f0 + rho * t * d0 or left == 0:
+                break
+            z = _cubic_min(fa, da, ft, dt, t - ta)
+            new = ta + z
+            if not math.isfinite(new) or new < 0 or new > t * extrapolate:
+                new = t * extrapolate
+            elif new < t + interpolate * (t - ta):
+                new = t + interpolate * (t - ta)
+            ta, fa, da = t, ft, dt
+            t = new
+        tb = fb = db = None
+        # interpolate inside the bracket until the strong Wolfe conditions hold
+        while math.isfinite(ft) and (abs(dt) > -sigma * d0 or ft > f0 + rho * t * d0) and left > 0:
+            if dt > 0 or ft > f0 + rho * t * d0:
+                tb, fb, db = t, ft, dt  # the minimiser lies below t
+            else:
+                ta, fa, da = t, ft, dt  # still descending steeply: it lies above t
+            if tb is None:  # cannot happen (the extrapolation ends on an upper end): be safe
+                break
+            h = tb - ta
+            if fb > f0:  # f rose a lot: the parabola through fa, da, fb is the safer model
+                new = ta - 0.5 * da * h * h / (fb - fa - da * h)
+            else:
+                new = ta + _cubic_min(fa, da, fb, db, h)
+            if not math.isfinite(new):
+                new = ta + 0.5 * h
+            new = min(max(new, ta + interpolate * h), tb - interpolate * h)
+            t = new
+            ft, gt = evaluate(x + t * s)
+            left -= 1
+            dt = dot(gt, s) if math.isfinite(ft) else math.nan
+            if math.isfinite(ft) and ft < best_f:
+                best_f, best_t, best_g = ft, t, gt
+        ok = math.isfinite(ft) and abs(dt) <= -sigma * d0 and ft <= f0 + rho * t * d0
+        used = max_evaluations - left
+        if ok:
+            records.append(LineSearch(f0, d0, t, ft, dt, used, True))
+            x = x + t * s
+            # Polak-Ribiere: beta = g'^T (g' - g) / g^T g
+            beta = (dot(gt, gt) - dot(g0, gt)) / dot(g0, g0)
+            s = beta * s - gt
+            f0, g0 = ft, gt
+            d_old, d0 = d0, dot(g0, s)
+            if d0 >= 0:  # not a descent direction: restart along the gradient
+                s = -g0
+                d0 = -dot(s, s)
+            step = t * min(max_slope_ratio, d_old / (d0 - 1e-300)) if d0 < 0 else step
+            failed_before = False
+        else:
+            records.append(LineSearch(f0, d0, best_t, best_f, dot(best_g, s), used, False))
+            if best_t > 0:
+                x = x + best_t * s
+                f0, g0 = best_f, best_g
+            if failed_before:  # twice in a row, the second time along -g: give up
+                if callback is not None:
+                    callback(records[-1], x, f0, g0)
+                break
+            s = -g0
+            d0 = -dot(s, s)
+            step = 1.0 / (1.0 - d0)
+            failed_before = True
+        if callback is not None:
+            callback(records[-1], x, f0, g0)
+    return CGResult(x=x, f=f0, grad=g0, line_searches=records, evaluations=n_evals)

@@ -1,0 +1,138 @@
+"""Conjugate gradients (deepbelief.cg) against closed forms and scipy."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from deepbelief.cg import _cubic_min, minimize_cg
+from deepbelief.errors import ConfigError
+
+
+def _quadratic(n, seed, cond=50.0):
+    g = torch.Generator().manual_seed(seed)
+    q, _ = torch.linalg.qr(torch.randn(n, n, generator=g, dtype=torch.float64))
+    A = q @ torch.diag(torch.logspace(0, math.log10(cond), n, dtype=torch.float64)) @ q.T
+    b = torch.randn(n, generator=g, dtype=torch.float64)
+    return A, b
+
+
+def test_cubic_minimiser_of_a_parabola_and_of_a_cubic():
+    # p(z) = (z - 2)^2: from (0, 4, -4) and (1, 1, -2) the minimiser is at 2 (extrapolation)
+    assert _cubic_min(4.0, -4.0, 1.0, -2.0, 1.0) == pytest.approx(2.0)
+    # p(z) = z^3 - 3 z: p' = 3 z^2 - 3, local minimum at z = 1; data at z = 0 and z = 3
+    assert _cubic_min(0.0, -3.0, 18.0, 24.0, 3.0) == pytest.approx(1.0)
+    # no minimum: p(z) = -z^3 - z is decreasing everywhere
+    assert math.isnan(_cubic_min(0.0, -1.0, -2.0, -4.0, 1.0))
+
+
+@pytest.mark.parametrize("n,seed", [(6, 0), (10, 1)])
+def test_exact_line_searches_solve_an_n_dimensional_quadratic_in_n_steps(n, seed):
+    """f(x) = x^T A x / 2 - b^T x: with exact line searches conjugate gradients reach the
+    minimiser A^{-1} b in n steps (Nocedal & Wright, theorem 5.2). A tiny sigma makes the
+    Wolfe search exact; on a quadratic its cubic interpolation is exact."""
+    A, b = _quadratic(n, seed)
+    x_star = torch.linalg.solve(A, b)
+
+    def fun(x):
+        return 0.5 * x @ A @ x - b @ x, A @ x - b
+
+    res = minimize_cg(fun, torch.zeros(n, dtype=torch.float64), line_searches=n, sigma=1e-9, rho=1e-10,
+                      max_evaluations=50)
+    assert all(r.accepted for r in res.line_searches) and len(res.line_searches) == n
+    assert torch.allclose(res.x, x_star, atol=1e-8, rtol=0), (res.x - x_star).abs().max()
+    # and after n - 2 steps it is not there yet: the n-step count is not slack
+    early = minimize_cg(fun, torch.zeros(n, dtype=torch.float64), line_searches=n - 2, sigma=1e-9, rho=1e-10,
+                        max_evaluations=50)
+    assert (early.x - x_star).abs().max() > 1e-4
+
+
+def test_l2_logistic_regression_matches_scipy_lbfgsb():
+    optimize = pytest.importorskip("scipy.optimize")
+    g = torch.Generator().manual_seed(3)
+    n, d, lam = 300, 6, 0.1
+    X = torch.randn(n, d, generator=g, dtype=torch.float64)
+    w_true = torch.randn(d, generator=g, dtype=torch.float64)
+    y = (torch.rand(n, generator=g, dtype=torch.float64) < torch.sigmoid(X @ w_true)).double()
+
+    def loss_grad(w):
+        z = X @ w
+        f = (torch.nn.functional.softplus(z) - y * z).mean() + 0.5 * lam * (w @ w)
+        return f, X.T @ (torch.sigmoid(z) - y) / n + lam * w
+
+    ref = optimize.minimize(lambda w: tuple(t.numpy() if isinstance(t, torch.Tensor) else t for t in
+                                            (float(loss_grad(torch.from_numpy(w))[0]),
+                                             loss_grad(torch.from_numpy(w))[1])),
+                            np.zeros(d), jac=True, method="L-BFGS-B", options={"gtol": 1e-13, "ftol": 1e-16,
+                                                                             "maxiter": 10_000})
+    res = minimize_cg(loss_grad, torch.zeros(d, dtype=torch.float64), line_searches=200)
+    # the objective is strongly convex (lam > 0): one minimiser, reached by both
+    assert np.abs(res.x.numpy() - ref.x).max() < 1e-7
+    assert res.f == pytest.approx(ref.fun, abs=1e-12)
+    assert float(res.grad.abs().max()) < 1e-8
+
+
+def _rosenbrock(x):
+    """The extended Rosenbrock function, a curved valley (minimum 0 at x = 1)."""
+    a, b = x[:-1], x[1:]
+    g = torch.zeros_like(x)
+    g[:-1] += -400 * a * (b - a ** 2) - 2 * (1 - a)
+    g[1:] += 200 * (b - a ** 2)
+    return (100 * (b - a ** 2) ** 2 + (1 - a) ** 2).sum(), g
+
+
+@pytest.mark.parametrize("start", [-1.2, 0.0, 2.0])
+def test_every_accepted_step_meets_the_strong_wolfe_conditions(start):
+    """Checked from the iterates alone with the oracle's own values: for the step
+    p = x_{k+1} - x_k, f(x_{k+1}) <= f(x_k) + rho g_k^T p and |g_{k+1}^T p| <= sigma |g_k^T p|
+    (scale-free forms of the conditions on t and s)."""
+    points = []
+    rho, sigma = 0.01, 0.5
+    x0 = torch.full((6,), start, dtype=torch.float64)
+    res = minimize_cg(_rosenbrock, x0, line_searches=40, rho=rho, sigma=sigma,
+                      callback=lambda rec, x, f, grad: points.append((rec, x.clone())))
+    prev = x0
+    for rec, x in points:
+        assert rec.accepted  # far from converged: no search may fail here
+        p = x - prev
+        f_prev, g_prev = _rosenbrock(prev)
+        f_new, g_new = _rosenbrock(x)
+        assert float(f_new) <= float(f_prev) + rho * float(g_prev @ p)
+        assert abs(float(g_new @ p)) <= sigma * abs(float(g_prev @ p))
+        prev = x
+    assert len(points) == 40 and torch.equal(points[-1][1], res.x)
+    # and it does solve the problem given enough line searches
+    assert torch.allclose(minimize_cg(_rosenbrock, x0, line_searches=400).x, torch.ones(6, dtype=torch.float64),
+                          atol=1e-8)
+
+
+def test_the_first_call_and_bad_arguments():
+    calls = []
+
+    def fun(x):
+        calls.append(x)
+        return (x ** 2).sum(), 2 * x
+
+    x0 = torch.tensor([1.0, -2.0], dtype=torch.float64)
+    res = minimize_cg(fun, x0, line_searches=10)
+    assert torch.equal(x0, torch.tensor([1.0, -2.0], dtype=torch.float64))  # not modified
+    assert res.evaluations == len(calls)
+    assert float(res.x.abs().max()) < 1e-8
+    with pytest.raises(ConfigError, match="rho < sigma"):
+        minimize_cg(fun, x0, rho=0.5, sigma=0.1)
+    with pytest.raises(ConfigError, match="1-d tensor"):
+        minimize_cg(fun, x0.view(1, 2))
+    with pytest.raises(ConfigError, match="not finite"):
+        minimize_cg(lambda x: (float("nan"), x), x0)
+
+
+def test_overflow_shortens_the_step():
+    # f is +inf beyond |x| > 3: the first trial steps overshoot and must be cut back
+    def fun(x):
+        if float(x.abs().max()) > 3:
+            return float("inf"), torch.full_like(x, float("nan"))
+        return ((x - 2.5) ** 2).sum(), 2 * (x - 2.5)
+
+    res = minimize_cg(fun, torch.zeros(1, dtype=torch.float64), line_searches=5)
+    assert abs(float(res.x[0]) - 2.5) < 1e-6
