@@ -14,12 +14,7 @@ from deepbelief.rbm import RBM
 from deepbelief.reverse_ais import raise_log_prob
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+# one OpenMP thread for these thousands of tiny ops: tests/conftest.py sets it for the session
 
 
 def tiny(seed=0, nv=5, nh=4, scale=1.5):

@@ -206,12 +206,7 @@ def hold_folder(folder: str | Path, *, what: str = "checkpoint_dir", lock_name: 
     """
     from deepbelief.io import remove_stale_temporaries
 
-    folder = Path(folder)
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        why = "is a file, not a folder" if folder.is_file() else f"cannot be created: {exc.strerror}"
-        raise ConfigError(f"{what} {str(folder)!r} {why}") from None
+    folder = make_folder(folder, what)
     fh = _acquire(folder / lock_name, what, folder)
     try:
         names = temporaries if temporaries is not None else (None,)
@@ -266,3 +261,14 @@ def restore_training_state(path, model: torch.nn.Module, tensors: dict, names: l
         if saved is None or saved.shape != v.shape:
             raise ModelFileError(f"checkpoint {str(path)!r}: velocity of {n!r} is missing or misshapen")
         v.copy_(saved)
+
+
+def make_folder(folder, what: str) -> Path:
+    """Create ``folder`` (and its parents) or raise ConfigError naming ``what`` and why."""
+    folder = Path(folder)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        why = "is a file, not a folder" if folder.is_file() else f"cannot be created: {exc.strerror}"
+        raise ConfigError(f"{what} {str(folder)!r} {why}") from None
+    return folder

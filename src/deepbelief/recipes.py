@@ -480,12 +480,9 @@ def _prepare_checkpoint_dir(checkpoint_dir, recipe: Recipe, seed: int, resume: b
 
     from deepbelief.io import atomic_write_bytes
 
-    folder = Path(checkpoint_dir)
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        why = "is a file, not a folder" if folder.is_file() else f"cannot be created: {exc.strerror}"
-        raise ConfigError(f"checkpoint_dir {str(folder)!r} {why}") from None
+    from deepbelief.checkpoint import make_folder
+
+    folder = make_folder(checkpoint_dir, "checkpoint_dir")
     run = {"recipe": recipe.to_dict(), "seed": seed}
     path = folder / "run.json"
     if resume and path.exists():

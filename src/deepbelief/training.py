@@ -651,6 +651,19 @@ def _check_stack_memory(specs: list, device) -> None:
                      f"the weights of layers {sizes} with their velocities and updates", device=device, copies=3)
 
 
+def _per_rbm_configs(name: str, sizes, configs, what: str) -> list:
+    """One ``RBMTrainConfig`` per RBM of a stack with layer sizes ``sizes`` (``configs``: None,
+    one config for all, or a list of one per RBM)."""
+    if not isinstance(sizes, (list, tuple)) or len(sizes) < 2:
+        raise ConfigError(f"{name} must list at least two layer sizes {what}, got {sizes!r}")
+    n_rbms = len(sizes) - 1
+    if configs is None or isinstance(configs, RBMTrainConfig):
+        configs = [configs or RBMTrainConfig()] * n_rbms
+    if len(configs) != n_rbms:
+        raise ConfigError(f"configs must hold one config per RBM ({n_rbms}), got {len(configs)}")
+    return list(configs)
+
+
 def pretrain_stack(
     data: Tensor,
     layers: list,
@@ -683,13 +696,8 @@ def pretrain_stack(
     Returns:
         a ``deepbelief.dbn.DBN`` holding the trained RBMs, bottom first.
     """
-    if not isinstance(layers, (list, tuple)) or len(layers) < 2:
-        raise ConfigError(f"layers must list at least two layer sizes (data and hidden), got {layers!r}")
+    configs = _per_rbm_configs("layers", layers, configs, "(data and hidden)")
     n_rbms = len(layers) - 1
-    if configs is None or isinstance(configs, RBMTrainConfig):
-        configs = [configs or RBMTrainConfig()] * n_rbms
-    if len(configs) != n_rbms:
-        raise ConfigError(f"configs must hold one config per RBM ({n_rbms}), got {len(configs)}")
     from deepbelief.errors import check_generator
 
     device = check_generator("generator", generator).device
@@ -774,13 +782,8 @@ def pretrain_generative(
     """
     from deepbelief.errors import as_labels
 
-    if not isinstance(sizes, (list, tuple)) or len(sizes) < 2:
-        raise ConfigError(f"sizes must list at least two layer sizes (features, top), got {sizes!r}")
+    configs = _per_rbm_configs("sizes", sizes, configs, "(features, top)")
     n_rbms = len(sizes) - 1
-    if configs is None or isinstance(configs, RBMTrainConfig):
-        configs = [configs or RBMTrainConfig()] * n_rbms
-    if len(configs) != n_rbms:
-        raise ConfigError(f"configs must hold one config per RBM ({n_rbms}), got {len(configs)}")
     device = generator.device
 
     x = as_data("x", x, n_features=sizes[0], device=device)
