@@ -239,7 +239,7 @@ def lecture14(cfg: Lecture14Config, *, device="auto", seed=0, data_dir=None, res
                 key = pretraining_key(recipe, s)
                 _sync(dev)
                 t0 = time.perf_counter()
-                res = run_recipe(recipe, dataset=ds, device=dev, seed=s, log=None, pretrained=stacks.get(key))
+                res = run_recipe(recipe, dataset=ds, device=dev, seed=s, log=log, pretrained=stacks.get(key))
                 _sync(dev)
                 extra = res["pretrain_seconds"] if key in stacks else 0.0  # the shared stack's time, counted here too
                 if "pretrained" in res:
