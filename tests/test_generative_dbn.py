@@ -19,7 +19,7 @@ from deepbelief.io import load_model, save_model
 from deepbelief.rbm import RBM
 from deepbelief.training import RBMTrainConfig
 from deepbelief.units import Bernoulli, Joint, Softmax
-from deepbelief.wake_sleep import UpDownConfig, UpDownTrainer, up_down, up_down_grads
+from deepbelief.wake_sleep import UpDownConfig, UpDownTrainer, step_uniforms, up_down, up_down_grads
 
 
 def tiny_model(seed=0, sizes=(6, 4, 3), n_labels=3, scale=1.0) -> GenerativeDBN:
@@ -66,7 +66,7 @@ def test_tied_model_uses_the_same_matrices_and_one_step_unties_them():
     y = m.one_hot([0, 1, 1, 0, 1])
     xb = (x > 0.5).double()
     # replay the step's random numbers to get the states it used
-    grads, st = up_down_grads(m, xb, y, 2, torch.Generator().manual_seed(5))
+    grads, st = up_down_grads(m, xb, y, 2, step_uniforms(m, xb, 2, torch.Generator().manual_seed(5)))
     before = {n: p.detach().clone() for n, p in m.named_parameters()}
     trainer.step(xb, y, lr, 0.0, 2)
     after = dict(m.named_parameters())
@@ -352,3 +352,13 @@ def test_sampling_from_an_up_pass_starts_at_the_images_features():
     assert torch.allclose(out, m.down(pen), atol=1e-12)
     with pytest.raises(ConfigError, match="one image per chain"):
         m.sample(3, label=1, steps=1, start=x)
+
+
+@pytest.mark.parametrize("k", [1, 4])
+def test_step_uniforms_counts_exactly_the_numbers_a_step_draws(k):
+    m = GenerativeDBN.build([12, 8, 6, 10], 3, generator=torch.Generator().manual_seed(0)).double()
+    m.untie_()
+    x = (torch.rand(7, 12, generator=torch.Generator().manual_seed(1)) > 0.5).double()
+    u = step_uniforms(m, x, k, torch.Generator().manual_seed(2))
+    up_down_grads(m, x, m.one_hot([0, 1, 2, 0, 1, 2, 0]), k, u)
+    assert u.used == u.n

@@ -50,6 +50,7 @@ from deepbelief.errors import (
     check_float,
     check_int,
 )
+from deepbelief.rng import StepUniforms
 
 
 @dataclass
@@ -117,16 +118,28 @@ def _check_model(model: GenerativeDBN) -> None:
         raise ConfigError("up-down fine-tuning needs Bernoulli features and top hidden units")
 
 
+def step_uniforms(model: GenerativeDBN, x: Tensor, k: int, gen: torch.Generator | None) -> StepUniforms:
+    """The block of U(0, 1) numbers one up-down step with ``k`` Gibbs iterations on the batch
+    ``x`` draws (rng.StepUniforms), in the order both step implementations use them: the
+    wake states of every lower layer, the top RBM's first hidden state, per Gibbs iteration
+    the features (and the hidden state but for the last), the sleep states of the lower
+    layers but the data layer. ``up_down_grads(..., gen=step_uniforms(...))`` replays a step."""
+    lower, nf, nh = model.lower, model.n_features, model.top.n_hidden
+    per_row = (sum(r.n_hidden for r in lower) + nh + k * nf + (k - 1) * nh
+               + sum(r.n_visible for r in lower[1:]))
+    return StepUniforms(gen, x.shape[0] * per_row, x)
+
+
 @torch.no_grad()
 def up_down_grads(model: GenerativeDBN, x: Tensor, y: Tensor, k: int,
-                  gen: torch.Generator | None) -> tuple[dict[str, Tensor], dict[str, list[Tensor]]]:
+                  gen) -> tuple[dict[str, Tensor], dict[str, list[Tensor]]]:
     """One contrastive wake-sleep estimate, without touching the parameters.
 
     Args:
         model: an untied ``GenerativeDBN`` with Bernoulli layers.
         x: (b, n_0) images in [0, 1]; y: (b, n_labels) one-hot labels.
         k: Gibbs iterations in the top RBM.
-        gen: the run's generator.
+        gen: the run's generator, or a ``StepUniforms`` block to draw from (``step_uniforms``).
     Returns:
         (grads, states): ``grads`` maps parameter names (``model.named_parameters()``) to the
         batch-mean ascent directions described in the module docstring; ``states`` holds the
@@ -207,7 +220,7 @@ class UpDownTrainer:
         returns the summed squared error of the wake reconstruction of x (a 0-d tensor)."""
         if self.cfg.fast and self.model.lower:
             return self._fast_step(x, y, lr, momentum, k)
-        grads, states = up_down_grads(self.model, x, y, k, self.gen)
+        grads, states = up_down_grads(self.model, x, y, k, step_uniforms(self.model, x, k, self.gen))
         g = [grads[n] for n in self.names]
         if self.cfg.weight_decay:
             for i in self.weight_idx:
@@ -228,21 +241,26 @@ class UpDownTrainer:
         model = self.model
         lower, top, nf, b = model.lower, model.top, model.n_features, x.shape[0]
         L = len(lower)
-        bern = self._bernoulli
+        u = step_uniforms(self.model, x, k, self.gen)
+
+        def bern(p: Tensor) -> Tensor:  # states ~ Bernoulli(p), written over their uniforms
+            t = u.take(p.shape)
+            return torch.lt(t, p, out=t)
+
         wake = [x]  # wake: stochastic bottom-up pass through the recognition weights
         for i in range(L):
             wake.append(bern(torch.sigmoid(torch.addmm(lower[i].hidden.bias, wake[-1], model.rec_weights[i]))))
         v_pos = torch.cat([wake[-1], y], -1)
         vb, hb = top.visible.bias, top.hidden.bias
         p_pos = torch.sigmoid(torch.addmm(hb, v_pos, top.W))
-        h = bern(p_pos.clone())
+        h = bern(p_pos)
         labu = top.visible.groups[1]
         for it in range(k):  # features sampled, labels as probabilities (appendix B)
             xv = torch.addmm(vb, h, top.W.T)
             v_neg = torch.cat([bern(torch.sigmoid(xv[:, :nf])), torch.softmax(xv[:, nf:], -1)], -1)
             p_neg = torch.sigmoid(torch.addmm(hb, v_neg, top.W))
             if it < k - 1:
-                h = bern(p_neg.clone())
+                h = bern(p_neg)
         g = {"top.W": torch.mm(v_pos.T, p_pos).addmm_(v_neg.T, p_neg, alpha=-1.0),
              "top.hidden.bias": p_pos.sum(0) - p_neg.sum(0)}
         g.update(self._split_top_bias(v_pos.sum(0) - v_neg.sum(0), labu))
@@ -271,12 +289,6 @@ class UpDownTrainer:
         torch._foreach_add_(self.params, self.velocities)
         return sse
 
-    def _bernoulli(self, p: Tensor) -> Tensor:
-        """States ~ Bernoulli(p), drawn as ``units.Bernoulli.sample`` draws them."""
-        from deepbelief.units.base import uniform
-
-        u = uniform(p.shape, p, self.gen)
-        return torch.lt(u, p, out=u)
 
     def _split_top_bias(self, gvb: Tensor, labu) -> dict[str, Tensor]:
         """The top RBM's visible-bias gradient, per parameter of its Joint units."""
@@ -356,8 +368,7 @@ class UpDownTrainer:
         save_checkpoint(path, kind="updown_checkpoint", tensors=t, meta=meta, generator=self.gen)
 
     def load_checkpoint(self, path: str | Path) -> None:
-        from deepbelief.checkpoint import load_checkpoint
-        from deepbelief.checkpoint import restore_training_state
+        from deepbelief.checkpoint import load_checkpoint, restore_training_state
 
         # the shared helper checks the kind and restores the generator in place
         tensors, meta = load_checkpoint(path, kind="updown_checkpoint", device=self.model.top.W.device,

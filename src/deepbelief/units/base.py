@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from deepbelief.errors import ConfigError, check_int, check_memory
+from deepbelief.rng import StepUniforms
 from deepbelief.sharding import shard_rows
 
 #: kind -> unit class; filled by defining subclasses of ``Units`` (``__init_subclass__``)
@@ -215,7 +216,11 @@ def uniform(shape, like: Tensor, gen: torch.Generator | None) -> Tensor:
 
     Comparing with bulk uniforms is several times cheaper than torch.bernoulli on the CPU
     (benchmarks/step_ablation.py). shard_rows: in a data-parallel step each rank draws the
-    global batch's block and keeps its rows, so N processes use the numbers one would."""
+    global batch's block and keeps its rows, so N processes use the numbers one would.
+    ``gen`` may also be a ``rng.StepUniforms`` (a fused step's block of numbers): its next
+    numbers are returned, so the reference code draws what the fused step draws."""
+    if isinstance(gen, StepUniforms):
+        return shard_rows(gen.take, shape)
     return shard_rows(lambda s: torch.rand(s, generator=gen, device=like.device, dtype=like.dtype), shape)
 
 
