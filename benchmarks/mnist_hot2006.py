@@ -85,6 +85,9 @@ def main(argv=None) -> int:
     p.add_argument("--judge-per-class", type=int, default=None, help="samples per class for the judge (100)")
     p.add_argument("--figures", default=None, help="folder for the PNGs (default docs/; --quick: the work folder)")
     p.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    p.add_argument("--greedy-only", action="store_true",
+                   help="stop after greedy training (its test error and samples; no up-down)")
+    p.add_argument("--top-k", type=int, default=None, help="CD-k of the top RBM (default: the recipe's)")
     p.add_argument("--headline", action="store_true",
                    help="record the figures in benchmarks/results/headline.json (full runs only)")
     a = p.parse_args(argv)
@@ -98,6 +101,11 @@ def main(argv=None) -> int:
     for flag, key, quick in ((a.updown_epochs, "epochs", 2), (a.final_epochs, "final_epochs", 1)):
         if flag is not None or q:
             recipe.updown[key] = flag if flag is not None else quick
+    if a.greedy_only:
+        recipe.updown["epochs"], recipe.updown["final_epochs"] = 0, 0
+    if a.top_k is not None:
+        over = recipe.layer_overrides + [{}] * (len(recipe.layers) - len(recipe.layer_overrides))
+        recipe.layer_overrides = over[:-1] + [{**over[-1], "k": a.top_k}]
     if q:
         recipe.n_valid = 1000
     recipe.validate()
@@ -137,6 +145,14 @@ def main(argv=None) -> int:
     out = run_recipe(recipe, data_dir=a.data_dir, device=a.device, seed=a.seed, log=log, checkpoint_dir=work,
                      resume=resume, dataset=ds, logger=logger, after_greedy=after_greedy)
     model = out["dbn"]
+    if a.greedy_only:
+        res["total_seconds_this_run"] = time.perf_counter() - t_all
+        res["resumed"], res["machine"] = resume, machine_info(a.device)
+        write_json(a.out, res)
+        if a.headline and not q:
+            record_headline({"hot2006_greedy_test_error_pct": round(res["greedy_test_error_pct"], 2)},
+                            machine=machine_name())
+        return 0
     res["updown_test_error_pct"] = 100 * out["test_error"]
     res["updown_seconds"] = out.get("updown_seconds")
     res["history"] = {k: out[k] for k in ("updown_history", "updown_all_history") if k in out}
