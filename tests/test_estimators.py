@@ -101,12 +101,13 @@ def test_pipeline_gridsearch_clone_on_digits():
 
 
 def test_classifier_learns_digits_better_than_chance_by_far():
-    x, y = _digits(600)
+    # 900 training images: 500 left the test accuracy at 0.78-0.85 over seeds, too close to the bar
+    x, y = _digits(1200)
     clf = DBNClassifier(hidden_layer_sizes=(64,), n_iter=3, finetune_epochs=15, random_state=0)
-    clf.fit(x[:500], y[:500])
-    p = clf.predict_proba(x[500:])
+    clf.fit(x[:900], y[:900])
+    p = clf.predict_proba(x[900:])
     np.testing.assert_allclose(p.sum(1), 1.0, atol=1e-9)
-    assert np.mean(clf.predict(x[500:]) == y[500:]) > 0.8  # chance is 0.1
+    assert np.mean(clf.predict(x[900:]) == y[900:]) > 0.9  # chance is 0.1; seeds 0-3 gave 0.97-0.98
     assert isinstance(clf.net_, torch.nn.Module)
 
 
