@@ -68,7 +68,7 @@ def _fantasies(rbms, n, steps, generator):
 
 def cmd_plot(args) -> int:
     from deepbelief.errors import resolve_device
-    from deepbelief.plotting import image_shape_for, save_tiles
+    from deepbelief.plotting import image_shape_for, plot_metrics, save_tiles
 
     out = Path(args.output or f"{args.what}.png")
     if args.what == "curves":
@@ -114,36 +114,6 @@ def class_conditional_samples(model, n: int, steps: int, generator):
     labels = torch.arange(model.n_labels).repeat_interleave(per).tolist()
     with torch.no_grad():
         return model.sample(len(labels), label=labels, steps=steps, generator=generator), per
-
-
-def plot_metrics(path, rows: list[dict], metrics: list[str] | None = None, *, title: str = "") -> Path:
-    """One panel per metric, one line per (phase, layer), written as a PNG."""
-    from deepbelief.metrics_log import curves_from_rows
-    from deepbelief.plotting import _pyplot, figure_png
-
-    if not rows:
-        raise ConfigError("the metrics file holds no rows to plot")
-    skip = {"phase", "layer", "epoch", "seconds", "lr", "momentum", "best_epoch"}
-    names = metrics or [k for k in dict.fromkeys(k for r in rows for k in r) if k not in skip]
-    missing = [m for m in names if not any(m in r for r in rows)]
-    if missing:
-        raise ConfigError(f"--metrics names {missing} that are not in the file")
-    plt = _pyplot()
-    ncols = min(3, len(names))
-    nrows = -(-len(names) // ncols)
-    fig, axes = plt.subplots(nrows, ncols, figsize=(4.4 * ncols, 3.4 * nrows), dpi=110, squeeze=False)
-    for ax in axes.flat[len(names):]:
-        ax.set_visible(False)
-    for ax, m in zip(axes.flat, names):
-        for label, ys in curves_from_rows(rows, m).items():
-            ax.plot(range(1, len(ys) + 1), ys, label=label, marker="o", markersize=2.5)
-        ax.set_title(m)
-        ax.set_xlabel("epoch")
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
-    if title:
-        fig.suptitle(title, fontsize=10)
-    return figure_png(path, fig)
 
 
 # -- reproduce ----------------------------------------------------------------------------

@@ -45,13 +45,6 @@ class DBN(nn.Module):
             v = batched(rbm.mean_hidden, v, batch_size)
         return v
 
-    @torch.no_grad()
-    def generate_down(self, h: Tensor, gen: torch.Generator | None = None, sample: bool = False) -> Tensor:
-        """Top-down pass from the top RBM's visible layer to the data (means by default)."""
-        for rbm in reversed(list(self.rbms)[:-1]):
-            h = rbm.sample_visible(h, gen) if sample else rbm.mean_visible(h)
-        return h
-
     def config(self) -> dict:
         return {"layers": [r.config() for r in self.rbms]}
 

@@ -117,11 +117,3 @@ def all_gather_rows(t: Tensor) -> Tensor:
     parts = [torch.empty_like(t) for _ in range(world_size())]
     dist.all_gather(parts, t.contiguous())
     return torch.cat(parts)
-
-
-def broadcast_(t: Tensor, src: int = 0) -> Tensor:
-    if active():
-        import torch.distributed as dist
-
-        dist.broadcast(t, src)
-    return t

@@ -1,7 +1,7 @@
 """Image tiles of filters and samples, written as PNG with no plotting library.
 
 ``write_png`` is a minimal PNG encoder (8-bit greyscale, zlib) so that ``show-filters`` and
-``sample`` work on a bare install; curves (``plot_curves``) import matplotlib lazily.
+``sample`` work on a bare install; curves (``plot_metrics``) import matplotlib lazily.
 """
 
 from __future__ import annotations
@@ -80,31 +80,33 @@ def image_shape_for(n_pixels: int) -> tuple[int, int]:
     return side, side
 
 
-def plot_curves(path, series: dict[str, list[float]], *, xlabel="epoch", ylabel="", title="") -> Path:
-    """Line plot of named series to a PNG (needs matplotlib: pip install 'deepbelief[plot]')."""
-    try:
-        import matplotlib
+def plot_metrics(path, rows: list[dict], metrics: list[str] | None = None, *, title: str = "") -> Path:
+    """One panel per metric, one line per (phase, layer), written as a PNG."""
+    from deepbelief.metrics_log import curves_from_rows
 
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:  # pragma: no cover - depends on the environment
-        raise ConfigError("plotting curves needs matplotlib: pip install 'deepbelief[plot]'") from None
-    fig, ax = plt.subplots(figsize=(6, 4), dpi=120)
-    for name, ys in series.items():
-        ax.plot(range(len(ys)), ys, label=name, marker="o", markersize=3)
-    ax.set_xlabel(xlabel)
-    ax.set_ylabel(ylabel)
-    ax.set_title(title)
-    ax.grid(alpha=0.3)
-    ax.legend()
-    fig.tight_layout()
-    import io as _io
-
-    buf = _io.BytesIO()
-    fig.savefig(buf, format="png")
-    plt.close(fig)
-    atomic_write_bytes(path, buf.getvalue())
-    return Path(path)
+    if not rows:
+        raise ConfigError("the metrics file holds no rows to plot")
+    skip = {"phase", "layer", "epoch", "seconds", "lr", "momentum", "best_epoch"}
+    names = metrics or [k for k in dict.fromkeys(k for r in rows for k in r) if k not in skip]
+    missing = [m for m in names if not any(m in r for r in rows)]
+    if missing:
+        raise ConfigError(f"--metrics names {missing} that are not in the file")
+    plt = _pyplot()
+    ncols = min(3, len(names))
+    nrows = -(-len(names) // ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(4.4 * ncols, 3.4 * nrows), dpi=110, squeeze=False)
+    for ax in axes.flat[len(names):]:
+        ax.set_visible(False)
+    for ax, m in zip(axes.flat, names):
+        for label, ys in curves_from_rows(rows, m).items():
+            ax.plot(range(1, len(ys) + 1), ys, label=label, marker="o", markersize=2.5)
+        ax.set_title(m)
+        ax.set_xlabel("epoch")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    return figure_png(path, fig)
 
 
 def _pyplot():

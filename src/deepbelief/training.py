@@ -3,7 +3,7 @@
 The loop follows Hinton's practical guide (2010): mini-batches, momentum that rises
 from 0.5 to 0.9 after a few epochs, L2 weight decay on the weights only, an optional
 sparsity target on the hidden units, and a linearly annealed learning rate. It is written
-to stay fast (notes/performance.md): the data lives on the device as one contiguous
+to stay fast (docs/performance.md): the data lives on the device as one contiguous
 tensor, batches are slices of a permutation drawn from the run's generator, random
 numbers are drawn in bulk by the unit types, parameter updates are fused with
 ``torch._foreach_*`` ops, and the host synchronises once per epoch, when the monitors
@@ -196,7 +196,7 @@ class RBMTrainer:
         from deepbelief.precision import check_precision
 
         self.precision = check_precision(config.precision, rbm.W.device)
-        # Buffers allocated once (notes/performance.md): every parameter's gradient is a
+        # Buffers allocated once (docs/performance.md): every parameter's gradient is a
         # view of one flat buffer, so a data-parallel run all-reduces it in a single
         # collective; the velocities are views of a second one, so momentum is two
         # kernels whatever the number of parameters. With a sparsity target the flat
@@ -368,7 +368,7 @@ class RBMTrainer:
         """``step`` for binary units in one process, with fewer passes over memory.
 
         The same maths and the same random numbers, in the same order, as the general path
-        (tests/test_training.py compares them): the biases are folded into the products
+        (tests/test_perf.py compares them): the biases are folded into the products
         (addmm), the sigmoids run in place in buffers reused across steps, the positive
         phase's hidden probabilities are computed once (they are both E[h | v0] for the
         statistics and the probabilities the first hidden sample is drawn from), and W's
