@@ -125,6 +125,18 @@ def not_a_file(path) -> str:
     return "does not exist"
 
 
+def check_fields(cls, d: dict, what: str) -> dict:
+    """``d`` if every key is a field of the dataclass ``cls``, else a ``ConfigError`` naming
+    the unknown keys and the valid ones (``what``: e.g. "RBM training option")."""
+    import dataclasses
+
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(d) - names)
+    if unknown:
+        raise ConfigError(f"unknown {what}(s) {unknown}; valid: {sorted(names)}")
+    return d
+
+
 def check_choice(name: str, value: Any, choices) -> str:
     """Raise ConfigError unless ``value`` is one of ``choices``."""
     if value not in choices:

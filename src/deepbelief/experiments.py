@@ -36,7 +36,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from deepbelief.errors import ConfigError, check_int, resolve_device
+from deepbelief.errors import ConfigError, check_fields, check_int, resolve_device
 from deepbelief.finetune import FinetuneConfig, error_rate, finetune, random_classifier, unroll
 from deepbelief.training import RBMTrainConfig, make_generator, pretrain_stack
 
@@ -52,11 +52,7 @@ ERHAN_PUBLISHED = {1: (1.81, 1.41), 2: (1.77, 1.37)}
 
 
 def _from_dict(cls, d: dict):
-    names = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(d) - names)
-    if unknown:
-        raise ConfigError(f"unknown {cls.__name__} option(s) {unknown}; valid: {sorted(names)}")
-    return cls(**d)
+    return cls(**check_fields(cls, d, f"{cls.__name__} option"))
 
 
 # -- data -------------------------------------------------------------------------------

@@ -38,8 +38,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from deepbelief.errors import (ConfigError, ModelFileError, as_data, as_labels, check_choice, check_float,
-                               check_int)
+from deepbelief.errors import (ConfigError, ModelFileError, as_data, as_labels, check_choice, check_fields,
+                               check_float, check_int)
 from deepbelief import checkpoint as ck
 from deepbelief.classifier import DeepClassifier
 from deepbelief.io import load_state_into
@@ -318,11 +318,7 @@ class FinetuneConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> "FinetuneConfig":
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(d) - names)
-        if unknown:
-            raise ConfigError(f"unknown fine-tuning option(s) {unknown}; valid: {sorted(names)}")
-        return cls(**d).validate()
+        return cls(**check_fields(cls, d, "fine-tuning option")).validate()
 
 
 @torch.no_grad()

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Callable
 
 
-from deepbelief.errors import ConfigError, check_choice, check_float, check_int, resolve_device
+from deepbelief.errors import ConfigError, check_choice, check_fields, check_float, check_int, resolve_device
 from deepbelief.finetune import FinetuneConfig, error_rate, finetune, random_classifier, unroll
 from deepbelief.progress import Progress, epoch_of, fmt_seconds
 from deepbelief.training import RBMTrainConfig, make_generator, pretrain_stack
@@ -135,11 +135,7 @@ class Recipe:
 
     @classmethod
     def from_dict(cls, d: dict) -> "Recipe":
-        d = dict(d)
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(d) - names)
-        if unknown:
-            raise ConfigError(f"unknown recipe option(s) {unknown}; valid: {sorted(names)}")
+        d = dict(check_fields(cls, d, "recipe option"))
         if isinstance(d.get("rbm"), dict):
             d["rbm"] = RBMTrainConfig.from_dict(d["rbm"])
         for key in ("finetune", "updown"):  # how a TOML file says "none" (TOML has no null)

@@ -40,6 +40,7 @@ from deepbelief.errors import (
     ModelFileError,
     as_data,
     check_choice,
+    check_fields,
     check_float,
     check_int,
 )
@@ -139,11 +140,7 @@ class RBMTrainConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> "RBMTrainConfig":
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(d) - names)
-        if unknown:
-            raise ConfigError(f"unknown RBM training option(s) {unknown}; valid: {sorted(names)}")
-        return cls(**d).validate()
+        return cls(**check_fields(cls, d, "RBM training option")).validate()
 
 
 @dataclass

@@ -47,6 +47,7 @@ from deepbelief.errors import (
     ModelFileError,
     as_data,
     as_labels,
+    check_fields,
     check_float,
     check_int,
 )
@@ -99,11 +100,7 @@ class UpDownConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> "UpDownConfig":
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(d) - names)
-        if unknown:
-            raise ConfigError(f"unknown up-down option(s) {unknown}; valid: {sorted(names)}")
-        return cls(**d).validate()
+        return cls(**check_fields(cls, d, "up-down option")).validate()
 
 
 def _check_model(model: GenerativeDBN) -> None:
