@@ -39,8 +39,7 @@ def gibbs_samples(model, n: int, steps: int, generator):
     """Fantasies of an RBM or a DBN, shape (n, n_visible): ``steps`` sweeps of alternating
     Gibbs sampling in the (top) RBM from uniform noise, then, for a DBN, one top-down pass
     of means through the directed layers (Hinton, Osindero & Teh 2006, section 2)."""
-    import torch
-
+    from deepbelief.dbn import DBN
     from deepbelief.errors import check_int
 
     n = check_int("--n", n, minimum=1)
@@ -48,22 +47,7 @@ def gibbs_samples(model, n: int, steps: int, generator):
     rbms = list(model.rbms) if hasattr(model, "rbms") else [model] if getattr(model, "kind", "") == "rbm" else None
     if rbms is None:
         raise ConfigError(f"samples need an RBM or a DBN model file, got a {getattr(model, 'kind', '?')!r} model")
-    with torch.no_grad():
-        return _fantasies(rbms, n, steps, generator)
-
-
-def _fantasies(rbms, n, steps, generator):
-    import torch
-
-    top = rbms[-1]
-    v = torch.rand((n, top.n_visible), generator=generator, device=top.W.device, dtype=top.W.dtype)
-    if top.visible.is_binary:
-        v = (v < 0.5).to(v.dtype)
-    v = top.gibbs(v, steps - 1, generator) if steps > 1 else v
-    v = top.mean_visible(top.sample_hidden(v, generator))  # the last half-step as means: less noisy images
-    for r in reversed(rbms[:-1]):
-        v = r.mean_visible(v)
-    return v
+    return DBN(rbms).sample(n, steps, generator)
 
 
 def cmd_plot(args) -> int:

@@ -45,6 +45,22 @@ class DBN(nn.Module):
             v = batched(rbm.mean_hidden, v, batch_size)
         return v
 
+    @torch.no_grad()
+    def sample(self, n: int, steps: int = 1000, generator: torch.Generator | None = None) -> Tensor:
+        """Fantasies, shape (n, n_visible of the bottom RBM): ``steps`` sweeps of alternating
+        Gibbs sampling in the top RBM from uniform noise (binarised for binary units), the
+        last half-step as means (less noisy images), then one top-down pass of means through
+        the directed layers below (Hinton, Osindero & Teh 2006, section 2)."""
+        top = self.rbms[-1]
+        v = torch.rand((n, top.n_visible), generator=generator, device=top.W.device, dtype=top.W.dtype)
+        if top.visible.is_binary:
+            v = (v < 0.5).to(v.dtype)
+        v = top.gibbs(v, steps - 1, generator) if steps > 1 else v
+        v = top.mean_visible(top.sample_hidden(v, generator))
+        for r in reversed(list(self.rbms)[:-1]):
+            v = r.mean_visible(v)
+        return v
+
     def config(self) -> dict:
         return {"layers": [r.config() for r in self.rbms]}
 
