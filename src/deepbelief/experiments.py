@@ -37,7 +37,14 @@ import numpy as np
 import torch
 
 from deepbelief.errors import ConfigError, check_fields, check_int, resolve_device
-from deepbelief.finetune import FinetuneConfig, error_rate, finetune, random_classifier, unroll
+from deepbelief.finetune import (
+    FinetuneConfig,
+    error_rate,
+    finetune,
+    random_classifier,
+    unroll,
+)
+from deepbelief.progress import Progress, epoch_of
 from deepbelief.training import RBMTrainConfig, make_generator, pretrain_stack
 
 #: published test errors (%) on permutation-invariant MNIST for the lecture's table
@@ -400,12 +407,23 @@ def erhan(cfg: ErhanConfig, *, device="auto", seed=0, data_dir=None, log=print) 
     rbm_cfg = RBMTrainConfig(epochs=cfg.pretrain_epochs, batch_size=cfg.batch_size, lr=cfg.pretrain_lr,
                              momentum_switch=min(5, cfg.pretrain_epochs // 2), weight_decay=2e-4)
     runs, t_start = [], time.perf_counter()
+    n_nets, prog = cfg.seeds * len(cfg.depths) * 2, Progress()
+    n_rbms = max(cfg.depths)
     for s in range(cfg.seeds):
         gen = make_generator(seed + s, dev)
-        dbn = pretrain_stack(x_tr, [n_in] + [cfg.width] * max(cfg.depths), rbm_cfg, generator=gen)
+        t_rbm = [time.perf_counter()]
+
+        def rbm_epoch(i, epoch, m, s=s, t_rbm=t_rbm):  # progress of pre-training: RBM i, epoch i/N
+            now = time.perf_counter()
+            log(f"  seed {seed + s} rbm {i + 1}/{n_rbms} epoch {epoch_of(epoch, cfg.pretrain_epochs)} "
+                f"({prog.times(epoch, cfg.pretrain_epochs, now - t_rbm[0], key=('rbm', s, i))})")
+            t_rbm[0] = now
+
+        dbn = pretrain_stack(x_tr, [n_in] + [cfg.width] * max(cfg.depths), rbm_cfg, generator=gen,
+                             callback=rbm_epoch)
         for depth in cfg.depths:
             for pre in (True, False):
-                gen_ft = make_generator(10_000 * (seed + s) + 100 * depth + int(pre), dev)
+                gen_ft, t_net = make_generator(10_000 * (seed + s) + 100 * depth + int(pre), dev), time.perf_counter()
                 if pre:
                     net = unroll(list(dbn.rbms)[:depth], 10, generator=gen_ft)
                 else:
@@ -421,8 +439,10 @@ def erhan(cfg: ErhanConfig, *, device="auto", seed=0, data_dir=None, log=print) 
                 err = 100 * float(error_rate(net, x_te, y_te))
                 runs.append({"seed": seed + s, "depth": depth, "pretrained": pre, "test_error": err,
                              "best_epoch": hist[-1].get("best_epoch"), "trajectory": np.stack(outputs)})
-                log(f"  seed {seed + s} depth {depth} {'pre-trained' if pre else 'random     '}: "
-                    f"test error {err:.2f}%")
+                k = len(runs) - 1
+                log(f"  network {k + 1}/{n_nets}: seed {seed + s} depth {depth} "
+                    f"{'pre-trained' if pre else 'random     '}: test error {err:.2f}% "
+                    f"({prog.times(k, n_nets, time.perf_counter() - t_net, key='nets')})")
     summary = []
     for depth in cfg.depths:
         for pre in (True, False):
@@ -529,9 +549,9 @@ def variational_bound_exact(rbms, v) -> torch.Tensor:
 
     For one RBM this is exactly log p(v). Float64, tiny layers only.
     """
-    from deepbelief import exact
-
     import copy
+
+    from deepbelief import exact
 
     rbms = [copy.deepcopy(r).to(torch.float64) for r in rbms]
     v = v.to(torch.float64)
