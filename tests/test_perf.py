@@ -14,26 +14,9 @@ from deepbelief import exact
 from deepbelief.errors import ConfigError
 from deepbelief.precision import UNIT_ROUNDOFF, check_precision, matmul_precision
 from deepbelief.rbm import RBM
-from deepbelief.rng import StepUniforms
 from deepbelief.sampling import make_sampler
 from deepbelief.training import RBMTrainConfig, RBMTrainer
 from deepbelief.units import Bernoulli, Gaussian, Joint, Softmax
-
-
-def _step_draws(rbm, cfg, sampler, v0, gen):
-    """The step's source of random numbers, by the documented rule: a binary CD-k / PCD-k
-    step (no sparsity target) draws one block of uniforms (rng.StepUniforms) of k x rows x
-    (hidden units + visible units where they are sampled); other steps draw from ``gen``."""
-    binary = type(rbm.visible) is Bernoulli and type(rbm.hidden) is Bernoulli
-    if not binary or cfg.method not in ("cd", "pcd") or cfg.sparsity_target is not None:
-        return gen
-    if cfg.method == "pcd":
-        if sampler.chains is None:
-            sampler.chains = sampler._initial_chains(v0)
-        rows, visible = sampler.chains.shape[0], True
-    else:
-        rows, visible = v0.shape[0], cfg.sample_visible
-    return StepUniforms(gen, cfg.k * rows * (rbm.n_hidden + (rbm.n_visible if visible else 0)), rbm.W)
 
 
 def reference_run(rbm, cfg, batches, seed, schedule):
@@ -47,7 +30,7 @@ def reference_run(rbm, cfg, batches, seed, schedule):
     with torch.no_grad():
         for v0, (lr, mom) in zip(batches, schedule):
             x0 = rbm.hidden_input(v0)
-            vn, xn = sampler.negative(rbm, v0, x0, _step_draws(rbm, cfg, sampler, v0, gen))
+            vn, xn = sampler.negative(rbm, v0, x0, gen)
             pos, neg = rbm.free_energy_grad(v0, x0), rbm.free_energy_grad(vn, xn)
             grads = {n: neg[n] / vn.shape[0] - pos[n] / v0.shape[0] for n in params}
             grads["W"] = grads["W"] - cfg.weight_decay * params["W"]

@@ -106,11 +106,10 @@ def test_cd_step_is_free_energy_difference_gradient():
     v0 = (torch.rand(8, 6, generator=g) < 0.5).float()
     cfg = RBMTrainConfig(lr=1.0, momentum=0.0, final_momentum=0.0, weight_decay=0.0)
     t = RBMTrainer(r, cfg, torch.Generator().manual_seed(1))
-    # replay the sampler with the same random numbers (the step's block, rng.StepUniforms) to get v_neg
+    # replay the sampler with the same generator state to get v_neg
     r_copy = tiny(6).float()
     with torch.no_grad():
-        block = RBMTrainer(r_copy, cfg, torch.Generator().manual_seed(1))._step_uniforms(v0, 1)
-        vn, _ = CD(1).negative(r_copy, v0, r_copy.hidden_input(v0), block)
+        vn, _ = CD(1).negative(r_copy, v0, r_copy.hidden_input(v0), torch.Generator().manual_seed(1))
     t.step(v0, lr=1.0, momentum=0.0)
     params = dict(r_copy.named_parameters())
     loss = (r_copy.free_energy(v0).sum() - r_copy.free_energy(vn).sum()) / 8

@@ -46,7 +46,6 @@ from deepbelief.errors import (
 )
 from deepbelief.io import load_model, load_tensors, save_model, save_tensors
 from deepbelief.rbm import RBM, batched
-from deepbelief.rng import StepUniforms
 from deepbelief.sampling import make_sampler
 from deepbelief.units import Bernoulli, Joint, Softmax
 
@@ -223,9 +222,6 @@ class RBMTrainer:
         if self._plain_biases:
             self._vb, self._hb = self.names.index("visible.bias"), self.names.index("hidden.bias")
         self._fast = self._fast_ok()
-        #: binary CD/PCD: each step's random numbers come in one block (rng.StepUniforms),
-        #: for the fused and the general implementation alike (so they stay comparable)
-        self._block = self._fast
         self._bufs: dict[int, dict[str, Tensor]] = {}
 
     def _fast_ok(self) -> bool:
@@ -260,15 +256,14 @@ class RBMTrainer:
 
         rbm, cfg = self.rbm, self.cfg
         world = distributed.world_size()
-        gen = self._step_uniforms(v0, world) if self._block else self.gen
         if self._fast and world == 1:
             if self.precision == "fp32" or rbm.W.device.type != "cuda":
-                return self._fast_step(v0, lr, momentum, gen)
+                return self._fast_step(v0, lr, momentum)
             with matmul_precision(self.precision, rbm.W.device):
-                return self._fast_step(v0, lr, momentum, gen)
+                return self._fast_step(v0, lr, momentum)
         with matmul_precision(self.precision, rbm.W.device), distributed.sharded(distributed.rank(), world):
             x0 = rbm.hidden_input(v0)
-            vn, xn = self.sampler.negative(rbm, v0, x0, gen)
+            vn, xn = self.sampler.negative(rbm, v0, x0, self.gen)
             # global counts: the single-process run averages over the whole global batch
             b, nb = v0.shape[0] * world, vn.shape[0] * world
             s0, sn = rbm.hidden.stat(x0), rbm.hidden.stat(xn)
@@ -344,24 +339,7 @@ class RBMTrainer:
             bufs = self._bufs[b] = {"p0": mk(nh), "h": mk(nh), "pv": mk(nv), "pn": mk(nh)}
         return bufs
 
-    def _step_uniforms(self, v0: Tensor, world: int) -> StepUniforms:
-        """The block of U(0, 1) numbers one binary CD-k / PCD-k step draws for the global
-        batch: per Gibbs step the hidden states, and the visible states where they are
-        sampled (PCD, or CD with ``sample_visible``). PCD's chains are made first (from the
-        first batch; no random numbers) so that their count is known."""
-        from deepbelief.sampling import PCD
-
-        sampler, rbm = self.sampler, self.rbm
-        if type(sampler) is PCD:
-            if sampler.chains is None:
-                sampler.chains = sampler._initial_chains(v0)
-            rows, visible = sampler.chains.shape[0], True
-        else:
-            rows, visible = v0.shape[0], bool(sampler.sample_visible)
-        per_row = rbm.n_hidden + (rbm.n_visible if visible else 0)
-        return StepUniforms(self.gen, sampler.k * rows * world * per_row, rbm.W)
-
-    def _fast_step(self, v0: Tensor, lr: float, momentum: float, u: StepUniforms) -> None:
+    def _fast_step(self, v0: Tensor, lr: float, momentum: float) -> None:
         """``step`` for binary units in one process, with fewer passes over memory.
 
         The same maths and the same random numbers, in the same order, as the general path
@@ -373,7 +351,7 @@ class RBMTrainer:
         """
         from deepbelief.sampling import PCD
 
-        rbm, cfg = self.rbm, self.cfg
+        rbm, cfg, gen = self.rbm, self.cfg, self.gen
         W, vb, hb = rbm.W, rbm.visible.bias, rbm.hidden.bias
         b = v0.shape[0]
         buf = self._buffers(b)
@@ -387,20 +365,22 @@ class RBMTrainer:
             pb = self._buffers(nb)
             p = torch.addmm(hb, vn, W, out=pb["pn"]).sigmoid_()
             for _ in range(sampler.k):
-                h = torch.lt(u.take(p.shape), p, out=pb["h"])
+                h = torch.lt(torch.rand(p.shape, generator=gen, device=p.device, dtype=p.dtype, out=pb["h"]), p,
+                             out=pb["h"])
                 pv = torch.addmm(vb, h, W.T, out=pb["pv"]).sigmoid_()
-                vn = u.take(pv.shape)  # a new chain state, written over its uniforms
+                vn = torch.rand(pv.shape, generator=gen, device=pv.device, dtype=pv.dtype)  # a new chain state
                 torch.lt(vn, pv, out=vn)
                 p = torch.addmm(hb, vn, W, out=pb["pn"]).sigmoid_()
             sampler.chains = vn
         else:
             nb, p = b, p0
             for _ in range(sampler.k):
-                h = torch.lt(u.take(p.shape), p, out=buf["h"])
+                h = torch.lt(torch.rand(p.shape, generator=gen, device=p.device, dtype=p.dtype, out=buf["h"]), p,
+                             out=buf["h"])
                 vn = torch.addmm(vb, h, W.T, out=buf["pv"]).sigmoid_()
                 if sampler.sample_visible:
-                    t = u.take(vn.shape)
-                    vn = torch.lt(t, vn, out=t)
+                    u = torch.rand(vn.shape, generator=gen, device=vn.device, dtype=vn.dtype)
+                    vn = torch.lt(u, vn, out=u)
                 p = torch.addmm(hb, vn, W, out=buf["pn"]).sigmoid_()
         pn = p
         vel_w = self.velocities[0]
