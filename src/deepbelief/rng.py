@@ -1,9 +1,10 @@
-"""Bulk uniform random numbers for the fused training steps, cheap on the CPU.
+"""Bulk uniform random numbers for the fused up-down step, cheap on the CPU.
 
 On the CPU torch's generator (mt19937) fills U(0, 1) numbers serially at about 8 ns each,
-while the matrix products of a step use every core: in an up-down step with 10 Gibbs
-iterations in the 510 x 2000 top RBM the draws took about a quarter of the time
-(benchmarks/updown_throughput.py). numpy's PCG64 fills float32 numbers at about 2.7 ns.
+(3.3 ns on a quiet machine) while the matrix products of a step use every core; numpy's
+PCG64 fills float32 numbers at 2-2.7 ns. An up-down step with 10 Gibbs iterations in the
+510 x 2000 top RBM draws about 2.6 million numbers (docs/performance.md has what it gave;
+for the small CD-1 step the block cost more than it saved and is not used).
 
 ``StepUniforms`` draws all the numbers one step needs in one bulk call and hands them out
 in order. On the CPU the bulk comes from a PCG64 stream seeded by one 63-bit draw from the
