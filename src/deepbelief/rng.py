@@ -1,6 +1,6 @@
 """Bulk uniform random numbers for the fused up-down step, cheap on the CPU.
 
-On the CPU torch's generator (mt19937) fills U(0, 1) numbers serially at about 8 ns each,
+On the CPU torch's generator (mt19937) fills U(0, 1) numbers serially at about 8 ns each on a loaded machine
 (3.3 ns on a quiet machine) while the matrix products of a step use every core; numpy's
 PCG64 fills float32 numbers at 2-2.7 ns. An up-down step with 10 Gibbs iterations in the
 510 x 2000 top RBM draws about 2.6 million numbers (docs/performance.md has what it gave;
