@@ -110,7 +110,7 @@ def add_reproduce(sub) -> None:
     p.add_argument("--config", default=None, help="TOML file overriding the experiment's settings")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override one setting, e.g. --set finetune_epochs=10 --set depths=[1,2] (TOML values)")
-    p.add_argument("--data-dir", default=None, help="folder with the MNIST IDX files")
+    p.add_argument("--data-dir", default=None, help="folder with the MNIST IDX files (else $DEEPBELIEF_DATA, the cache, a download)")
     where = p.add_mutually_exclusive_group()
     where.add_argument("--output-dir", default=None,
                        help="where the markdown report and figures go (default: ./deepbelief-results/EXPERIMENT)")
