@@ -4,7 +4,7 @@ In the same process, alternating repeats, medians and ratios, for each phase of
 deepbelief.finetune (``all``: every layer learns; ``top``: only the output layer, the
 first ``top_only_epochs``):
   1. the autograd step (``FinetuneConfig(fast=False)``: net(x), F.cross_entropy, backward);
-  2. the hand-written step (``fast=True``, the default: finetune.FastBackprop);
+  2. the hand-written step (``fast=True``, the default: backprop.FastBackprop);
   3. the matrix products alone for the same FLOPs (forward addmm per layer; backward: each
      trained layer's weight gradient and the deltas sent down), preallocated outputs;
   4. the optimiser's updates alone (finetune's momentum SGD, one per step), which the

@@ -26,7 +26,8 @@ from _common import machine_info, parser, write_json
 from deepbelief.data import load_dataset
 from deepbelief.dbn import GenerativeDBN
 from deepbelief.rbm import RBM, batched
-from deepbelief.training import RBMTrainConfig, make_generator, pretrain_stack, train_rbm
+from deepbelief.stacking import pretrain_stack
+from deepbelief.training import RBMTrainConfig, make_generator, train_rbm
 from deepbelief.units import Bernoulli, Joint, Softmax
 
 BASE = dict(epochs=30, batch_size=100, lr=0.1, momentum=0.5, final_momentum=0.9, momentum_switch=5,

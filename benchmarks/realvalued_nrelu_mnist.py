@@ -2,7 +2,7 @@
 
 Nair & Hinton (2010) replace the binary hidden units of an RBM by noisy rectified linear
 units. Two stacks, same seed, same epochs, pre-trained greedily with CD-1
-(training.pretrain_stack), unrolled (finetune.unroll: the NReLU layer becomes ReLU) and
+(stacking.pretrain_stack), unrolled (finetune.unroll: the NReLU layer becomes ReLU) and
 fine-tuned with backprop, early-stopped on the last 10,000 training images:
 
   - bernoulli: 784-500-500-2000, all binary, lr 0.1 (the hinton2006 recipe's settings);
@@ -29,7 +29,8 @@ sys.path.insert(0, str(ROOT / "src"))
 from deepbelief.data import load_dataset  # noqa: E402
 from deepbelief.errors import resolve_device  # noqa: E402
 from deepbelief.finetune import FinetuneConfig, error_rate, finetune, unroll  # noqa: E402
-from deepbelief.training import RBMTrainConfig, make_generator, pretrain_stack  # noqa: E402
+from deepbelief.stacking import pretrain_stack  # noqa: E402
+from deepbelief.training import RBMTrainConfig, make_generator  # noqa: E402
 
 
 from _common import default_data_dir, machine_info, write_json  # noqa: E402

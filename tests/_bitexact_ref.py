@@ -21,7 +21,7 @@ def run_default(out):
 
 
 def main():
-    from deepbelief.training import RBMTrainConfig, make_generator, train_rbm, pretrain_stack
+    from deepbelief import RBMTrainConfig, make_generator, train_rbm, pretrain_stack, pretrain_generative
     from deepbelief.rbm import RBM
     ds = load_digits_dataset()
     x, y = ds.x_train[:400], ds.y_train[:400]
@@ -30,10 +30,6 @@ def main():
     r = RBM(64, 32, generator=g)
     train_rbm(r, x, RBMTrainConfig(epochs=3, method="pcd", n_chains=20, batch_size=20, lr=0.05), generator=g)
     print("pcd", h_tensors(r.state_dict()))
-    try:
-        from deepbelief.training import pretrain_generative
-    except ImportError:
-        from deepbelief.dbn import pretrain_generative
     from deepbelief.wake_sleep import UpDownConfig, up_down
     g = make_generator(2)
     m = pretrain_generative(x, y, [64, 24, 16, 32], RBMTrainConfig(epochs=2, batch_size=20), generator=g)
@@ -52,6 +48,18 @@ def main():
     lay = rbm_layer(st.rbms[0])
     print("realvalued", h_tensors({**st.state_dict(), **{"net." + k: v for k, v in net.state_dict().items()},
                                    **{"lay." + k: v for k, v in lay.state_dict().items()}}))
+
+    # early stopping on validation, the output layer alone first, dropout; then conjugate gradients
+    g = make_generator(4)
+    net = unroll(st, 10, generator=g)
+    hist = finetune(net, xs[:300], y[:300], FinetuneConfig(epochs=6, batch_size=20, top_only_epochs=2, patience=2,
+                                                           dropout=0.2, lr_decay=0.9, final_momentum=0.9),
+                    generator=g, valid=(xs[300:], y[300:]))
+    print("finetune_valid", h_tensors(net.state_dict()), [round(r["loss"], 6) for r in hist])
+    g = make_generator(5)
+    net = unroll(st, 10, generator=g)
+    finetune(net, xs, y, FinetuneConfig(epochs=2, method="cg", cg_batch_size=100, top_only_epochs=1), generator=g)
+    print("cg", h_tensors(net.state_dict()))
 
 
 main()

@@ -6,7 +6,8 @@ import torch
 from deepbelief.batching import BalancedOrder
 from deepbelief.errors import ConfigError
 from deepbelief.rbm import RBM
-from deepbelief.training import RBMTrainConfig, RBMTrainer, make_generator, pretrain_stack
+from deepbelief.stacking import pretrain_stack
+from deepbelief.training import RBMTrainConfig, RBMTrainer, make_generator
 
 
 def _labels():

@@ -125,7 +125,8 @@ def test_centred_training_raises_exact_log_likelihood(method):
 
 def test_offsets_survive_save_load_and_resume(tmp_path):
     from deepbelief.io import load_model, read_metadata, save_model
-    from deepbelief.training import RBMTrainConfig, pretrain_stack, train_rbm
+    from deepbelief.stacking import pretrain_stack
+    from deepbelief.training import RBMTrainConfig, train_rbm
 
     data = _two_modes(60)
     cfg = RBMTrainConfig(epochs=2, batch_size=10, centering=True, method="pcd")

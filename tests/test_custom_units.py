@@ -22,7 +22,8 @@ from deepbelief.interop import rbm_layer
 from deepbelief.io import load_model, save_model
 from deepbelief.rbm import RBM
 from deepbelief.recipes import Recipe
-from deepbelief.training import RBMTrainConfig, make_generator, pretrain_stack, train_rbm
+from deepbelief.stacking import pretrain_stack
+from deepbelief.training import RBMTrainConfig, make_generator, train_rbm
 from deepbelief.units import Units, kinds, units_from_config
 
 

@@ -20,7 +20,8 @@ from deepbelief.experiments import (
     variational_bound_exact,
 )
 from deepbelief.rbm import RBM
-from deepbelief.training import RBMTrainConfig, make_generator, pretrain_stack
+from deepbelief.stacking import pretrain_stack
+from deepbelief.training import RBMTrainConfig, make_generator
 
 
 def _rbm(nv, nh, seed, scale=1.0):

@@ -1,4 +1,4 @@
-"""The hand-written fine-tuning step (finetune.FastBackprop) against its oracle, autograd."""
+"""The hand-written fine-tuning step (backprop.FastBackprop) against its oracle, autograd."""
 
 import pytest
 import torch

@@ -65,7 +65,7 @@ def test_cg_top_only_search_equals_the_full_objective_restricted_to_the_output_l
     x, y = _data(100)
     net, _ = _net()
     captured = {}
-    orig = ft_mod._cg_batch
+    from deepbelief.backprop import cg_batch as orig
 
     import deepbelief.cg as cg
 

@@ -13,7 +13,7 @@ import torch
 
 from deepbelief import exact
 from deepbelief.dbn import GenerativeDBN
-from deepbelief.training import pretrain_generative
+from deepbelief.stacking import pretrain_generative
 from deepbelief.errors import ConfigError, DataError
 from deepbelief.io import load_model, save_model
 from deepbelief.rbm import RBM

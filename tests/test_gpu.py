@@ -5,7 +5,8 @@ import torch
 
 from deepbelief.finetune import FinetuneConfig, finetune, unroll
 from deepbelief.rbm import RBM
-from deepbelief.training import RBMTrainConfig, RBMTrainer, make_generator, pretrain_stack, train_rbm
+from deepbelief.stacking import pretrain_stack
+from deepbelief.training import RBMTrainConfig, RBMTrainer, make_generator, train_rbm
 
 cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 

@@ -93,7 +93,7 @@ def test_fused_step_equals_plain_update_rule(case):
 
 @pytest.mark.parametrize("case", ["cd1-decay-momentum", "cd3-sampled-visible", "pcd-more-chains", "pcd2"])
 def test_binary_fast_path_is_taken_and_equals_general_path(case):
-    """Binary units take ``RBMTrainer._fast_step``; forcing the general path gives the same
+    """Binary units take ``cd_fast.binary_cd_step``; forcing the general path gives the same
     weights and the same generator state (both are checked against the plain rule above)."""
     g = torch.Generator().manual_seed(5)
     data = (torch.rand(64, 9, generator=g) < 0.4).float()

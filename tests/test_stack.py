@@ -6,7 +6,8 @@ from deepbelief.dbn import DBN
 from deepbelief.finetune import FinetuneConfig, error_rate, finetune, random_classifier, unroll
 from deepbelief.io import load_model, save_model
 from deepbelief.rbm import RBM
-from deepbelief.training import RBMTrainConfig, make_generator, pretrain_stack
+from deepbelief.stacking import pretrain_stack
+from deepbelief.training import RBMTrainConfig, make_generator
 
 
 def test_stack_passes_hidden_means_up():

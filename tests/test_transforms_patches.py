@@ -142,7 +142,8 @@ def test_stack_with_real_valued_hidden_layer_saves_loads_and_unrolls(tmp_path, f
     unrolled network's features equal the stack's deterministic up-pass."""
     from deepbelief.finetune import unroll
     from deepbelief.io import load_model, save_model
-    from deepbelief.training import RBMTrainConfig, pretrain_stack
+    from deepbelief.stacking import pretrain_stack
+    from deepbelief.training import RBMTrainConfig
 
     g = torch.Generator().manual_seed(0)
     x = (torch.rand(200, 16, generator=g) < 0.3).float()

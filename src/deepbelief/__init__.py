@@ -24,7 +24,8 @@ from deepbelief.finetune import DeepClassifier, FinetuneConfig, finetune, unroll
 from deepbelief.io import load_model, save_model
 from deepbelief.rbm import RBM
 from deepbelief.sampling import pt_sample
-from deepbelief.training import RBMTrainConfig, make_generator, pretrain_generative, pretrain_stack, train_rbm
+from deepbelief.stacking import pretrain_generative, pretrain_stack
+from deepbelief.training import RBMTrainConfig, make_generator, train_rbm
 from deepbelief.units import Bernoulli, Gaussian, Joint, NReLU, Softmax, SteppedSigmoid
 from deepbelief.wake_sleep import UpDownConfig, up_down
 

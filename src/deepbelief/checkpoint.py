@@ -108,6 +108,50 @@ def load_checkpoint(
     return tensors, meta
 
 
+def save_run(
+    path: str | Path,
+    *,
+    kind: str,
+    epoch: int,
+    model: dict,
+    train: Any,
+    history: list[dict],
+    tensors: dict[str, Tensor],
+    generator: torch.Generator,
+    **extra: Any,
+) -> None:
+    """The checkpoint of a training run, one format for every trainer (RBM training,
+    up-down, fine-tuning): ``meta`` holds ``epoch`` (epochs done), ``model`` (the model's
+    config), ``train`` (the run's config dataclass), ``history`` and the trainer's
+    ``extra`` fields; the tensors are the trainer's (``model.*``, ``velocity.*``, ...)
+    plus the generator state."""
+    meta = {"epoch": int(epoch), "model": model, "train": dataclasses.asdict(train), "history": history, **extra}
+    save_checkpoint(path, kind=kind, tensors=tensors, meta=meta, generator=generator)
+
+
+def load_run(
+    path: str | Path,
+    *,
+    kind: str,
+    model: dict,
+    train: Any,
+    device: str | torch.device,
+    generator: torch.Generator,
+    allowed: tuple[str, ...] = ("epochs",),
+) -> tuple[dict[str, Tensor], dict[str, Any]]:
+    """Read a ``save_run`` checkpoint for a run whose model config is ``model`` and whose
+    config dataclass is ``train``; restore ``generator``. Refuses a checkpoint of another
+    kind, of another model, or of other settings than ``allowed`` may differ (a field the
+    checkpoint predates had its default value there)."""
+    tensors, meta = load_checkpoint(path, kind=kind, device=device, generator=generator)
+    saved_model = meta.get("model", meta.get("net"))  # fine-tuning checkpoints before 2026-12-04: "net"
+    if saved_model != model:
+        raise ModelFileError(f"checkpoint {str(path)!r} was written for another model: {saved_model}")
+    saved = {**dataclasses.asdict(type(train)()), **(meta.get("train") or {})}
+    check_same_config(path, saved, train, allowed=allowed)
+    return tensors, meta
+
+
 def restore_generator(path, generator: torch.Generator, state: Tensor) -> None:
     """Set ``generator`` to a saved state, with an error naming the file if it does not fit."""
     try:
@@ -242,7 +286,7 @@ def _acquire(path: Path, what: str, folder: Path):
 
 
 __all__ = [
-    "GENERATOR_KEY", "due", "save_checkpoint", "load_checkpoint", "restore_generator", "generator_state_from",
+    "GENERATOR_KEY", "due", "save_checkpoint", "load_checkpoint", "save_run", "load_run", "restore_generator", "generator_state_from",
     "optimizer_tensors", "load_optimizer_tensors", "check_same_config", "hold_folder", "LOCK_NAME",
 ]
 

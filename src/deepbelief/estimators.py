@@ -117,7 +117,7 @@ class _Base(BaseEstimator):
     def _stack(self, x: torch.Tensor, sizes: list[int], gen: torch.Generator) -> list[RBM]:
         """Greedy layer-wise training (Hinton, Osindero & Teh 2006), in the fit's dtype.
 
-        The same loop as ``training.pretrain_stack``, which builds float32 RBMs; here float64
+        The same loop as ``stacking.pretrain_stack``, which builds float32 RBMs; here float64
         input must give float64 models (scikit-learn's dtype conventions and checks).
 
         ``sizes`` are the hidden layer sizes; each trained RBM's hidden means E[h | v]

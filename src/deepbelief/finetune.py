@@ -10,16 +10,13 @@ stand-in and is much cheaper per epoch). Early stopping on a validation set pick
 number of epochs; ``retrain_on_all`` then repeats that many epochs on train + valid.
 Dropout (Srivastava et al. 2014) is optional and uses the run's explicit generator.
 
-Two equivalent training steps. By default (``FinetuneConfig.fast=True``) ``finetune`` runs
-a hand-written forward and backward pass (``FastBackprop``): ``addmm`` and in-place
-activations into buffers reused across steps, the gradients written straight into each
-parameter's ``.grad``, and in the top-only phase no backward pass below the output layer.
-Per step this removes the autograd graph and most allocations, which dominate on a GPU at
-batch 100 (the matmuls of a 784-500-500-2000-10 step take ~0.1 ms, the autograd step ~1.6 ms
-on an H100). ``fast=False`` keeps the plain autograd step (``net(x)``, ``F.cross_entropy``,
-``backward``) as the reference. Both draw the dropout masks from the run's generator in the
-same order and shapes and update with the same ``torch.optim.SGD``, so they give the same
-weights up to float rounding, and checkpoints written by either resume with either.
+Two equivalent training steps: by default (``FinetuneConfig.fast=True``) the hand-written
+forward and backward pass of ``deepbelief.backprop.FastBackprop``; ``fast=False`` keeps the
+plain autograd step (``net(x)``, ``F.cross_entropy``, ``backward``) as the reference. Both
+draw the dropout masks from the run's generator in the same order and shapes and update
+with the same ``torch.optim.SGD``, so they give the same weights up to float rounding, and
+checkpoints written by either resume with either. The epochs run in the shared loop
+(``deepbelief.loop``); a ``Finetuner`` holds the run's state and writes its checkpoint.
 
 The result is an ordinary ``torch.nn.Module``: ``net(x)`` returns logits.
 """
@@ -27,9 +24,7 @@ The result is an ordinary ``torch.nn.Module``: ``net(x)`` returns logits.
 from __future__ import annotations
 
 import copy
-import dataclasses
 import math
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -38,17 +33,15 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from deepbelief.errors import (ConfigError, ModelFileError, as_data, as_labels, check_choice, check_fields,
-                               check_float, check_int)
 from deepbelief import checkpoint as ck
+from deepbelief.backprop import FastBackprop, cg_batch
 from deepbelief.classifier import DeepClassifier
+from deepbelief.errors import ConfigError, as_data, as_labels, check_choice, check_fields, check_float, check_int
 from deepbelief.io import load_state_into
+from deepbelief.loop import run_epochs
 
-__all__ = ["DeepClassifier", "FastBackprop", "FinetuneConfig", "error_rate", "finetune", "random_classifier", "unroll"]
-
-#: the activations whose derivatives FastBackprop writes by hand
-_FAST_ACTIVATIONS = ("sigmoid", "relu", "softplus", "identity")
-
+__all__ = ["DeepClassifier", "FastBackprop", "FinetuneConfig", "Finetuner", "error_rate", "finetune", "random_classifier",
+           "unroll"]
 
 def unroll(dbn, n_classes: int = 10, *, generator: torch.Generator | None = None, dropout: float = 0.0,
            input_dropout: float = 0.0, out_std: float = 0.01) -> DeepClassifier:
@@ -106,138 +99,6 @@ def random_classifier(sizes, n_classes: int = 10, *, activation: str = "sigmoid"
                 lin.weight.copy_(torch.randn(lin.weight.shape, generator=generator, device=device) * init_std)
             lin.bias.zero_()
     return net
-
-
-class FastBackprop:
-    """Hand-written training step of a ``DeepClassifier``: the softmax cross-entropy averaged
-    over the batch and its gradient, written into each parameter's ``.grad``.
-
-    Forward, hidden layers l = 1..L, h_0 = drop(x) (shapes: b rows, n_l units):
-        z_l = h_{l-1} W_l^T + b_l            (b, n_l)
-        a_l = act(z_l);   h_l = drop(a_l) = a_l * keep_l / (1 - p)
-        logits = h_L W_o^T + b_o             (b, C)
-    Backward (back-propagation, Rumelhart, Hinton & Williams 1986):
-        d_o = (softmax(logits) - onehot(y)) / b
-        dW_o = d_o^T h_L,   db_o = sum over rows of d_o,   g_L = d_o W_o
-        d_l = g_l * keep_l / (1 - p) * act'(z_l)
-        dW_l = d_l^T h_{l-1},   db_l = sum over rows of d_l,   g_{l-1} = d_l W_l
-    with act' = a (1 - a) for sigmoid, [a > 0] for relu, sigmoid(z) for softplus, 1 for
-    identity. ``top_only`` stops after dW_o, db_o (the other layers are frozen then).
-
-    The dropout masks come from the generator in ``DeepClassifier._drop``'s order and shapes
-    (input first, then after each hidden activation), so a step here and autograd on
-    ``net(x, gen)`` use the same random numbers and agree up to float rounding. Activations
-    and gradients live in buffers kept per batch size and reused; nothing syncs the host.
-    """
-
-    def __init__(self, net: DeepClassifier):
-        if not isinstance(net, DeepClassifier):
-            raise ConfigError(f"net must be a DeepClassifier, got {type(net).__name__}")
-        self.net = net
-        self._buffers: dict[int, dict] = {}
-
-    @staticmethod
-    def supports(net: nn.Module) -> bool:
-        """True unless a subclass changed the maths this step re-implements, or an
-        activation has no hand-written derivative here (then autograd is used)."""
-        t = type(net)
-        return isinstance(net, DeepClassifier) and all(
-            getattr(t, m) is getattr(DeepClassifier, m) for m in ("forward", "features", "_drop")) and all(
-            a in _FAST_ACTIVATIONS for a in net.activations)
-
-    def _buffers_for(self, b: int) -> dict:
-        bufs = self._buffers.get(b)
-        w = self.net.out.weight
-        if bufs is None or bufs["logits"].device != w.device or bufs["logits"].dtype != w.dtype:
-            def new(n, dtype=w.dtype):
-                return torch.empty((b, n), device=w.device, dtype=dtype)
-
-            hid = self.net.sizes[1:]
-            bufs = {
-                "x": new(self.net.sizes[0]),           # input after dropout
-                "x_keep": new(self.net.sizes[0], torch.bool),
-                "a": [new(n) for n in hid],           # z_l, then a_l in place (softplus: z_l stays)
-                "h": [new(n) for n in hid],           # a_l after dropout
-                "u": [new(n) for n in hid],           # uniforms for the mask, then act'(z_l)
-                "keep": [new(n, torch.bool) for n in hid],
-                "g": [new(n) for n in hid],           # g_l, then d_l in place
-                "logits": new(self.net.n_classes),
-                "d": new(self.net.n_classes),
-                "onehot": new(self.net.n_classes),
-                "classes": torch.arange(self.net.n_classes, device=w.device).unsqueeze(0),  # (1, C)
-            }
-            self._buffers = {b: bufs}  # one batch size at a time: a step of another size rebuilds them
-        return bufs
-
-    @staticmethod
-    def _drop(a: Tensor, p: float, gen, u: Tensor, keep: Tensor, out: Tensor) -> Tensor:
-        # the same draw as DeepClassifier._drop: torch.rand(shape) is uniform_ on a new tensor
-        u.uniform_(generator=gen)
-        torch.ge(u, p, out=keep)
-        return torch.mul(a, keep, out=out).div_(1.0 - p)
-
-    @torch.no_grad()
-    def step(self, x: Tensor, y: Tensor, generator: torch.Generator | None, loss_sum: Tensor,
-             top_only: bool = False) -> None:
-        """One forward/backward pass on a batch; adds the batch's mean loss to ``loss_sum``.
-
-        Args:
-            x: (b, n_inputs) inputs; y: (b,) integer labels (int64), on the net's device.
-            generator: draws the dropout masks (unused without dropout or in eval mode).
-            loss_sum: 0-d tensor on the device, incremented in place (no host sync).
-            top_only: compute only the output layer's gradient.
-        After the call each parameter whose gradient was computed holds it in ``.grad``.
-        """
-        net = self.net
-        b = x.shape[0]
-        B = self._buffers_for(b)
-        p_in, p = (net.input_dropout, net.dropout) if net.training else (0.0, 0.0)
-        layers = list(net.hidden) + [net.out]
-        for lin in layers[-1:] if top_only else layers:
-            for par in (lin.weight, lin.bias):
-                if par.grad is None:
-                    par.grad = torch.zeros_like(par)
-
-        h = self._drop(x, p_in, generator, B["x"], B["x_keep"], B["x"]) if p_in > 0 else x
-        inputs = [h]  # h_0 .. h_L: the inputs of each layer's product
-        for i, (lin, act) in enumerate(zip(net.hidden, net.activations)):
-            a = torch.addmm(lin.bias, h, lin.weight.T, out=B["a"][i])
-            if act == "sigmoid":
-                a.sigmoid_()
-            elif act == "relu":
-                a.relu_()
-            elif act == "softplus":
-                a = F.softplus(a)  # a new tensor: z_l stays in B["a"][i] for act'
-            h = self._drop(a, p, generator, B["u"][i], B["keep"][i], B["h"][i]) if p > 0 else a
-            inputs.append(h)
-        logits = torch.addmm(net.out.bias, h, net.out.weight.T, out=B["logits"])
-
-        d = torch.log_softmax(logits, 1, out=B["d"])  # (b, C) log-probabilities
-        y1 = y.unsqueeze(1)
-        loss_sum.sub_(d.gather(1, y1).mean())
-        onehot = torch.eq(B["classes"], y1, out=B["onehot"])  # element-wise: deterministic on CUDA too
-        d.exp_().sub_(onehot).div_(b)  # (softmax - onehot) / b
-        torch.mm(d.T, h, out=net.out.weight.grad)
-        torch.sum(d, 0, out=net.out.bias.grad)
-        if top_only:
-            return
-        L = len(net.hidden)
-        g = torch.mm(d, net.out.weight, out=B["g"][L - 1]) if L else None
-        for i in reversed(range(L)):
-            lin, act = net.hidden[i], net.activations[i]
-            if p > 0:  # the backward of a * keep / (1 - p), in autograd's order
-                g.div_(1.0 - p).mul_(B["keep"][i])
-            a, u = B["a"][i], B["u"][i]
-            if act == "sigmoid":
-                g.mul_(torch.addcmul(a, a, a, value=-1.0, out=u))  # a - a^2 = a (1 - a)
-            elif act == "relu":
-                g.mul_(torch.sign(a, out=u))  # a >= 0, so sign(a) = [a > 0]
-            elif act == "softplus":
-                g.mul_(torch.sigmoid(a, out=u))  # a holds z_l here
-            torch.mm(g.T, inputs[i], out=lin.weight.grad)
-            torch.sum(g, 0, out=lin.bias.grad)
-            if i > 0:
-                g = torch.mm(g, lin.weight, out=B["g"][i - 1])
 
 
 @dataclass
@@ -368,7 +229,7 @@ def finetune(
         DivergenceError: the training loss became NaN or inf (the checkpoint of the last
             good epoch is kept).
     """
-    from deepbelief.errors import DivergenceError, check_generator
+    from deepbelief.errors import check_generator
 
     if not isinstance(net, DeepClassifier):
         raise ConfigError(f"net must be a DeepClassifier (see unroll), got {type(net).__name__}")
@@ -389,125 +250,150 @@ def finetune(
             raise ConfigError(f"valid must be a pair (x_valid, y_valid), got {type(valid).__name__}")
         xv = as_data("valid x", valid[0], n_features=net.sizes[0], device=dev, dtype=net.out.weight.dtype)
         yv = as_labels("valid y", valid[1], n_classes=net.n_classes, n_rows=xv.shape[0], device=dev)
+        valid = (xv, yv)
     net.dropout, net.input_dropout = cfg.dropout, cfg.input_dropout
-    top = list(net.out.parameters())
-    everything = list(net.parameters())
-    n, bs = x.shape[0], cfg.batch_size if cfg.method == "sgd" else cfg.cg_batch_size
-    history, best, best_state, since = [], float("inf"), None, 0
-    lr, opt, phase, start, stopped = cfg.lr, None, None, 0, False
-
-    fast = FastBackprop(net) if cfg.fast and FastBackprop.supports(net) else None
-
-    def build(which):  # conjugate gradients keep no state from one batch to the next
-        return _sgd(top if which == "top" else everything, lr, cfg) if cfg.method == "sgd" else None
-
+    run = Finetuner(net, cfg, generator)
     if resume and checkpoint is not None and Path(checkpoint).exists():
-        tensors, meta = ck.load_checkpoint(checkpoint, kind="finetune_checkpoint", device=dev, generator=generator)
-        if meta.get("net") != net.config():
-            raise ModelFileError(f"checkpoint {str(checkpoint)!r} was written for another network: {meta.get('net')}")
-        # fast only changes float rounding; an option a checkpoint lacks is one added since,
-        # whose default is the behaviour of the run that wrote it
-        saved = {**dataclasses.asdict(FinetuneConfig()), **(meta.get("train") or {})}
-        ck.check_same_config(checkpoint, saved, cfg, allowed=("epochs", "fast"))
-        net_state = {k[4:]: v for k, v in tensors.items() if k.startswith("net.")}
-        load_state_into(checkpoint, net, net_state)
-        best_keys = {k[5:]: v for k, v in tensors.items() if k.startswith("best.")}
-        best_state = best_keys or None
-        start, lr, phase = int(meta["epoch"]), float(meta["lr"]), meta["phase"]
-        best, since, stopped = float(meta["best"]), int(meta["since"]), bool(meta["stopped"])
-        history = list(meta["history"])
-        if phase is not None and cfg.method == "sgd":
-            opt = build(phase)
-            ck.load_optimizer_tensors(checkpoint, opt, tensors, meta["optim"])
-
-    def save(epoch_done):
-        opt_t, opt_info = ck.optimizer_tensors(opt) if opt is not None else ({}, {"n_params": 0, "other": {}})
-        t = {f"net.{k}": v for k, v in net.state_dict().items()}
-        t.update(opt_t)
-        if best_state is not None:
-            t.update({f"best.{k}": v for k, v in best_state.items()})
-        meta = {"epoch": epoch_done, "lr": lr, "phase": phase, "best": best, "since": since, "stopped": stopped,
-                "history": history, "optim": opt_info, "net": net.config(), "train": dataclasses.asdict(cfg)}
-        ck.save_checkpoint(checkpoint, kind="finetune_checkpoint", tensors=t, meta=meta, generator=generator)
-
-    for epoch in range(start, cfg.epochs):
-        if stopped:
-            break
-        t0 = time.perf_counter()
-        want = "top" if epoch < cfg.top_only_epochs else "all"
-        if want != phase:  # a fresh optimiser when the whole net joins in
-            opt, phase = build(want), want
-        if opt is not None:
-            momentum = cfg.momentum_at(epoch)
-            for group in opt.param_groups:
-                group["lr"] = lr
-                if cfg.final_momentum is not None:
-                    group["momentum"] = momentum
-                if cfg.dampen_momentum:
-                    group["dampening"] = momentum
-        net.train()
-        perm = torch.randperm(n, generator=generator, device=dev)
-        loss_sum = torch.zeros((), device=dev)
-        constrain = cfg.max_norm > 0 and phase == "all"
-        for i in range(n // bs):
-            idx = perm[i * bs : (i + 1) * bs]
-            if opt is None:
-                _cg_batch(net, x.index_select(0, idx), y.index_select(0, idx), cfg, fast, loss_sum,
-                          top_only=phase == "top")
-                continue
-            if fast is not None:
-                fast.step(x.index_select(0, idx), y.index_select(0, idx), generator, loss_sum,
-                          top_only=phase == "top")
-                opt.step()
-            else:
-                logits = net(x.index_select(0, idx), generator)
-                loss = F.cross_entropy(logits, y.index_select(0, idx))
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
-                loss_sum += loss.detach()
-            if constrain:
-                _max_norm_(net, cfg.max_norm)
-        row = {"epoch": epoch, "lr": lr, "loss": loss_sum / max(1, n // bs)}
-        if opt is not None and cfg.final_momentum is not None:
-            row["momentum"] = momentum
-        if valid is not None:
-            row["valid_error"] = error_rate(net, xv, yv)
-        row["finite"] = torch.stack([torch.isfinite(p).all() for p in everything]).all()
-        row = {k: (float(v) if isinstance(v, Tensor) else v) for k, v in row.items()}  # one sync per epoch
-        row["seconds"] = time.perf_counter() - t0
-        finite = row.pop("finite") == 1.0
-        if not math.isfinite(row["loss"]) or not finite:
-            kept = (f"; the last good checkpoint (epoch {epoch}) is kept at {str(checkpoint)!r}"
-                    if checkpoint is not None and Path(checkpoint).exists() else "")
-            raise DivergenceError(
-                f"fine-tuning diverged at epoch {epoch}: the training loss became {row['loss']}"
-                f"{'' if finite else ' and weights became NaN/inf'} "
-                f"(parameter group {'output layer' if phase == 'top' else 'all layers'}). Likely cause: the "
-                f"learning rate (lr={lr:g}) or momentum ({cfg.momentum:g}) is too high, or the inputs are "
-                f"not scaled like the pre-training data; lower lr{kept}"
-            )
-        history.append(row)
-        if valid is not None:
-            if row["valid_error"] < best:
-                best, since = row["valid_error"], 0
-                best_state = copy.deepcopy(net.state_dict())
-                row["best"] = True
-            else:
-                since += 1
-                if cfg.patience and since >= cfg.patience:
-                    stopped = True
-        if not stopped:
-            lr *= cfg.lr_decay
-        if checkpoint is not None and (stopped or ck.due(epoch + 1, checkpoint_every, cfg.epochs)):
-            save(epoch + 1)
-        if callback is not None:  # after the checkpoint, as in RBMTrainer.fit
-            callback(epoch, row)
-    if best_state is not None:
-        net.load_state_dict(best_state)
+        run.load_checkpoint(checkpoint)
+    run_epochs(run, lambda epoch: run.one_epoch(epoch, x, y, valid, checkpoint), epochs=cfg.epochs,
+               history=run.history, checkpoint=checkpoint, checkpoint_every=checkpoint_every,
+               callback=callback, stopped=lambda: run.stopped)
+    history = run.history
+    if run.best_state is not None:
+        net.load_state_dict(run.best_state)
         history[-1]["best_epoch"] = max(i for i, r in enumerate(history) if r.get("best"))
     net.eval()
     return history
+
+
+class Finetuner:
+    """The state of one fine-tuning run, all of which its checkpoint holds: the net, the
+    optimiser of the current phase (``"top"``: the output layer alone, ``"all"``), the
+    learning rate, the best weights on validation so far and the early-stopping counters.
+    ``finetune`` drives it with the shared epoch loop (deepbelief.loop)."""
+
+    def __init__(self, net: DeepClassifier, cfg: FinetuneConfig, generator: torch.Generator):
+        self.net, self.cfg, self.gen = net, cfg, generator
+        self.top, self.everything = list(net.out.parameters()), list(net.parameters())
+        self.fast = FastBackprop(net) if cfg.fast and FastBackprop.supports(net) else None
+        self.epoch, self.history = 0, []
+        self.lr, self.opt, self.phase = cfg.lr, None, None
+        self.best, self.best_state, self.since, self.stopped = float("inf"), None, 0, False
+
+    def _build(self, which: str):  # conjugate gradients keep no state from one batch to the next
+        return _sgd(self.top if which == "top" else self.everything, self.lr, self.cfg) if self.cfg.method == "sgd" \
+            else None
+
+    def _set_phase(self, epoch: int) -> float | None:
+        """Start the phase of ``epoch`` (a fresh optimiser when the whole net joins in) and
+        set the optimiser's rate and momentum; returns the momentum (None for CG)."""
+        cfg = self.cfg
+        want = "top" if epoch < cfg.top_only_epochs else "all"
+        if want != self.phase:
+            self.opt, self.phase = self._build(want), want
+        if self.opt is None:
+            return None
+        momentum = cfg.momentum_at(epoch)
+        for group in self.opt.param_groups:
+            group["lr"] = self.lr
+            if cfg.final_momentum is not None:
+                group["momentum"] = momentum
+            if cfg.dampen_momentum:
+                group["dampening"] = momentum
+        return momentum
+
+    def _batch(self, xb: Tensor, yb: Tensor, loss_sum: Tensor, constrain: bool) -> None:
+        net, opt, top_only = self.net, self.opt, self.phase == "top"
+        if opt is None:
+            cg_batch(net, xb, yb, self.cfg, self.fast, loss_sum, top_only=top_only)
+            return
+        if self.fast is not None:
+            self.fast.step(xb, yb, self.gen, loss_sum, top_only=top_only)
+        else:
+            loss = F.cross_entropy(net(xb, self.gen), yb)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            loss_sum += loss.detach()
+        opt.step()
+        if constrain:
+            _max_norm_(net, self.cfg.max_norm)
+
+    def one_epoch(self, epoch: int, x: Tensor, y: Tensor, valid, checkpoint) -> dict:
+        """Train epoch ``epoch``; returns its metrics (one host sync)."""
+        cfg, net = self.cfg, self.net
+        momentum = self._set_phase(epoch)
+        net.train()
+        n, bs = x.shape[0], cfg.batch_size if cfg.method == "sgd" else cfg.cg_batch_size
+        perm = torch.randperm(n, generator=self.gen, device=x.device)
+        loss_sum = torch.zeros((), device=x.device)
+        constrain = cfg.max_norm > 0 and self.phase == "all"
+        for i in range(n // bs):
+            idx = perm[i * bs : (i + 1) * bs]
+            self._batch(x.index_select(0, idx), y.index_select(0, idx), loss_sum, constrain)
+        row = {"epoch": epoch, "lr": self.lr, "loss": loss_sum / max(1, n // bs)}
+        if momentum is not None and cfg.final_momentum is not None:
+            row["momentum"] = momentum
+        if valid is not None:
+            row["valid_error"] = error_rate(net, *valid)
+        row["finite"] = torch.stack([torch.isfinite(p).all() for p in self.everything]).all()
+        row = {k: (float(v) if isinstance(v, Tensor) else v) for k, v in row.items()}  # one sync per epoch
+        self._check_finite(row.pop("finite") == 1.0, row["loss"], epoch, checkpoint)
+        if valid is not None:
+            self._early_stopping(row)
+        if not self.stopped:
+            self.lr *= cfg.lr_decay
+        return row
+
+    def _check_finite(self, finite: bool, loss: float, epoch: int, checkpoint) -> None:
+        if math.isfinite(loss) and finite:
+            return
+        from deepbelief.errors import DivergenceError
+
+        kept = (f"; the last good checkpoint (epoch {epoch}) is kept at {str(checkpoint)!r}"
+                if checkpoint is not None and Path(checkpoint).exists() else "")
+        raise DivergenceError(
+            f"fine-tuning diverged at epoch {epoch}: the training loss became {loss}"
+            f"{'' if finite else ' and weights became NaN/inf'} "
+            f"(parameter group {'output layer' if self.phase == 'top' else 'all layers'}). Likely cause: the "
+            f"learning rate (lr={self.lr:g}) or momentum ({self.cfg.momentum:g}) is too high, or the inputs are "
+            f"not scaled like the pre-training data; lower lr{kept}"
+        )
+
+    def _early_stopping(self, row: dict) -> None:
+        if row["valid_error"] < self.best:
+            self.best, self.since = row["valid_error"], 0
+            self.best_state = copy.deepcopy(self.net.state_dict())
+            row["best"] = True
+        else:
+            self.since += 1
+            if self.cfg.patience and self.since >= self.cfg.patience:
+                self.stopped = True
+
+    # -- checkpoints (deepbelief.checkpoint.save_run) -------------------------------------
+    def save_checkpoint(self, path: str | Path) -> None:
+        opt = self.opt
+        opt_t, opt_info = ck.optimizer_tensors(opt) if opt is not None else ({}, {"n_params": 0, "other": {}})
+        t = {f"net.{k}": v for k, v in self.net.state_dict().items()}
+        t.update(opt_t)
+        if self.best_state is not None:
+            t.update({f"best.{k}": v for k, v in self.best_state.items()})
+        ck.save_run(path, kind="finetune_checkpoint", epoch=self.epoch, model=self.net.config(), train=self.cfg,
+                    history=self.history, tensors=t, generator=self.gen, lr=self.lr, phase=self.phase,
+                    best=self.best, since=self.since, stopped=self.stopped, optim=opt_info)
+
+    def load_checkpoint(self, path: str | Path) -> None:
+        # fast only changes float rounding
+        tensors, meta = ck.load_run(path, kind="finetune_checkpoint", model=self.net.config(), train=self.cfg,
+                                    device=self.net.out.weight.device, generator=self.gen,
+                                    allowed=("epochs", "fast"))
+        load_state_into(path, self.net, {k[4:]: v for k, v in tensors.items() if k.startswith("net.")})
+        self.best_state = {k[5:]: v for k, v in tensors.items() if k.startswith("best.")} or None
+        self.epoch, self.lr, self.phase = int(meta["epoch"]), float(meta["lr"]), meta["phase"]
+        self.best, self.since, self.stopped = float(meta["best"]), int(meta["since"]), bool(meta["stopped"])
+        self.history = list(meta["history"])
+        if self.phase is not None and self.cfg.method == "sgd":
+            self.opt = self._build(self.phase)
+            ck.load_optimizer_tensors(path, self.opt, tensors, meta["optim"])
 
 
 @torch.no_grad()
@@ -519,70 +405,6 @@ def _max_norm_(net: DeepClassifier, c: float) -> None:
         w = lin.weight
         norms = torch.linalg.vector_norm(w, dim=1, keepdim=True)  # (n_out, 1)
         w.mul_((c / norms.clamp_min(1e-30)).clamp_(max=1.0))
-
-
-def _cg_batch(net: DeepClassifier, xb: Tensor, yb: Tensor, cfg: FinetuneConfig, fast, loss_sum: Tensor,
-              top_only: bool) -> None:
-    """``cfg.cg_line_searches`` conjugate-gradient line searches on one batch (deepbelief.cg),
-    a fresh search from steepest descent, as ``minimize`` was called per batch in Hinton &
-    Salakhutdinov (2006)'s code. The objective is the batch's mean cross-entropy plus
-    weight_decay / 2 * ||theta||^2 over the parameters trained (the objective whose gradient
-    SGD's ``weight_decay`` follows). With ``top_only`` the features of the frozen layers are
-    computed once and only the output layer's (W, b) are searched over, as their code did
-    for the first epochs. Adds the batch's cross-entropy before the update to ``loss_sum``."""
-    from deepbelief.cg import minimize_cg
-
-    def vector_to_parameters(v, ps):  # copies: torch's helper would make the parameters views of v
-        i = 0
-        for p in ps:
-            p.copy_(v[i : i + p.numel()].view_as(p))
-            i += p.numel()
-
-    b, wd = xb.shape[0], cfg.weight_decay
-    layers = [net.out] if top_only else list(net.hidden) + [net.out]
-    params = [p for lin in layers for p in (lin.weight, lin.bias)]
-    first = []
-
-    if top_only:
-        with torch.no_grad():
-            h = net.features(xb)  # (b, n_top): fixed while only the output layer moves
-        onehot = F.one_hot(yb, net.n_classes).to(h.dtype)
-        n_w = net.out.weight.numel()
-
-        def data_loss_grad(v):
-            W, c = v[:n_w].view_as(net.out.weight), v[n_w:]
-            logp = torch.log_softmax(torch.addmm(c, h, W.T), 1)  # (b, C)
-            f = -(logp * onehot).sum() / b
-            d = (logp.exp_() - onehot) / b
-            return f, torch.cat([(d.T @ h).reshape(-1), d.sum(0)])
-    else:
-        def data_loss_grad(v):
-            vector_to_parameters(v, params)
-            if fast is not None:
-                f = torch.zeros((), device=v.device, dtype=v.dtype)
-                fast.step(xb, yb, None, f)
-            else:
-                with torch.enable_grad():
-                    net.zero_grad(set_to_none=True)
-                    loss = F.cross_entropy(net(xb), yb)
-                    loss.backward()
-                f = loss.detach()
-            return f, torch.cat([p.grad.reshape(-1) for p in params])
-
-    def loss_grad(v):
-        f, g = data_loss_grad(v)
-        if not first:
-            first.append(f.detach().clone())
-        if wd:
-            f = f + 0.5 * wd * torch.dot(v, v)
-            g = g.add(v, alpha=wd)
-        return f, g
-
-    with torch.no_grad():
-        x0 = torch.cat([p.detach().reshape(-1) for p in params])
-        res = minimize_cg(loss_grad, x0, line_searches=cfg.cg_line_searches)
-        vector_to_parameters(res.x, params)
-    loss_sum += first[0]
 
 
 def _sgd(params, lr, cfg):

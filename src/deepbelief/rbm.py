@@ -5,7 +5,7 @@
     F(h)    = -log sum_v exp(-E(v, h)) = E_h(h) + F_v(s_h(h) W^T)
 
 This module is maths only: energies, free energies, conditionals, Gibbs steps and the
-exact gradient of the free energy. The training loop lives in ``training.py`` and the
+exact gradient of the free energy. Training lives in ``training.py`` and ``trainer.py``, the
 negative-phase samplers in ``sampling.py``. Shapes: v (batch, n_visible), h (batch,
 n_hidden), W (n_visible, n_hidden).
 """

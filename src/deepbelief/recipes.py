@@ -4,7 +4,7 @@ A recipe is a dataclass (so a TOML file or the command line can override any fie
 the data set, the layer sizes, the RBM training config of every layer, and the
 fine-tuning config. ``run_recipe`` is what ``deepbelief train`` and the benchmarks call:
 
-    data -> greedy pre-training (training.pretrain_stack) -> unroll (finetune.unroll)
+    data -> greedy pre-training (stacking.pretrain_stack) -> unroll (finetune.unroll)
          -> backprop with early stopping on validation -> optional retrain on all
          training data for the chosen number of epochs -> test error.
 """
@@ -22,7 +22,8 @@ from typing import Callable
 from deepbelief.errors import ConfigError, check_choice, check_fields, check_float, check_int, resolve_device
 from deepbelief.finetune import FinetuneConfig, error_rate, finetune, random_classifier, unroll
 from deepbelief.progress import Progress, epoch_of, fmt_seconds
-from deepbelief.training import RBMTrainConfig, make_generator, pretrain_stack
+from deepbelief.stacking import pretrain_generative, pretrain_stack
+from deepbelief.training import RBMTrainConfig, make_generator
 from deepbelief.units import kinds, unit_type
 
 
@@ -525,7 +526,6 @@ def _run_generative(recipe: Recipe, *, data_dir, device, seed, log, checkpoint_d
     classification after greedy training), ``greedy_valid_error``, ``test_error`` (after
     up-down, or greedy if none) and timings.
     """
-    from deepbelief.training import pretrain_generative
     from deepbelief.wake_sleep import UpDownConfig
 
     dev = resolve_device(device)

@@ -30,9 +30,7 @@ and let the caller choose the number of epochs.
 
 from __future__ import annotations
 
-import dataclasses
 import math
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -40,17 +38,18 @@ from typing import Callable
 import torch
 from torch import Tensor
 
+from deepbelief.checkpoint import load_run, restore_training_state, save_run
 from deepbelief.dbn import GenerativeDBN
 from deepbelief.errors import (
     ConfigError,
     DivergenceError,
-    ModelFileError,
     as_data,
     as_labels,
     check_fields,
     check_float,
     check_int,
 )
+from deepbelief.loop import run_epochs
 from deepbelief.rng import StepUniforms
 
 
@@ -326,15 +325,13 @@ class UpDownTrainer:
 
             balanced = BalancedOrder(y1.argmax(1), cfg.batch_size)
             n_batches = balanced.n_batches
-        while self.epoch < cfg.epochs:
-            t0 = time.perf_counter()
-            k = cfg.gibbs_at(self.epoch)
-            mom = cfg.momentum
+        def one_epoch(epoch: int) -> dict:
+            k = cfg.gibbs_at(epoch)
             perm = torch.randperm(n, generator=self.gen, device=dev) if balanced is None else balanced.order(self.gen)
             sse = torch.zeros((), device=dev, dtype=dt)
             for i in range(n_batches):
                 idx = perm[i * cfg.batch_size: (i + 1) * cfg.batch_size]
-                sse += self.step(x.index_select(0, idx), y1.index_select(0, idx), cfg.lr, mom, k)
+                sse += self.step(x.index_select(0, idx), y1.index_select(0, idx), cfg.lr, cfg.momentum, k)
             out = {"recon_error": sse / (n_batches * cfg.batch_size)}
             if valid is not None:
                 out["valid_error"] = model.error_rate(xv, yv)
@@ -343,35 +340,24 @@ class UpDownTrainer:
             metrics = dict(zip(out, vals[: len(out)]))
             bad = [nm for nm, ok in zip(self.names, vals[len(out):]) if not ok]
             if bad or not math.isfinite(metrics["recon_error"]):
-                raise DivergenceError(f"up-down fine-tuning diverged at epoch {self.epoch}: parameters {bad} "
+                raise DivergenceError(f"up-down fine-tuning diverged at epoch {epoch}: parameters {bad} "
                                       f"became NaN/inf; lower lr (lr={cfg.lr:g}) or momentum")
-            metrics.update(epoch=self.epoch, gibbs_steps=k, seconds=time.perf_counter() - t0)
-            self.history.append(metrics)
-            self.epoch += 1
-            if checkpoint is not None and (self.epoch % max(1, checkpoint_every) == 0 or self.epoch == cfg.epochs):
-                self.save_checkpoint(checkpoint)
-            if callback is not None:
-                callback(self.epoch - 1, metrics)
-        return self.history
+            metrics.update(epoch=epoch, gibbs_steps=k)
+            return metrics
+
+        return run_epochs(self, one_epoch, epochs=cfg.epochs, history=self.history, checkpoint=checkpoint,
+                          checkpoint_every=checkpoint_every, callback=callback)
 
     # -- checkpoints ---------------------------------------------------------------------
     def save_checkpoint(self, path: str | Path) -> None:
-        from deepbelief.checkpoint import save_checkpoint
-
         t = {f"model.{k}": v for k, v in self.model.state_dict().items()}
         t.update({f"velocity.{n}": v for n, v in zip(self.names, self.velocities)})
-        meta = {"epoch": self.epoch, "model": self.model.config(), "train": dataclasses.asdict(self.cfg),
-                "history": self.history}
-        save_checkpoint(path, kind="updown_checkpoint", tensors=t, meta=meta, generator=self.gen)
+        save_run(path, kind="updown_checkpoint", epoch=self.epoch, model=self.model.config(), train=self.cfg,
+                 history=self.history, tensors=t, generator=self.gen)
 
     def load_checkpoint(self, path: str | Path) -> None:
-        from deepbelief.checkpoint import load_checkpoint, restore_training_state
-
-        # the shared helper checks the kind and restores the generator in place
-        tensors, meta = load_checkpoint(path, kind="updown_checkpoint", device=self.model.top.W.device,
-                                        generator=self.gen)
-        if meta.get("model") != self.model.config():
-            raise ModelFileError(f"checkpoint {str(path)!r} was written for another model: {meta.get('model')}")
+        tensors, meta = load_run(path, kind="updown_checkpoint", model=self.model.config(), train=self.cfg,
+                                 device=self.model.top.W.device, generator=self.gen, allowed=("epochs", "fast"))
         restore_training_state(path, self.model, tensors, self.names, self.velocities)
         self.epoch = int(meta["epoch"])
         self.history = list(meta.get("history", []))

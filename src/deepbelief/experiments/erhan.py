@@ -17,7 +17,8 @@ from deepbelief.finetune import (
     unroll,
 )
 from deepbelief.progress import Progress, epoch_of
-from deepbelief.training import RBMTrainConfig, make_generator, pretrain_stack
+from deepbelief.stacking import pretrain_stack
+from deepbelief.training import RBMTrainConfig, make_generator
 
 
 # -- Erhan et al. -------------------------------------------------------------------------
