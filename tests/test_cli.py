@@ -97,3 +97,34 @@ def test_train_random_init_and_cg_flags(tmp_path, capsys):
                  str(cfg)]) == 0
     text = cfg.read_text()
     assert "input_dropout = 0.2" in text and "max_norm = 3.0" in text and 'method = "sgd"' in text
+
+
+def test_train_flags_are_derived_from_the_config_fields_they_set():
+    """Every flag of ``TRAIN_FLAGS`` names existing config fields, takes its type from the
+    first one, and a parsed command line lands in exactly those fields."""
+    import dataclasses
+
+    from deepbelief.cli import build_parser
+    from deepbelief.cli.train import TRAIN_FLAGS, _config_class, _recipe_from_args
+
+    for flag, (targets, help_text) in TRAIN_FLAGS.items():
+        assert help_text, flag
+        for target in targets:
+            section, name = target.split(".")
+            assert name in {f.name for f in dataclasses.fields(_config_class(section))}, (flag, target)
+    parser = build_parser()
+    args = parser.parse_args(["train", "--epochs", "3", "--lr", "0.02", "--batch-size", "10", "--layers", "30,20",
+                              "--finetune-epochs", "4", "--dropout", "0.1", "--centering", "--n-chains", "7",
+                              "--transform", "none", "--init", "pretrained"])
+    r = _recipe_from_args(args)
+    assert (r.rbm.epochs, r.rbm.lr, r.rbm.batch_size, r.rbm.centering, r.rbm.n_chains) == (3, 0.02, 10, True, 7)
+    assert (r.finetune.epochs, r.finetune.batch_size, r.finetune.dropout) == (4, 10, 0.1)
+    assert r.layers == [30, 20] and r.input_transform == "none" and r.updown is None
+    with pytest.raises(SystemExit):  # the type comes from the field: an int field refuses 0.5
+        parser.parse_args(["train", "--epochs", "0.5"])
+    # generative recipes: --finetune-epochs and --finetune-lr set up-down's, 0 means greedy only
+    g = _recipe_from_args(parser.parse_args(["train", "--recipe", "hot2006", "--finetune-epochs", "5",
+                                             "--finetune-lr", "0.002", "--updown-final-epochs", "2"]))
+    assert (g.updown["epochs"], g.updown["lr"], g.updown["final_epochs"]) == (5, 0.002, 2)
+    g0 = _recipe_from_args(parser.parse_args(["train", "--recipe", "hot2006", "--finetune-epochs", "0"]))
+    assert (g0.updown["epochs"], g0.updown["final_epochs"], g0.finetune) == (0, 0, None)

@@ -7,7 +7,7 @@ import torch
 
 from deepbelief import ConfigError, exact
 from deepbelief.cli import main
-from deepbelief.cli_ecosystem import gibbs_samples
+from deepbelief.cli.ecosystem import gibbs_samples
 from deepbelief.config import dump_toml
 from deepbelief.io import read_metadata, save_model
 from deepbelief.metrics_log import MetricsLogger, curves_from_rows, read_metrics_csv

@@ -198,7 +198,7 @@ def test_int_list_parses_exactly_or_refuses_naming_the_flag(text):
     import argparse
     import re
 
-    from deepbelief.cli_args import int_list
+    from deepbelief.cli.args import int_list
 
     parts = text.split(",")
     valid = all(re.fullmatch(r"\s*[0-9]+\s*", p) for p in parts) and all(int(p) >= 1 for p in parts)

@@ -81,7 +81,8 @@ def test_contrast_selected_patches_keep_the_sizes_the_split_and_the_default():
 
 
 def test_cli_trains_patches_with_the_benchmark_settings_and_records_them(tmp_path, capsys):
-    from deepbelief.cli import _dataset_for, main
+    from deepbelief.cli import main
+    from deepbelief.cli.evaluate import _dataset_for
     from deepbelief.data import load_patches_dataset
     from deepbelief.io import load_model, read_metadata
     from deepbelief.transforms import Whiten, transform_from_dict
@@ -142,7 +143,7 @@ def test_loglik_change_of_variables_for_each_input_transform():
     """`evaluate --loglik` adds log|det A| of the input transform: checked against the
     densities of a Gaussian before and after the transform; a row-centred (singular)
     transform is reported in the transformed space with a note, not a crash."""
-    from deepbelief.cli import _log_jacobian
+    from deepbelief.transforms import log_jacobian as _log_jacobian
     from deepbelief.transforms import Standardize, Whiten
 
     g = torch.Generator().manual_seed(0)

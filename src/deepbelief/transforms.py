@@ -20,6 +20,8 @@ it, so new data is transformed exactly like the training data. Shapes: x (n, d).
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import Tensor
 
@@ -201,3 +203,22 @@ def transform_from_dict(d: dict | None):
         return TRANSFORMS[d["type"]].from_dict(d)
     except KeyError as exc:
         raise ConfigError(f"input_transform of type {d['type']!r} is missing key {exc}") from None
+
+
+def log_jacobian(d: dict | None) -> tuple[float, str | None]:
+    """log |det| of the linear part of the input transform stored as ``d`` (a model file's
+    ``input_transform``), so that log p(x) = log p(x') + it
+    (change of variables); and a note when the transform is not invertible (row-centring
+    drops the constant direction, PCA keeps fewer components), in which case the density
+    is reported in the transformed space (jacobian 0)."""
+    t = transform_from_dict(d)
+    if t is None:
+        return 0.0, None
+    a = t.linear_part()
+    if t.row_center or a.shape[0] != a.shape[1]:
+        why = "row-centred" if t.row_center else f"{a.shape[1]} of {a.shape[0]} PCA components"
+        return 0.0, (f"the input transform is not invertible ({why}): the log-likelihood is the density "
+                     "of the transformed data, not comparable with raw-pixel densities")
+    if t.kind == "standardize":  # log p(x) = log p(z) - sum log sd
+        return -float(sum(math.log(s) for s in t.std.tolist())), None
+    return float(torch.linalg.slogdet(a.double())[1]), None  # x' = (x - m) A

@@ -1,4 +1,4 @@
-"""Command-line subcommands of the labelled generative DBN (registered by ``cli.py``).
+"""Command-line subcommands of the labelled generative DBN (registered in ``cli.COMMANDS``).
 
     deepbelief sample MODEL [--label 3 | --grid N] [--steps 1000] [--chain-every K] -o samples.png
     deepbelief finetune MODEL --method up-down --epochs N [--resume] [-o OUT]
@@ -8,17 +8,11 @@ Thin adapters over ``GenerativeDBN.sample`` and ``wake_sleep.up_down``.
 
 from __future__ import annotations
 
-import argparse
 import time
 from pathlib import Path
 
-from deepbelief.cli_args import int_list
+from deepbelief.cli.args import common_args, int_list
 from deepbelief.errors import ConfigError
-
-
-def _common(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--device", default="auto", help="auto|cpu|cuda|cuda:N (default: auto)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the run's one generator (default: 0)")
 
 
 def _load_generative(path, dev):
@@ -44,7 +38,7 @@ def add_sample(sub) -> None:
                    help="show every K-th state of each chain: one row per chain (an unrolled animation)")
     p.add_argument("--shape", type=int_list("--shape", example="28,28"), default=None, help="image shape, e.g. 28,28 (default: square)")
     p.add_argument("-o", "--output", default="samples.png")
-    _common(p)
+    common_args(p)
 
 
 def cmd_sample(args) -> int:
@@ -105,7 +99,7 @@ def add_finetune(sub) -> None:
     p.add_argument("--checkpoint", default=None, help="checkpoint file (default: OUTPUT.ckpt.safetensors)")
     p.add_argument("--resume", action="store_true", help="continue from --checkpoint")
     p.add_argument("--quiet", action="store_true")
-    _common(p)
+    common_args(p)
 
 
 def cmd_finetune(args) -> int:
@@ -127,7 +121,7 @@ def cmd_finetune(args) -> int:
     out = Path(args.output) if args.output else src.with_name(src.name.removesuffix(".safetensors") +
                                                               ".updown.safetensors")
     ckpt = Path(args.checkpoint) if args.checkpoint else out.with_name(out.name + ".ckpt.safetensors")
-    from deepbelief.cli_args import check_writable, refuse_same_paths
+    from deepbelief.cli.args import check_writable, refuse_same_paths
 
     refuse_same_paths([("MODEL", args.model), ("--output", str(out)), ("--checkpoint", str(ckpt))])
     check_writable("--output", str(out))

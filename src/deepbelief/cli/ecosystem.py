@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from deepbelief.cli_args import int_list, name_list
+from deepbelief.cli.args import int_list, name_list
 from deepbelief.errors import ConfigError
 
 

@@ -1,4 +1,5 @@
-"""Parsers of command-line values that argparse's ``type=int`` does not cover: lists of
+"""Shared flags (``common_args``: --device, --seed; ``data_args``: --dataset, --data-dir) and
+parsers of command-line values that argparse's ``type=int`` does not cover: lists of
 integers (``--layers 500,500,2000``, ``--shape 28,28``, ``--gibbs-steps 3,6,10``) and lists
 of names (``--metrics recon_error,loss``).
 
@@ -81,3 +82,15 @@ def check_writable(flag: str, target: str) -> None:
         raise ConfigError(f"{flag} {target!r} cannot be written: folder {str(folder)!r} {why}")
     if not os.access(folder, os.W_OK | os.X_OK):
         raise ConfigError(f"{flag} {target!r} cannot be written: folder {str(folder)!r} is not writable")
+
+
+def common_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--device", default="auto", help="auto|cpu|cuda|cuda:N (default: auto)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the run's one generator (default: 0)")
+
+
+def data_args(p: argparse.ArgumentParser, default: str | None = None) -> None:
+    p.add_argument("--dataset", default=default,
+                   help="digits (embedded, default), mnist, mnist-binarized, fashion-mnist, patches")
+    p.add_argument("--data-dir", default=None,
+                   help="folder holding the dataset's IDX files (else $DEEPBELIEF_DATA, the cache, a download)")
