@@ -29,7 +29,6 @@ def main() -> int:
     p.add_argument("--out", default=None)
     args = p.parse_args()
 
-    import torch
 
     from deepbelief import RBM, FinetuneConfig, RBMTrainConfig, finetune, make_generator, pretrain_stack, train_rbm, unroll
     from deepbelief.data import load_dataset

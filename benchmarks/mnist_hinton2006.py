@@ -25,7 +25,8 @@ import torch
 from _common import machine_info, machine_name, parser, record_headline, write_json
 
 from deepbelief.data import load_dataset
-from deepbelief.recipes import get_recipe, run_recipe
+from deepbelief.recipes import get_recipe
+from deepbelief.runner import run_recipe
 
 #: recipe -> (headline key of its test error, target %, the published figures)
 ROWS = {

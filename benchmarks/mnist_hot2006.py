@@ -36,7 +36,8 @@ from _judge import train_judge
 from deepbelief.data import Dataset, load_dataset
 from deepbelief.metrics_log import MetricsLogger
 from deepbelief.plotting import save_tiles
-from deepbelief.recipes import get_recipe, run_recipe
+from deepbelief.recipes import get_recipe
+from deepbelief.runner import run_recipe
 from deepbelief.training import make_generator
 
 

@@ -100,7 +100,7 @@ def main(argv=None):
     res = {"ms_per_step_median": med, "seconds": times, "steps": len(batches),
            "fused_fraction_of_matmul": med["matmul"] / med["fused"],
            "plain_fraction_of_matmul": med["matmul"] / med["plain"], "fused_speedup_over_plain": med["plain"] / med["fused"]}
-    print(f"medians (ms/step): " + ", ".join(f"{k} {v:.3f}" for k, v in med.items()))
+    print("medians (ms/step): " + ", ".join(f"{k} {v:.3f}" for k, v in med.items()))
     print(f"fused = {100 * res['fused_fraction_of_matmul']:.0f}% of the matmul floor, plain = "
           f"{100 * res['plain_fraction_of_matmul']:.0f}%; fused is {res['fused_speedup_over_plain']:.2f}x faster than plain")
     _bench.write_json(args.out, {"benchmark": "step_ablation", "machine": _bench.machine_info(dev), "quick": args.quick,

@@ -160,7 +160,8 @@ def test_lecture14_rows_are_the_recipes_and_the_dropout_row_shares_the_stack():
     """At full size a row's settings are its recipe's, unchanged; and fine-tuning the shared
     stack equals running the dropout recipe from scratch (same weights, same generator)."""
     from deepbelief.experiments import LECTURE14_ROWS
-    from deepbelief.recipes import get_recipe, run_recipe
+    from deepbelief.recipes import get_recipe
+    from deepbelief.runner import run_recipe
 
     for recipe_name in LECTURE14_ROWS.values():
         assert Lecture14Config().recipe(recipe_name).to_dict() == get_recipe(recipe_name).to_dict()

@@ -4,7 +4,6 @@ import math
 
 import pytest
 import torch
-import torch.nn.functional as F
 
 from deepbelief import exact
 from deepbelief.errors import ConfigError

@@ -207,7 +207,7 @@ def _set(recipe, target: str, value) -> None:
 
 def cmd_train(args) -> int:
     from deepbelief.io import save_model
-    from deepbelief.recipes import run_recipe
+    from deepbelief.runner import run_recipe
 
     from deepbelief import distributed
 

@@ -114,7 +114,7 @@ def lecture14(cfg: Lecture14Config, *, device="auto", seed=0, data_dir=None, res
               log=print) -> dict:
     """Run the rows of the lecture's MNIST table; returns ``{"rows": [...], "config": ...}``.
 
-    Each row is its recipe (LECTURE14_ROWS) run by ``recipes.run_recipe`` for ``cfg.seeds``
+    Each row is its recipe (LECTURE14_ROWS) run by ``runner.run_recipe`` for ``cfg.seeds``
     seeds; a row's ``test_errors`` are the seeds' test errors (%), ``test_error`` their mean,
     ``std`` their sample standard deviation. Rows not in ``cfg.rows`` have ``test_error``
     None ("not run"). The two pre-trained rows use the same pre-training, so the second
@@ -124,7 +124,8 @@ def lecture14(cfg: Lecture14Config, *, device="auto", seed=0, data_dir=None, res
     ``results_dir`` a recorded run's figure is attached as ``recorded``, reported beside,
     never in place of, what this run measured.
     """
-    from deepbelief.recipes import RECIPES, pretraining_key, run_recipe
+    from deepbelief.recipes import RECIPES, pretraining_key
+    from deepbelief.runner import run_recipe
 
     check_int("seeds", cfg.seeds, minimum=1)
     unknown = sorted(set(cfg.rows) - set(LECTURE14_ROWS.values()))
