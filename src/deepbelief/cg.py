@@ -143,85 +143,39 @@ def minimize_cg(
             raise ConfigError(f"fun must return a gradient shaped like x {tuple(x.shape)}, got {tuple(g.shape)}")
         return f, g
 
-    def dot(a, b):
-        return float(torch.dot(a, b))
-
+    wolfe = _Wolfe(rho, sigma, extrapolate, interpolate, max_evaluations)
     x = x0.detach().clone()
     f0, g0 = evaluate(x.clone())
     if not math.isfinite(f0) or not bool(torch.isfinite(g0).all()):
         raise ConfigError(f"fun is not finite at the starting point (f = {f0})")
     s = -g0
-    d0 = -dot(s, s)
+    d0 = -_dot(s, s)
     step = 1.0 / (1.0 - d0)
     records, failed_before = [], False
     for _ in range(line_searches):
         if d0 == 0.0:  # a stationary point: nothing left to do
             break
-        best_f, best_t, best_g = f0, 0.0, g0
-        left = max_evaluations
-        # the lower end of the bracket: satisfies sufficient decrease, slope still < 0
-        ta, fa, da = 0.0, f0, d0
-        t = step
-        while True:  # extrapolate until the slope turns up or f rises above the Wolfe line
-            while True:
-                ft, gt = evaluate(x + t * s)
-                left -= 1
-                if (math.isfinite(ft) and bool(torch.isfinite(gt).all())) or left == 0:
-                    break
-                t = ta + 0.5 * (t - ta)  # overflow: halve the step towards the good end
-            dt = dot(gt, s) if math.isfinite(ft) else math.nan
-            if math.isfinite(ft) and ft < best_f:
-                best_f, best_t, best_g = ft, t, gt
-            if not math.isfinite(dt) or dt > sigma * d0 or ft > f0 + rho * t * d0 or left == 0:
-                break
-            z = _cubic_min(fa, da, ft, dt, t - ta)
-            new = ta + z
-            if not math.isfinite(new) or new < 0 or new > t * extrapolate:
-                new = t * extrapolate
-            elif new < t + interpolate * (t - ta):
-                new = t + interpolate * (t - ta)
-            ta, fa, da = t, ft, dt
-            t = new
-        tb = fb = db = None
-        # interpolate inside the bracket until the strong Wolfe conditions hold
-        while math.isfinite(ft) and (abs(dt) > -sigma * d0 or ft > f0 + rho * t * d0) and left > 0:
-            if dt > 0 or ft > f0 + rho * t * d0:
-                tb, fb, db = t, ft, dt  # the minimiser lies below t
-            else:
-                ta, fa, da = t, ft, dt  # still descending steeply: it lies above t
-            if tb is None:  # cannot happen (the extrapolation ends on an upper end): be safe
-                break
-            h = tb - ta
-            if fb > f0:  # f rose a lot: the parabola through fa, da, fb is the safer model
-                new = ta - 0.5 * da * h * h / (fb - fa - da * h)
-            else:
-                new = ta + _cubic_min(fa, da, fb, db, h)
-            if not math.isfinite(new):
-                new = ta + 0.5 * h
-            new = min(max(new, ta + interpolate * h), tb - interpolate * h)
-            t = new
-            ft, gt = evaluate(x + t * s)
-            left -= 1
-            dt = dot(gt, s) if math.isfinite(ft) else math.nan
-            if math.isfinite(ft) and ft < best_f:
-                best_f, best_t, best_g = ft, t, gt
-        ok = math.isfinite(ft) and abs(dt) <= -sigma * d0 and ft <= f0 + rho * t * d0
-        used = max_evaluations - left
-        if ok:
+        ls = _Search(evaluate, wolfe, x, s, f0, g0, d0)
+        ls.extrapolate(step)
+        ls.interpolate()
+        t, ft, gt, dt = ls.t, ls.ft, ls.gt, ls.dt
+        used = max_evaluations - ls.left
+        if ls.accepted():
             records.append(LineSearch(f0, d0, t, ft, dt, used, True))
             x = x + t * s
             # Polak-Ribiere: beta = g'^T (g' - g) / g^T g
-            beta = (dot(gt, gt) - dot(g0, gt)) / dot(g0, g0)
+            beta = (_dot(gt, gt) - _dot(g0, gt)) / _dot(g0, g0)
             s = beta * s - gt
             f0, g0 = ft, gt
-            d_old, d0 = d0, dot(g0, s)
+            d_old, d0 = d0, _dot(g0, s)
             if d0 >= 0:  # not a descent direction: restart along the gradient
                 s = -g0
-                d0 = -dot(s, s)
+                d0 = -_dot(s, s)
             step = t * min(max_slope_ratio, d_old / (d0 - 1e-300)) if d0 < 0 else step
             failed_before = False
         else:
-            records.append(LineSearch(f0, d0, best_t, best_f, dot(best_g, s), used, False))
+            best_f, best_t, best_g = ls.best
+            records.append(LineSearch(f0, d0, best_t, best_f, _dot(best_g, s), used, False))
             if best_t > 0:
                 x = x + best_t * s
                 f0, g0 = best_f, best_g
@@ -230,9 +184,99 @@ def minimize_cg(
                     callback(records[-1], x, f0, g0)
                 break
             s = -g0
-            d0 = -dot(s, s)
+            d0 = -_dot(s, s)
             step = 1.0 / (1.0 - d0)
             failed_before = True
         if callback is not None:
             callback(records[-1], x, f0, g0)
     return CGResult(x=x, f=f0, grad=g0, line_searches=records, evaluations=n_evals)
+
+
+def _dot(a: Tensor, b: Tensor) -> float:
+    return float(torch.dot(a, b))
+
+
+@dataclass
+class _Wolfe:
+    """The line search's constants (``minimize_cg``'s arguments of the same names)."""
+
+    rho: float
+    sigma: float
+    extrapolate: float
+    interpolate: float
+    max_evaluations: int
+
+
+class _Search:
+    """One line search along ``s`` from ``x`` (value ``f0``, slope ``d0`` < 0): a bracket
+    [ta, tb] of steps, the current trial ``t`` with its value, gradient and slope, the best
+    point seen and the evaluations left."""
+
+    def __init__(self, evaluate, c: _Wolfe, x: Tensor, s: Tensor, f0: float, g0: Tensor, d0: float):
+        self.evaluate, self.c, self.x, self.s, self.f0, self.d0 = evaluate, c, x, s, f0, d0
+        self.best = (f0, 0.0, g0)  # (f, t, g)
+        self.left = c.max_evaluations
+        # the lower end of the bracket: satisfies sufficient decrease, slope still < 0
+        self.ta, self.fa, self.da = 0.0, f0, d0
+
+    def _track(self) -> None:
+        if math.isfinite(self.ft) and self.ft < self.best[0]:
+            self.best = (self.ft, self.t, self.gt)
+
+    def _above_wolfe_line(self) -> bool:
+        return self.ft > self.f0 + self.c.rho * self.t * self.d0
+
+    def accepted(self) -> bool:
+        """The strong Wolfe conditions at the current trial."""
+        return math.isfinite(self.ft) and abs(self.dt) <= -self.c.sigma * self.d0 and not self._above_wolfe_line()
+
+    def extrapolate(self, t: float) -> None:
+        """From the trial step ``t``, grow the step until the slope turns up or f rises
+        above the Wolfe line (an upper end of the bracket), or evaluations run out."""
+        c = self.c
+        self.t = t
+        while True:
+            while True:
+                self.ft, self.gt = self.evaluate(self.x + self.t * self.s)
+                self.left -= 1
+                if (math.isfinite(self.ft) and bool(torch.isfinite(self.gt).all())) or self.left == 0:
+                    break
+                self.t = self.ta + 0.5 * (self.t - self.ta)  # overflow: halve the step towards the good end
+            self.dt = _dot(self.gt, self.s) if math.isfinite(self.ft) else math.nan
+            self._track()
+            if (not math.isfinite(self.dt) or self.dt > c.sigma * self.d0 or self._above_wolfe_line()
+                    or self.left == 0):
+                return
+            t, ta = self.t, self.ta
+            new = ta + _cubic_min(self.fa, self.da, self.ft, self.dt, t - ta)
+            if not math.isfinite(new) or new < 0 or new > t * c.extrapolate:
+                new = t * c.extrapolate
+            elif new < t + c.interpolate * (t - ta):
+                new = t + c.interpolate * (t - ta)
+            self.ta, self.fa, self.da = t, self.ft, self.dt
+            self.t = new
+
+    def interpolate(self) -> None:
+        """Shrink the bracket until the strong Wolfe conditions hold (or evaluations run out)."""
+        c, tb = self.c, None
+        while (math.isfinite(self.ft) and (abs(self.dt) > -c.sigma * self.d0 or self._above_wolfe_line())
+               and self.left > 0):
+            if self.dt > 0 or self._above_wolfe_line():
+                tb, fb, db = self.t, self.ft, self.dt  # the minimiser lies below t
+            else:
+                self.ta, self.fa, self.da = self.t, self.ft, self.dt  # still descending steeply: above t
+            if tb is None:  # cannot happen (the extrapolation ends on an upper end): be safe
+                return
+            ta, fa, da = self.ta, self.fa, self.da
+            h = tb - ta
+            if fb > self.f0:  # f rose a lot: the parabola through fa, da, fb is the safer model
+                new = ta - 0.5 * da * h * h / (fb - fa - da * h)
+            else:
+                new = ta + _cubic_min(fa, da, fb, db, h)
+            if not math.isfinite(new):
+                new = ta + 0.5 * h
+            self.t = min(max(new, ta + c.interpolate * h), tb - c.interpolate * h)
+            self.ft, self.gt = self.evaluate(self.x + self.t * self.s)
+            self.left -= 1
+            self.dt = _dot(self.gt, self.s) if math.isfinite(self.ft) else math.nan
+            self._track()
