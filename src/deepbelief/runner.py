@@ -126,11 +126,45 @@ def _run_recipe(recipe: Recipe, *, data_dir, device, seed, log, checkpoint_dir, 
     dev = resolve_device(device)
     log = log or (lambda s: None)
     t_start = time.perf_counter()
+    d = _discriminative_data(recipe, data_dir, dataset, dev)
+    gen = make_generator(seed, dev)
+    specs = layer_specs(recipe, d["train"][0].shape[1])
+    log(f"[{recipe.name}] data {recipe.dataset}: train {d['train'][0].shape[0]}, valid {d['n_valid']}, "
+        f"test {d['test'][0].shape[0]}; layers {[s['n'] for s in specs]}; device {dev}")
+    if ckdir is not None:
+        log(f"  checkpoints every {checkpoint_every} epoch(s) in {ckdir}" + (" (resuming)" if resume else ""))
+    prog = Progress()
+    t0 = time.perf_counter()
+    on_epoch = _rbm_progress(log, logger, prog, [c.epochs for c in recipe.rbm_configs()])
+    if recipe.init != "pretrained":
+        dbn = None  # no pre-training: the classifier starts from a random draw (_make_net)
+    elif pretrained is not None:  # checked by run_recipe: the same pre-training and seed
+        dbn = pretrained["dbn"]
+        gen.set_state(pretrained["generator_state"])
+    else:
+        dbn = pretrain_stack(d["train"][0], specs, recipe.rbm_configs(), generator=gen, valid=d["valid"][0],
+                             callback=on_epoch, checkpoint_dir=ckdir, resume=resume,
+                             checkpoint_every=checkpoint_every)
+    pretrain_s = pretrained["seconds"] if pretrained is not None and dbn is not None else time.perf_counter() - t0
+    result = {"recipe": recipe.to_dict(), "seed": seed, "device": str(dev), "dbn": dbn, "pretrain_seconds": pretrain_s,
+              "input_transform": d["transform"]}
+    if dbn is not None:
+        result["pretrained"] = {"key": pretraining_key(recipe, seed), "dbn": dbn, "generator_state": gen.get_state(),
+                                "seconds": pretrain_s}
+    if recipe.finetune is not None:
+        _finetune_phase(recipe, result, d, specs, gen, dev, ckdir=ckdir, resume=resume,
+                        checkpoint_every=checkpoint_every, log=log, logger=logger, prog=prog)
+    result["total_seconds"] = time.perf_counter() - t_start
+    return result
+
+
+def _discriminative_data(recipe: Recipe, data_dir, dataset, dev) -> dict:
+    """The recipe's splits on ``dev`` (``_splits``), mapped by its input transform when its
+    visible units expect standardised data; the fitted transform travels with the model so
+    new data is mapped the same way."""
     ds, (x_all, y_all), (x_tr, y_tr), (x_va, y_va), (x_te, y_te), n_valid = _splits(recipe, data_dir, dataset, dev)
     transform = None
     if unit_type(recipe.visible).standardized_data and recipe.input_transform != "none":
-        # Gaussian visibles expect zero mean, unit variance data (transforms.py); the
-        # fitted transform travels with the model so new data is mapped the same way
         from deepbelief.transforms import make_transform
 
         opts = {"row_center": recipe.row_center}
@@ -139,55 +173,45 @@ def _run_recipe(recipe: Recipe, *, data_dir, device, seed, log, checkpoint_dir, 
         transform = make_transform(recipe.input_transform, **opts).fit(x_tr)
         x_tr, x_te, x_all = transform(x_tr), transform(x_te), transform(x_all)
         x_va = None if x_va is None else transform(x_va)
-    gen = make_generator(seed, dev)
-    specs = layer_specs(recipe, x_tr.shape[1])
-    log(f"[{recipe.name}] data {recipe.dataset}: train {x_tr.shape[0]}, valid {n_valid}, test {x_te.shape[0]}; "
-        f"layers {[s['n'] for s in specs]}; device {dev}")
-    if ckdir is not None:
-        log(f"  checkpoints every {checkpoint_every} epoch(s) in {ckdir}" + (" (resuming)" if resume else ""))
+    return {"ds": ds, "all": (x_all, y_all), "train": (x_tr, y_tr), "valid": (x_va, y_va), "test": (x_te, y_te),
+            "n_valid": n_valid, "transform": transform}
 
-    prog, rbm_epochs = Progress(), [c.epochs for c in recipe.rbm_configs()]
 
+def _rbm_progress(log, logger, prog, rbm_epochs: list[int]):
+    """The per-epoch callback of greedy pre-training: one progress line, one metrics row."""
     def on_epoch(layer, epoch, m):
         gap = f" fe_gap {m['free_energy_gap']:+.3f}" if "free_energy_gap" in m else ""
         if "pt_swap_rate_min" in m:  # parallel tempering: the worst neighbour pair and the mean
             gap += f" swaps min {m['pt_swap_rate_min']:.2f} mean {m['pt_swap_rate_mean']:.2f}"
+        if "valid_error" in m:  # generative recipes: the top RBM's free-energy classification
+            gap += f" valid error {100 * m['valid_error']:.2f}%"
         n = rbm_epochs[layer]
         log(f"  rbm {layer} epoch {epoch_of(epoch, n)}: recon {m['recon_error']:.4f}{gap} "
             f"({prog.times(epoch, n, m['seconds'], layer)})")
         if logger is not None:
             logger.pretrain_callback(layer, epoch, m)
 
-    t0 = time.perf_counter()
-    if recipe.init != "pretrained":
-        dbn = None  # no pre-training: the classifier starts from a random draw (make_net)
-    elif pretrained is not None:  # checked by run_recipe: the same pre-training and seed
-        dbn = pretrained["dbn"]
-        gen.set_state(pretrained["generator_state"])
-    else:
-        dbn = pretrain_stack(x_tr, specs, recipe.rbm_configs(), generator=gen, valid=x_va, callback=on_epoch,
-                             checkpoint_dir=ckdir, resume=resume, checkpoint_every=checkpoint_every)
-    pretrain_s = pretrained["seconds"] if pretrained is not None and dbn is not None else time.perf_counter() - t0
-    if dbn is not None:
-        pretrained_state = {"key": pretraining_key(recipe, seed), "dbn": dbn, "generator_state": gen.get_state(),
-                            "seconds": pretrain_s}
+    return on_epoch
 
-    def make_net():
-        if dbn is not None:
-            return unroll(dbn, int(ds.n_classes), generator=gen)
-        acts = {unit_type(s["type"]).activation for s in specs[1:]}
-        if len(acts) != 1:
-            raise ConfigError(f"init={recipe.init!r}: a random classifier has one activation, the layers have {acts}")
-        return random_classifier([s["n"] for s in specs], int(ds.n_classes), activation=acts.pop(), init=recipe.init,
-                                 generator=gen, device=dev)
-    result = {"recipe": recipe.to_dict(), "seed": seed, "device": str(dev), "dbn": dbn, "pretrain_seconds": pretrain_s,
-              "input_transform": transform}
-    if dbn is not None:
-        result["pretrained"] = pretrained_state
-    if recipe.finetune is None:
-        result["total_seconds"] = time.perf_counter() - t_start
-        return result
 
+def _make_net(recipe: Recipe, dbn, specs, n_classes: int, gen, dev):
+    """The classifier to fine-tune: the unrolled stack, or a random draw (``init``)."""
+    if dbn is not None:
+        return unroll(dbn, n_classes, generator=gen)
+    acts = {unit_type(s["type"]).activation for s in specs[1:]}
+    if len(acts) != 1:
+        raise ConfigError(f"init={recipe.init!r}: a random classifier has one activation, the layers have {acts}")
+    return random_classifier([s["n"] for s in specs], n_classes, activation=acts.pop(), init=recipe.init,
+                             generator=gen, device=dev)
+
+
+def _finetune_phase(recipe: Recipe, result: dict, d: dict, specs, gen, dev, *, ckdir, resume, checkpoint_every, log,
+                    logger, prog) -> None:
+    """Backprop with early stopping on the validation split, then (``retrain_all``) again on
+    all training images for the chosen number of epochs; adds the net and its errors to
+    ``result``."""
+    (x_tr, y_tr), (x_va, y_va), (x_te, y_te), n_valid = d["train"], d["valid"], d["test"], d["n_valid"]
+    n_classes = int(d["ds"].n_classes)
     ft_epochs = {"finetune": recipe.finetune.epochs}  # retraining's count is known once fine-tuning ends
 
     def on_ft(epoch, m):
@@ -200,7 +224,7 @@ def _run_recipe(recipe: Recipe, *, data_dir, device, seed, log, checkpoint_dir, 
             logger.log(phase, epoch, m)
 
     t0 = time.perf_counter()
-    net = make_net()
+    net = _make_net(recipe, result["dbn"], specs, n_classes, gen, dev)
     hist = finetune(net, x_tr, y_tr, recipe.finetune, generator=gen,
                     valid=(x_va, y_va) if n_valid else None, callback=on_ft,
                     checkpoint=None if ckdir is None else ckdir / "finetune.ckpt.safetensors",
@@ -208,8 +232,9 @@ def _run_recipe(recipe: Recipe, *, data_dir, device, seed, log, checkpoint_dir, 
     best_epoch = hist[-1].get("best_epoch", len(hist) - 1)
     valid_error = float(error_rate(net, x_va, y_va)) if n_valid else None
     if recipe.retrain_all and n_valid:
+        x_all, y_all = d["all"]
         log(f"  retraining on all {x_all.shape[0]} training images for {best_epoch + 1} epochs")
-        net = make_net()
+        net = _make_net(recipe, result["dbn"], specs, n_classes, gen, dev)
         ft = dataclasses.replace(recipe.finetune, epochs=best_epoch + 1)
         ft_epochs["retrain"] = ft.epochs
         retrain_ckpt = None if ckdir is None else ckdir / "retrain.ckpt.safetensors"
@@ -218,10 +243,9 @@ def _run_recipe(recipe: Recipe, *, data_dir, device, seed, log, checkpoint_dir, 
     finetune_s = time.perf_counter() - t0
     test_error = float(error_rate(net, x_te, y_te))
     log(f"[{recipe.name}] test error {100 * test_error:.2f}% on {x_te.shape[0]} images "
-        f"(pre-training {pretrain_s:.1f}s, fine-tuning {finetune_s:.1f}s)")
+        f"(pre-training {result['pretrain_seconds']:.1f}s, fine-tuning {finetune_s:.1f}s)")
     result.update(net=net, test_error=test_error, valid_error=valid_error, best_epoch=best_epoch,
-                  finetune_seconds=finetune_s, total_seconds=time.perf_counter() - t_start, history=hist)
-    return result
+                  finetune_seconds=finetune_s, history=hist)
 
 
 def _retrain_resumable(path, ft: FinetuneConfig, log) -> bool:
@@ -316,14 +340,7 @@ def _run_generative(recipe: Recipe, *, data_dir, device, seed, log, checkpoint_d
     folder = Path(checkpoint_dir) if checkpoint_dir is not None else None
 
     prog = Progress()
-
-    def on_epoch(layer, epoch, m):
-        n = configs[layer].epochs
-        va = f" valid error {100 * m['valid_error']:.2f}%" if "valid_error" in m else ""
-        log(f"  rbm {layer} epoch {epoch_of(epoch, n)}: recon {m['recon_error']:.4f}{va} "
-            f"({prog.times(epoch, n, m['seconds'], layer)})")
-        if logger is not None:
-            logger.pretrain_callback(layer, epoch, m)
+    on_epoch = _rbm_progress(log, logger, prog, [c.epochs for c in configs])
 
     t0 = time.perf_counter()
     model = pretrain_generative(x_tr, y_tr, sizes, configs, generator=gen, n_labels=int(ds.n_classes),

@@ -206,10 +206,8 @@ def _set(recipe, target: str, value) -> None:
 
 
 def cmd_train(args) -> int:
-    from deepbelief.io import save_model
-    from deepbelief.runner import run_recipe
-
     from deepbelief import distributed
+    from deepbelief.runner import run_recipe
 
     recipe = _recipe_from_args(args)
     if args.save_config:
@@ -219,23 +217,12 @@ def cmd_train(args) -> int:
         atomic_write_bytes(args.save_config, dump_toml(recipe.to_dict()).encode())
         print(f"wrote {args.save_config}")
         return 0
+    _check_outputs(args, recipe)
     logger = None
     if args.metrics_csv or args.tensorboard:
         from deepbelief.metrics_log import MetricsLogger
 
         logger = MetricsLogger(args.metrics_csv, tensorboard_dir=args.tensorboard)
-    out = Path(args.output)
-    # refuse unwritable or clashing outputs before hours of training, not after
-    for flag, target in (("--output", args.output), ("--metrics-json", args.metrics_json)):
-        if target is not None:
-            check_writable(flag, target)
-    dbn_out = str(out.with_name(out.stem + ".dbn" + out.suffix)) if recipe.finetune and not recipe.generative else None
-    refuse_same_paths([("--output", args.output), ("--output's stack file", dbn_out),
-                       ("--metrics-json", args.metrics_json), ("--metrics-csv", args.metrics_csv),
-                       ("--tensorboard", args.tensorboard), ("--checkpoint-dir", args.checkpoint_dir),
-                       ("--config", args.config)])
-    if args.resume and not args.checkpoint_dir:
-        raise ConfigError("--resume needs --checkpoint-dir (the folder of the run to continue), got none")
     # under torchrun (WORLD_SIZE > 1): join the process group; rank 0 alone logs and writes
     device = distributed.init_from_env(args.device) if distributed.env_world_size() > 1 else args.device
     run_kw = dict(data_dir=args.data_dir, device=device, seed=args.seed, checkpoint_dir=args.checkpoint_dir,
@@ -253,8 +240,35 @@ def cmd_train(args) -> int:
         distributed.shutdown()
         if logger is not None:
             logger.close()
-    from deepbelief import __version__
+    _write_results(args, recipe, res)
+    return 0
 
+
+def _stack_path(output: str) -> Path:
+    out = Path(output)
+    return out.with_name(out.stem + ".dbn" + out.suffix)
+
+
+def _check_outputs(args, recipe) -> None:
+    """Refuse unwritable or clashing outputs before hours of training, not after."""
+    for flag, target in (("--output", args.output), ("--metrics-json", args.metrics_json)):
+        if target is not None:
+            check_writable(flag, target)
+    dbn_out = str(_stack_path(args.output)) if recipe.finetune and not recipe.generative else None
+    refuse_same_paths([("--output", args.output), ("--output's stack file", dbn_out),
+                       ("--metrics-json", args.metrics_json), ("--metrics-csv", args.metrics_csv),
+                       ("--tensorboard", args.tensorboard), ("--checkpoint-dir", args.checkpoint_dir),
+                       ("--config", args.config)])
+    if args.resume and not args.checkpoint_dir:
+        raise ConfigError("--resume needs --checkpoint-dir (the folder of the run to continue), got none")
+
+
+def _write_results(args, recipe, res: dict) -> None:
+    """The model file(s), the printed summary and ``--metrics-json``."""
+    from deepbelief import __version__
+    from deepbelief.io import atomic_write_bytes, save_model
+
+    out = Path(args.output)
     meta = {"recipe": recipe.to_dict(), "seed": args.seed, "device": res["device"], "deepbelief_version": __version__}
     if res.get("input_transform") is not None:
         meta["input_transform"] = res["input_transform"].to_dict()
@@ -265,7 +279,7 @@ def cmd_train(args) -> int:
         if res["dbn"] is None:  # init != pretrained: there is no stack
             print(f"wrote {out} (fine-tuned classifier, no pre-training)")
         else:
-            dbn_path = out.with_name(out.stem + ".dbn" + out.suffix)
+            dbn_path = _stack_path(args.output)
             save_model(dbn_path, res["dbn"], **meta)
             print(f"wrote {out} (fine-tuned classifier) and {dbn_path} (pre-trained stack)")
     elif res["dbn"].kind == "generative_dbn":
@@ -278,9 +292,6 @@ def cmd_train(args) -> int:
         print(f"wrote {out} (pre-trained stack)")
     print(f"total time: {res['total_seconds']:.1f}s")
     if args.metrics_json:
-        from deepbelief.io import atomic_write_bytes
-
         keep = {k: v for k, v in res.items() if isinstance(v, (int, float, str, dict, list, type(None)))
                 and k not in ("input_transform",)}
         atomic_write_bytes(args.metrics_json, json.dumps(keep, indent=2, default=str).encode())
-    return 0
