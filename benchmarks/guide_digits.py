@@ -1,4 +1,4 @@
-"""The Python walk-through of docs/guide.md, on the embedded 8x8 digits (or MNIST).
+"""The Python walk-through of docs/1-quick-start.md, on the embedded 8x8 digits (or MNIST).
 
     python benchmarks/guide_digits.py [--quick] [--device auto|cpu|cuda] [--seed 0]
         [--data-dir DIR] [--dataset digits|mnist] [--out guide.json]

@@ -84,7 +84,7 @@ def main(argv=None) -> int:
     p.add_argument("--final-epochs", type=int, default=None, help="up-down epochs on all 60,000 afterwards (59)")
     p.add_argument("--sample-steps", type=int, default=None, help="Gibbs iterations per figure-8 sample (1000)")
     p.add_argument("--judge-per-class", type=int, default=None, help="samples per class for the judge (100)")
-    p.add_argument("--figures", default=None, help="folder for the PNGs (default docs/; --quick: the work folder)")
+    p.add_argument("--figures", default=None, help="folder for the PNGs (default docs/results/; --quick: the work folder)")
     p.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     p.add_argument("--greedy-only", action="store_true",
                    help="stop after greedy training (its test error and samples; no up-down)")
@@ -114,7 +114,7 @@ def main(argv=None) -> int:
     per_class = a.judge_per_class or (10 if q else 100)
     work = Path(a.work)
     work.mkdir(parents=True, exist_ok=True)
-    folder = Path(a.figures) if a.figures else (work if q else ROOT / "docs")
+    folder = Path(a.figures) if a.figures else (work if q else ROOT / "docs" / "results")
     folder.mkdir(parents=True, exist_ok=True)
     t_all = time.perf_counter()
 

@@ -15,7 +15,7 @@ improvement of the bound is then due to the second layer.
     python benchmarks/mnist_loglik.py --quick                  # ~1 minute on a CPU
     python benchmarks/mnist_loglik.py --device cuda --out benchmarks/results/mnist_loglik_gpu.json
 
-Writes a JSON of every figure (``--out``) and the figure ``docs/mnist_loglik.png``
+Writes a JSON of every figure (``--out``) and the figure ``docs/results/mnist_loglik.png``
 (log-likelihood against epochs and against the number of layers).
 """
 
@@ -84,11 +84,11 @@ def main(argv=None) -> int:
     p.add_argument("--bound-samples", type=int, default=10)
     p.add_argument("--train-size", type=int, default=None, help="use the first N training images")
     p.add_argument("--figure", default=None,
-                   help="PNG to write (default docs/mnist_loglik.png; none with --quick); '' for none")
+                   help="PNG to write (default docs/results/mnist_loglik.png; none with --quick); '' for none")
     args = p.parse_args(argv)
 
     if args.figure is None:
-        args.figure = "" if args.quick else str(ROOT / "docs" / "mnist_loglik.png")
+        args.figure = "" if args.quick else str(ROOT / "docs" / "results" / "mnist_loglik.png")
     if args.quick:
         args.epochs = args.epochs or 2
         args.cd_epochs = args.cd_epochs or 2

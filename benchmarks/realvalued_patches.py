@@ -2,7 +2,7 @@
 
 Lecture 14d / Cho, Ilin & Raiko (2011) / Hinton's practical guide (2010). Data: 8x8 grey
 patches of scikit-learn's two sample photographs (data.load_patches_dataset). Defaults,
-and why (the measurements are in benchmarks/RESULTS.md, issue 5, and docs/units.md):
+and why (the measurements are in benchmarks/RESULTS.md, issue 5, and docs/3-units.md):
 
   - contrast selection: patches whose own standard deviation (grey levels in [0, 1]) is
     below ``--min-contrast 0.03`` are dropped, train and test alike (about 60% of the
@@ -33,14 +33,14 @@ log-likelihood per patch by AIS over the hidden units (densities in the whitened
 row-centred space) and two reference points fitted to the same whitened training
 patches: an independent (factorial) Gaussian -- exactly an RBM with W = 0, so a trained
 RBM should beat it -- and a full-covariance Gaussian (covariance + e^-4 I, the smallest
-variance the RBM may use: the row-centred data are rank 63). Filters go to docs/ as PNGs,
+variance the RBM may use: the row-centred data are rank 63). Filters go to docs/results/ as PNGs,
 in pixel space: ``patches_filters_<model>.png`` is the generative ("colouring") view, the
 mean change in the patch when the hidden unit turns on, W_j mapped back through the
 inverse of the whitening; ``..._recognition.png`` the receptive field (the pixel weights
 of the hidden unit's input, A W_j / sigma^2 with A the whitening matrix);
 ``..._whitened.png`` W_j / sigma^2 in the whitened space the RBM sees.
 
-The learned-variance model from the command line (docs/units.md, "Natural image patches"):
+The learned-variance model from the command line (docs/3-units.md, "Natural image patches"):
 
     deepbelief train --dataset patches --min-contrast 0.03 --visible gaussian --hidden bernoulli \
         --transform zca --whiten-eps 1.0 --row-center --layers 100 --epochs 30 --batch-size 100 \
@@ -108,7 +108,7 @@ def main(argv=None) -> int:
     p.add_argument("--n-test", type=int, default=None, help="test patches, likewise (default 10000, quick 2000)")
     p.add_argument("--ais-runs", type=int, default=None, help="AIS runs (default 100, quick 20)")
     p.add_argument("--ais-betas", type=int, default=None, help="AIS temperatures (default 10000, quick 500)")
-    p.add_argument("--png-dir", default=str(ROOT / "docs"), help="where the filter PNGs go")
+    p.add_argument("--png-dir", default=str(ROOT / "docs" / "results"), help="where the filter PNGs go")
     p.add_argument("--png-suffix", default="", help="appended to the PNG names, e.g. _cpu")
     a = p.parse_args(argv)
     dev = resolve_device(a.device)

@@ -1,4 +1,4 @@
-"""Benchmark: `deepbelief reproduce erhan` (see docs/experiments.md).
+"""Benchmark: `deepbelief reproduce erhan` (see docs/6-experiments.md).
 
     python benchmarks/reproduce_erhan.py [--quick] [--device auto|cpu|cuda] [--seed 0]
         [--data-dir ../shared/data/mnist] [--out benchmarks/results/erhan.json]

@@ -1,4 +1,4 @@
-"""Benchmark: `deepbelief reproduce lecture14` (see docs/experiments.md).
+"""Benchmark: `deepbelief reproduce lecture14` (see docs/6-experiments.md).
 
     python benchmarks/reproduce_lecture14.py [--quick] [--device auto|cpu|cuda] [--seed 0]
         [--data-dir ../shared/data/mnist] [--out benchmarks/results/lecture14.json]

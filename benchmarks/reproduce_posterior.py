@@ -1,4 +1,4 @@
-"""Benchmark: `deepbelief reproduce posterior` (see docs/experiments.md).
+"""Benchmark: `deepbelief reproduce posterior` (see docs/6-experiments.md).
 
     python benchmarks/reproduce_posterior.py [--quick] [--device auto|cpu|cuda] [--seed 0]
         [--data-dir ../shared/data/mnist] [--out benchmarks/results/posterior.json]

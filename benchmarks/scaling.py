@@ -7,7 +7,7 @@ GFLOP/s of the five matrix products per batch (2 * b * n_vis * n_hid FLOPs each)
 
     python benchmarks/scaling.py --quick                         # ~1 min on 2 CPU cores
     python benchmarks/scaling.py --device cuda --out scaling-cuda.json \\
-        --table docs/scaling-cuda.md --plot docs/scaling-cuda.png
+        --table docs/results/scaling-cuda.md --plot docs/results/scaling-cuda.png
 """
 
 from __future__ import annotations
@@ -114,8 +114,8 @@ def main(argv=None):
     p.add_argument("--batches", default=",".join(map(str, BATCHES)), help="batch sizes of the sweep")
     p.add_argument("--hidden", default=",".join(map(str, HIDDEN)), help="hidden sizes of the sweep")
     p.add_argument("--precision", default="fp32", help="fp32|tf32|bf16 (tf32 and bf16 for GPUs)")
-    p.add_argument("--table", default=None, help="write a markdown table here (e.g. docs/scaling-cuda.md)")
-    p.add_argument("--plot", default=None, help="write a PNG plot here (e.g. docs/scaling-cuda.png)")
+    p.add_argument("--table", default=None, help="write a markdown table here (e.g. docs/results/scaling-cuda.md)")
+    p.add_argument("--plot", default=None, help="write a PNG plot here (e.g. docs/results/scaling-cuda.png)")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     args = p.parse_args(argv)
     if args.threads:

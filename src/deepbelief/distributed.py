@@ -3,7 +3,7 @@
 ``torchrun --nproc_per_node=N -m deepbelief train ...`` starts N copies of the same
 command; each sees ``WORLD_SIZE``/``RANK``/``LOCAL_RANK`` in its environment.
 ``init_from_env`` turns that into a process group (gloo on CPU, NCCL on CUDA, one GPU
-per process: ``cuda:LOCAL_RANK``). The training loop (``training.RBMTrainer``) then
+per process: ``cuda:LOCAL_RANK``). The training loop (``trainer.RBMTrainer``) then
 
 - holds the whole data set on every rank and draws the *same* permutation from the
   run's generator on every rank (all ranks start from the same seed);

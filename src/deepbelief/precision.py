@@ -8,7 +8,7 @@
 - ``bf16``: matrix multiplies run under ``torch.autocast`` with bfloat16 inputs (8-bit
   mantissa) and fp32 accumulation; parameters, velocities and all element-wise maths
   stay fp32. Fast on GPUs; on the project's CPUs bf16 matmuls are 40-60 times slower
-  than fp32 (docs/performance.md), so there it is only useful for testing.
+  than fp32 (docs/7-performance.md), so there it is only useful for testing.
 
 Error model (used by the tests): rounding both inputs of a product to a format with
 unit roundoff ``u`` (2^-9 for bf16, 2^-11 for tf32, round-to-nearest) changes each term

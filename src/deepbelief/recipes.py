@@ -151,7 +151,7 @@ RECIPES: dict[str, Recipe] = {
     # on all 60,000 training images, then conjugate gradients (3 line searches per 1,000-image
     # batch) with the new output layer alone for the first 5 epochs, for a fixed number of
     # epochs and no validation set, as their code did. They ran 200 epochs; 18 fit the
-    # 30-minute CPU budget of the whole recipe (docs/training.md: one CG epoch of the full
+    # 30-minute CPU budget of the whole recipe (docs/2-training.md: one CG epoch of the full
     # net costs about 8-9 forward/backward passes over the data).
     "hinton2006": Recipe(
         name="hinton2006",
@@ -162,7 +162,7 @@ RECIPES: dict[str, Recipe] = {
         # With lr 0.1 the RBMs above the first can fall into a state where every hidden unit
         # is off: their inputs are real-valued, dense and strongly correlated, so the Hebbian
         # term's largest eigenvalue times lr exceeds the stable step (measured: see
-        # docs/training.md). Half the rate is stable and costs nothing measurable.
+        # docs/2-training.md). Half the rate is stable and costs nothing measurable.
         layer_overrides=[{}, {"lr": 0.05}, {"lr": 0.05}],
         finetune=FinetuneConfig(epochs=18, method="cg", cg_batch_size=1000, cg_line_searches=3, top_only_epochs=5),
         n_valid=0,
@@ -199,7 +199,7 @@ RECIPES.update({
     # while training) is the paper's pre-trained weights scaled by 1 / keep: the pre-trained
     # weights are used as they are. No max-norm (Hinton et al. 2012 fine-tuned pre-trained
     # nets "with no weight constraints"; the pre-trained rows' norms exceed the published
-    # c = 3-4, see docs/training.md); max_norm is there to try. 100 epochs: about 15 min of
+    # c = 3-4, see docs/2-training.md); max_norm is there to try. 100 epochs: about 15 min of
     # fine-tuning on the 2-core CPU (the papers: 1,000 and more).
     "hinton2006_dropout": dataclasses.replace(
         copy.deepcopy(RECIPES["hinton2006"]), name="hinton2006_dropout",

@@ -3,7 +3,7 @@
 On the CPU torch's generator (mt19937) fills U(0, 1) numbers serially at about 8 ns each on a loaded machine
 (3.3 ns on a quiet machine) while the matrix products of a step use every core; numpy's
 PCG64 fills float32 numbers at 2-2.7 ns. An up-down step with 10 Gibbs iterations in the
-510 x 2000 top RBM draws about 2.6 million numbers (docs/performance.md has what it gave;
+510 x 2000 top RBM draws about 2.6 million numbers (docs/7-performance.md has what it gave;
 for the small CD-1 step the block cost more than it saved and is not used).
 
 ``StepUniforms`` draws all the numbers one step needs in one bulk call and hands them out

@@ -2,7 +2,7 @@
 sparsity statistics, the run's generator) and its update step; ``training.train_rbm``
 drives it through the shared epoch loop (deepbelief.loop).
 
-Buffers are allocated once (docs/performance.md): every parameter's gradient is a view of
+Buffers are allocated once (docs/7-performance.md): every parameter's gradient is a view of
 one flat buffer, so a data-parallel run all-reduces it in a single collective; the
 velocities are views of a second one, so momentum is two kernels whatever the number of
 parameters. All-binary models take the fused step of ``cd_fast.binary_cd_step``.
@@ -78,7 +78,7 @@ class RBMTrainer:
         from deepbelief.precision import check_precision
 
         self.precision = check_precision(config.precision, rbm.W.device)
-        # Buffers allocated once (docs/performance.md): every parameter's gradient is a
+        # Buffers allocated once (docs/7-performance.md): every parameter's gradient is a
         # view of one flat buffer, so a data-parallel run all-reduces it in a single
         # collective; the velocities are views of a second one, so momentum is two
         # kernels whatever the number of parameters. With a sparsity target the flat

@@ -3,7 +3,7 @@
 The loop follows Hinton's practical guide (2010): mini-batches, momentum that rises
 from 0.5 to 0.9 after a few epochs, L2 weight decay on the weights only, an optional
 sparsity target on the hidden units, and a linearly annealed learning rate. It is written
-to stay fast (docs/performance.md): the data lives on the device as one contiguous
+to stay fast (docs/7-performance.md): the data lives on the device as one contiguous
 tensor, batches are slices of a permutation drawn from the run's generator, random
 numbers are drawn in bulk by the unit types, parameter updates are fused with
 ``torch._foreach_*`` ops, and the host synchronises once per epoch, when the monitors

@@ -51,7 +51,7 @@ def load_patches_dataset(size: int = PATCHES_SIZE, *, n_train: int = PATCHES_N_T
     ``min_contrast`` > 0 keeps only patches whose own standard deviation (grey levels in
     [0, 1], see :func:`select_contrast`) exceeds it, in training and test set alike: about
     60% of the patches are flat (sky, walls) at 0.03, and Gaussian RBMs model the rest far
-    better (docs/units.md, "Natural image patches"). Candidate patches are then drawn in
+    better (docs/3-units.md, "Natural image patches"). Candidate patches are then drawn in
     rounds from the same generator, per photograph, until ``n_train`` / ``n_test`` have
     passed, so the sizes, and the half-and-half split between the photographs, hold; if a
     photograph yields too few (after ``PATCHES_MAX_DRAWS_PER_PATCH`` candidates per patch

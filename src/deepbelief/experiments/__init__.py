@@ -19,7 +19,7 @@ Each writes a markdown report and PNG figures to ``./deepbelief-results/<experim
 (``--output-dir``; benchmarks/ pass ``--docs-dir docs`` to update ``docs/results/``) and, with ``out``, a
 JSON of every measured figure plus machine information. Sizes: ``quick`` (minutes on a
 2-core CPU, a subset of MNIST), ``reduced`` (erhan: under 30 minutes on that CPU) and
-``full`` (sized for about a minute of an H100; see docs/experiments.md).
+``full`` (sized for about a minute of an H100; see docs/6-experiments.md).
 """
 
 from deepbelief.experiments.common import ERHAN_PUBLISHED, PUBLISHED, _from_dict, machine_info, mnist_subset

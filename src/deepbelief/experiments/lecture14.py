@@ -224,7 +224,7 @@ def lecture14_markdown(res: dict, size: str) -> str:
            f"{res['seed']}..{res['seed'] + c['seeds'] - 1}.", "",
            f"{res['n_train_images']} training images (each recipe cuts its own validation split from their end) "
            f"and {res['n_test_images']} test images. Each row is its recipe (`deepbelief train --recipe NAME`, "
-           f"settings in docs/training.md)" + (f", changed here by {changed}" if changed else ", unchanged") + ".", "",
+           f"settings in docs/2-training.md)" + (f", changed here by {changed}" if changed else ", unchanged") + ".", "",
            "| method | recipe | our test error: mean ± sd (seeds) | published | wall time per seed | source |",
            "| --- | --- | --- | --- | --- | --- |"]
     for r in res["rows"]:
