@@ -152,6 +152,13 @@ def load_run(
     return tensors, meta
 
 
+def kept_note(checkpoint, epoch: int) -> str:
+    """For a divergence message: where the last good checkpoint is, if there is one."""
+    if checkpoint is None or not Path(checkpoint).exists():
+        return ""
+    return f"; the last good checkpoint (epoch {epoch}) is kept at {str(checkpoint)!r}"
+
+
 def restore_generator(path, generator: torch.Generator, state: Tensor) -> None:
     """Set ``generator`` to a saved state, with an error naming the file if it does not fit."""
     try:
@@ -286,7 +293,7 @@ def _acquire(path: Path, what: str, folder: Path):
 
 
 __all__ = [
-    "GENERATOR_KEY", "due", "save_checkpoint", "load_checkpoint", "save_run", "load_run", "restore_generator", "generator_state_from",
+    "GENERATOR_KEY", "due", "save_checkpoint", "load_checkpoint", "save_run", "load_run", "kept_note", "restore_generator", "generator_state_from",
     "optimizer_tensors", "load_optimizer_tensors", "check_same_config", "hold_folder", "LOCK_NAME",
 ]
 

@@ -43,12 +43,7 @@ def check_int(name: str, value: Any, *, minimum: int | None = None, maximum: int
         hasattr(value, "__index__") and not isinstance(value, float)
     ):
         raise ConfigError(f"{name} must be an integer, got {_show(value)} ({type(value).__name__})")
-    value = int(value)
-    if minimum is not None and value < minimum:
-        raise ConfigError(f"{name} must be >= {minimum}, got {value}")
-    if maximum is not None and value > maximum:
-        raise ConfigError(f"{name} must be <= {maximum}, got {value}")
-    return value
+    return _in_range(name, int(value), minimum, maximum)
 
 
 def check_float(
@@ -65,11 +60,13 @@ def check_float(
     value = float(value)
     if not math.isfinite(value):
         raise ConfigError(f"{name} must be finite, got {value}")
-    if minimum is not None:
-        if strict_min and value <= minimum:
-            raise ConfigError(f"{name} must be > {minimum}, got {value}")
-        if not strict_min and value < minimum:
-            raise ConfigError(f"{name} must be >= {minimum}, got {value}")
+    return _in_range(name, value, minimum, maximum, strict_min)
+
+
+def _in_range(name: str, value, minimum, maximum, strict_min: bool = False):
+    """``value`` if minimum <= value <= maximum (minimum < value with ``strict_min``)."""
+    if minimum is not None and (value <= minimum if strict_min else value < minimum):
+        raise ConfigError(f"{name} must be {'>' if strict_min else '>='} {minimum}, got {value}")
     if maximum is not None and value > maximum:
         raise ConfigError(f"{name} must be <= {maximum}, got {value}")
     return value

@@ -349,8 +349,7 @@ class Finetuner:
             return
         from deepbelief.errors import DivergenceError
 
-        kept = (f"; the last good checkpoint (epoch {epoch}) is kept at {str(checkpoint)!r}"
-                if checkpoint is not None and Path(checkpoint).exists() else "")
+        kept = ck.kept_note(checkpoint, epoch)
         raise DivergenceError(
             f"fine-tuning diverged at epoch {epoch}: the training loss became {loss}"
             f"{'' if finite else ' and weights became NaN/inf'} "

@@ -19,7 +19,7 @@ import torch
 from torch import Tensor
 
 from deepbelief.cd_fast import binary_cd_step
-from deepbelief.checkpoint import load_run, restore_training_state, save_run
+from deepbelief.checkpoint import kept_note, load_run, restore_training_state, save_run
 from deepbelief.errors import ConfigError, DivergenceError
 from deepbelief.loop import run_epochs
 from deepbelief.rbm import RBM, batched
@@ -331,8 +331,7 @@ class RBMTrainer:
         if bad or exploded:
             what = (f"parameter group(s) {bad} became NaN/inf" if bad else
                     f"reconstruction error exploded to {recon:g} (epoch 0: {self._first_recon:g})")
-            kept = (f"; the last good checkpoint (epoch {self.epoch}) is kept at {str(checkpoint)!r}"
-                    if checkpoint is not None and Path(checkpoint).exists() else "")
+            kept = kept_note(checkpoint, self.epoch)
             raise DivergenceError(
                 f"training diverged at epoch {self.epoch}: {what}. Likely cause: the learning rate "
                 f"(lr={self.cfg.lr:g}) is too high for this data/unit type (real-valued units need "
