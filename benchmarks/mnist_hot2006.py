@@ -101,9 +101,9 @@ def main(argv=None) -> int:
         recipe.layer_overrides = [{k: v for k, v in o.items() if k != "epochs"} for o in recipe.layer_overrides]
     for flag, key, quick in ((a.updown_epochs, "epochs", 2), (a.final_epochs, "final_epochs", 1)):
         if flag is not None or q:
-            recipe.updown[key] = flag if flag is not None else quick
+            setattr(recipe.updown, key, flag if flag is not None else quick)
     if a.greedy_only:
-        recipe.updown["epochs"], recipe.updown["final_epochs"] = 0, 0
+        recipe.updown.epochs, recipe.updown.final_epochs = 0, 0
     if a.top_k is not None:
         over = recipe.layer_overrides + [{}] * (len(recipe.layers) - len(recipe.layer_overrides))
         recipe.layer_overrides = over[:-1] + [{**over[-1], "k": a.top_k}]

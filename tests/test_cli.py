@@ -125,6 +125,6 @@ def test_train_flags_are_derived_from_the_config_fields_they_set():
     # generative recipes: --finetune-epochs and --finetune-lr set up-down's, 0 means greedy only
     g = _recipe_from_args(parser.parse_args(["train", "--recipe", "hot2006", "--finetune-epochs", "5",
                                              "--finetune-lr", "0.002", "--updown-final-epochs", "2"]))
-    assert (g.updown["epochs"], g.updown["lr"], g.updown["final_epochs"]) == (5, 0.002, 2)
+    assert (g.updown.epochs, g.updown.lr, g.updown.final_epochs) == (5, 0.002, 2)
     g0 = _recipe_from_args(parser.parse_args(["train", "--recipe", "hot2006", "--finetune-epochs", "0"]))
-    assert (g0.updown["epochs"], g0.updown["final_epochs"], g0.finetune) == (0, 0, None)
+    assert (g0.updown.epochs, g0.updown.final_epochs, g0.finetune) == (0, 0, None)

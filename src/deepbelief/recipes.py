@@ -21,6 +21,7 @@ from deepbelief.errors import ConfigError, check_choice, check_fields, check_flo
 from deepbelief.finetune import FinetuneConfig
 from deepbelief.training import RBMTrainConfig
 from deepbelief.units import kinds, unit_type
+from deepbelief.wake_sleep import UpDownConfig
 
 
 @dataclass
@@ -54,8 +55,8 @@ class Recipe:
     #: a labelled generative DBN (HOT 2006): the last layer is the top RBM's hidden layer,
     #: joined below with the labels; ``finetune`` is ignored and ``updown`` fine-tunes it
     generative: bool = False
-    #: contrastive wake-sleep settings (wake_sleep.UpDownConfig fields) for generative recipes
-    updown: dict | None = None
+    #: contrastive wake-sleep settings for generative recipes (None: greedy training only)
+    updown: UpDownConfig | None = None
     #: how the classifier starts: "pretrained" (greedy RBM stack, unrolled), or no
     #: pre-training and a random draw: "glorot" or "normal" (finetune.random_classifier)
     init: str = "pretrained"
@@ -87,14 +88,12 @@ class Recipe:
         if self.finetune is not None:
             self.finetune.validate()
         if self.generative:
-            from deepbelief.wake_sleep import UpDownConfig
-
             if len(self.layers) < 2 or not (unit_type(self.visible).is_binary and unit_type(self.hidden).is_binary):
                 raise ConfigError("a generative recipe needs at least two Bernoulli hidden layers (features, top) "
                                   f"and Bernoulli data, got layers={self.layers}, visible={self.visible!r}, "
                                   f"hidden={self.hidden!r}")
             if self.updown is not None:
-                UpDownConfig.from_dict(self.updown)
+                self.updown.validate()
         return self
 
     def _check_types(self) -> None:
@@ -113,7 +112,7 @@ class Recipe:
                 raise ConfigError(f"{name} must be a {kind.__name__}, got {getattr(self, name)!r}")
         if not all(isinstance(o, dict) for o in self.layer_overrides):
             raise ConfigError(f"layer_overrides must be a list of tables (dicts), got {self.layer_overrides!r}")
-        for name, kind in (("rbm", RBMTrainConfig), ("finetune", FinetuneConfig), ("updown", dict)):
+        for name, kind in (("rbm", RBMTrainConfig), ("finetune", FinetuneConfig), ("updown", UpDownConfig)):
             value = getattr(self, name)
             if not isinstance(value, kind) and not (value is None and name != "rbm"):
                 raise ConfigError(f"{name} must be a table of {name} options"
@@ -140,6 +139,8 @@ class Recipe:
                 d[key] = None
         if isinstance(d.get("finetune"), dict):
             d["finetune"] = FinetuneConfig.from_dict(d["finetune"])
+        if isinstance(d.get("updown"), dict):
+            d["updown"] = UpDownConfig.from_dict(d["updown"])
         return cls(**d).validate()
 
 
@@ -186,8 +187,8 @@ RECIPES: dict[str, Recipe] = {
         finetune=None,
         n_valid=10_000,
         generative=True,
-        updown={"epochs": 300, "batch_size": 100, "lr": 0.01, "momentum": 0.5, "gibbs_steps": [3, 6, 10],
-                "balanced_batches": True, "final_epochs": 59},
+        updown=UpDownConfig(epochs=300, batch_size=100, lr=0.01, momentum=0.5, gibbs_steps=[3, 6, 10],
+                            balanced_batches=True, final_epochs=59),
     ),
 }
 RECIPES.update({

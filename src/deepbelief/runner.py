@@ -23,6 +23,7 @@ from deepbelief.recipes import RESUME_MAY_CHANGE, Recipe, layer_specs, pretraini
 from deepbelief.stacking import pretrain_generative, pretrain_stack
 from deepbelief.training import make_generator
 from deepbelief.units import unit_type
+from deepbelief.wake_sleep import UpDownConfig
 
 __all__ = ["run_recipe"]
 
@@ -286,7 +287,8 @@ def _prepare_checkpoint_dir(checkpoint_dir, recipe: Recipe, seed: int, resume: b
         flat_saved = {"seed": saved.get("seed"), **_flatten(saved.get("recipe") or {})}
         flat_now = {"seed": seed, **_flatten(run["recipe"])}
         # an option run.json lacks was added since: its default is what that run did
-        defaults = {**_flatten(Recipe().to_dict()), **_flatten({"finetune": dataclasses.asdict(FinetuneConfig())})}
+        defaults = {**_flatten(Recipe().to_dict()), **_flatten({"finetune": dataclasses.asdict(FinetuneConfig()),
+                                                                 "updown": dataclasses.asdict(UpDownConfig())})}
         flat_saved.update({k: defaults[k] for k in flat_now if k not in flat_saved and k in defaults})
         from deepbelief.checkpoint import check_same_config
 
@@ -322,8 +324,6 @@ def _run_generative(recipe: Recipe, *, data_dir, device, seed, log, checkpoint_d
     classification after greedy training), ``greedy_valid_error``, ``test_error`` (after
     up-down, or greedy if none) and timings.
     """
-    from deepbelief.wake_sleep import UpDownConfig
-
     dev = resolve_device(device)
     log = log or (lambda s: None)
     t_start = time.perf_counter()
@@ -332,7 +332,7 @@ def _run_generative(recipe: Recipe, *, data_dir, device, seed, log, checkpoint_d
     gen = make_generator(seed, dev)
     sizes = [x_tr.shape[1]] + [int(s) for s in recipe.layers]
     configs = recipe.rbm_configs()
-    ud = UpDownConfig.from_dict(recipe.updown) if recipe.updown is not None else None
+    ud = recipe.updown
     log(f"[{recipe.name}] data {recipe.dataset}: train {x_tr.shape[0]}, valid {n_valid}, test {x_te.shape[0]}; "
         f"layers {sizes[:-1]} + {ds.n_classes} labels -> {sizes[-1]}; device {dev}")
     n_all = all_data[0].shape[0]

@@ -10,6 +10,7 @@ hyper-parameter lives in its config (default, validation) and in one row here (f
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 from pathlib import Path
 
@@ -80,6 +81,7 @@ def add_train(sub) -> None:
 
 def _recipe_from_args(args):
     from deepbelief.recipes import Recipe, get_recipe
+    from deepbelief.wake_sleep import UpDownConfig
 
     recipe = get_recipe(args.recipe)
     if args.config:
@@ -93,7 +95,7 @@ def _recipe_from_args(args):
     if args.layers is not None:
         recipe.layer_overrides = recipe.layer_overrides[: len(args.layers)]
     if recipe.generative and args.finetune_epochs == 0:  # greedy only: no final up-down epochs either
-        recipe.updown = {**(recipe.updown or {}), "final_epochs": 0}
+        recipe.updown = dataclasses.replace(recipe.updown or UpDownConfig(), final_epochs=0)
     for flag, (targets, _help) in TRAIN_FLAGS.items():
         value = getattr(args, _dest(flag))
         if value is not None:
@@ -177,8 +179,6 @@ def _config_class(section: str):
 
 def _flag_kwargs(flag: str, target: str) -> dict:
     """argparse options of ``flag`` from the type of the config field ``target``."""
-    import dataclasses
-
     section, name = target.split(".")
     kind = {f.name: str(f.type) for f in dataclasses.fields(_config_class(section))}[name]
     if kind == "bool":
@@ -194,6 +194,8 @@ def _flag_kwargs(flag: str, target: str) -> dict:
 
 
 def _set(recipe, target: str, value) -> None:
+    from deepbelief.wake_sleep import UpDownConfig
+
     section, name = target.split(".")
     if section == "recipe":
         setattr(recipe, name, value)
@@ -202,7 +204,7 @@ def _set(recipe, target: str, value) -> None:
     elif section == "finetune" and recipe.finetune is not None:
         setattr(recipe.finetune, name, value)
     elif section == "updown" and recipe.generative:
-        recipe.updown = {**(recipe.updown or {}), name: value}
+        recipe.updown = dataclasses.replace(recipe.updown or UpDownConfig(), **{name: value})
 
 
 def cmd_train(args) -> int:
