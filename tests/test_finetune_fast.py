@@ -189,7 +189,7 @@ def test_recipe_checkpoint_dir_from_before_the_option_still_resumes(tmp_path):
     import json
 
     from deepbelief.recipes import get_recipe
-    from deepbelief.runner import _prepare_checkpoint_dir
+    from deepbelief.run_folder import prepare as _prepare_checkpoint_dir
 
     _prepare_checkpoint_dir(tmp_path, get_recipe("default"), 0, resume=False)
     run = json.loads((tmp_path / "run.json").read_text())

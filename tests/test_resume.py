@@ -259,7 +259,7 @@ def test_cli_train_killed_and_resumed_matches_uninterrupted(tmp_path):
 
 def test_cli_resume_with_other_settings_is_refused(tmp_path):
     from deepbelief.recipes import get_recipe
-    from deepbelief.runner import _prepare_checkpoint_dir
+    from deepbelief.run_folder import prepare as _prepare_checkpoint_dir
 
     r = get_recipe("default")
     _prepare_checkpoint_dir(tmp_path, r, 0, resume=False)

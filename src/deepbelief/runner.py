@@ -17,13 +17,13 @@ from pathlib import Path
 from typing import Callable
 
 from deepbelief.errors import ConfigError, check_int, resolve_device
-from deepbelief.finetune import FinetuneConfig, error_rate, finetune, random_classifier, unroll
+from deepbelief import run_folder
+from deepbelief.finetune import error_rate, finetune, random_classifier, unroll
 from deepbelief.progress import Progress, epoch_of, fmt_seconds
-from deepbelief.recipes import RESUME_MAY_CHANGE, Recipe, layer_specs, pretraining_key
+from deepbelief.recipes import Recipe, layer_specs, pretraining_key
 from deepbelief.stacking import pretrain_generative, pretrain_stack
 from deepbelief.training import make_generator
 from deepbelief.units import unit_type
-from deepbelief.wake_sleep import UpDownConfig
 
 __all__ = ["run_recipe"]
 
@@ -94,21 +94,11 @@ def run_recipe(
                           f"not this recipe's ({pretraining_key(recipe, seed)})")
     if checkpoint_dir is None or not distributed.is_main():  # ranks > 0 share rank 0's folder and lock
         return _run_recipe(recipe, **kw)
-    note = _resume_note(Path(checkpoint_dir)) if resume else None
+    note = run_folder.resume_note(Path(checkpoint_dir)) if resume else None
     with ck.hold_folder(checkpoint_dir, log=log):
         if note and log:
             log(note)
         return _run_recipe(recipe, **kw)
-
-
-def _resume_note(folder: Path) -> str | None:
-    """What ``resume`` will do in ``folder`` when there is nothing to continue."""
-    if not folder.exists():
-        return (f"resume: checkpoint folder {str(folder)!r} does not exist, so there is nothing to continue: "
-                "starting a new run there (check the --checkpoint-dir name if you meant an existing run)")
-    if not (folder / "run.json").exists():
-        return f"resume: no run.json in {str(folder)!r}, so there is nothing to continue: starting a new run there"
-    return None
 
 
 def _run_recipe(recipe: Recipe, *, data_dir, device, seed, log, checkpoint_dir, resume, dataset,
@@ -116,7 +106,7 @@ def _run_recipe(recipe: Recipe, *, data_dir, device, seed, log, checkpoint_dir, 
     checkpoint_every = check_int("checkpoint_every", checkpoint_every, minimum=1)
     ckdir = None
     if checkpoint_dir is not None:
-        ckdir = _prepare_checkpoint_dir(checkpoint_dir, recipe, seed, resume)
+        ckdir = run_folder.prepare(checkpoint_dir, recipe, seed, resume)
     elif resume:
         raise ConfigError("resume needs a checkpoint_dir (--checkpoint-dir) to resume from, got None")
 
@@ -239,8 +229,9 @@ def _finetune_phase(recipe: Recipe, result: dict, d: dict, specs, gen, dev, *, c
         ft = dataclasses.replace(recipe.finetune, epochs=best_epoch + 1)
         ft_epochs["retrain"] = ft.epochs
         retrain_ckpt = None if ckdir is None else ckdir / "retrain.ckpt.safetensors"
+        again = resume and run_folder.retrain_resumable(retrain_ckpt, ft, log)
         finetune(net, x_all, y_all, ft, generator=gen, callback=on_ft, checkpoint=retrain_ckpt,
-                 checkpoint_every=checkpoint_every, resume=resume and _retrain_resumable(retrain_ckpt, ft, log))
+                 checkpoint_every=checkpoint_every, resume=again)
     finetune_s = time.perf_counter() - t0
     test_error = float(error_rate(net, x_te, y_te))
     log(f"[{recipe.name}] test error {100 * test_error:.2f}% on {x_te.shape[0]} images "
@@ -248,67 +239,6 @@ def _finetune_phase(recipe: Recipe, result: dict, d: dict, specs, gen, dev, *, c
     result.update(net=net, test_error=test_error, valid_error=valid_error, best_epoch=best_epoch,
                   finetune_seconds=finetune_s, history=hist)
 
-
-def _retrain_resumable(path, ft: FinetuneConfig, log) -> bool:
-    """False when the retraining checkpoint was made for another number of epochs: the
-    fine-tuning before it was extended on resume (more ``finetune.epochs``) and chose
-    another best epoch, so retraining starts afresh instead of continuing a stale run."""
-    from deepbelief.io import read_metadata
-
-    if path is None or not Path(path).exists():
-        return True
-    saved = (read_metadata(path).get("train") or {}).get("epochs")
-    if saved == ft.epochs:
-        return True
-    log(f"  retraining afresh: {path.name} was made for {saved} epochs, fine-tuning now chose {ft.epochs}")
-    return False
-
-
-def _prepare_checkpoint_dir(checkpoint_dir, recipe: Recipe, seed: int, resume: bool) -> Path:
-    """Create the folder and record (or, on resume, compare) the run's recipe and seed.
-
-    A resumed run with other settings would silently mix two runs, so any difference is
-    an error naming the fields that differ.
-    """
-    import json
-
-    from deepbelief.io import atomic_write_bytes
-
-    from deepbelief.checkpoint import make_folder
-
-    folder = make_folder(checkpoint_dir, "checkpoint_dir")
-    run = {"recipe": recipe.to_dict(), "seed": seed}
-    path = folder / "run.json"
-    if resume and path.exists():
-        try:
-            saved = json.loads(path.read_text())
-        except (OSError, ValueError) as exc:
-            raise ConfigError(f"checkpoint_dir {str(folder)!r}: run.json is unreadable ({exc})") from None
-        flat_saved = {"seed": saved.get("seed"), **_flatten(saved.get("recipe") or {})}
-        flat_now = {"seed": seed, **_flatten(run["recipe"])}
-        # an option run.json lacks was added since: its default is what that run did
-        defaults = {**_flatten(Recipe().to_dict()), **_flatten({"finetune": dataclasses.asdict(FinetuneConfig()),
-                                                                 "updown": dataclasses.asdict(UpDownConfig())})}
-        flat_saved.update({k: defaults[k] for k in flat_now if k not in flat_saved and k in defaults})
-        from deepbelief.checkpoint import check_same_config
-
-        # finetune.fast picks autograd or the hand-written step: the same run up to float
-        # rounding (and run.json files from before the option lack it); more fine-tuning or
-        # up-down epochs continue those phases. rbm.epochs may not change: finished layers
-        # are not retrained, so the stack would mix two schedules
-        check_same_config(path, flat_saved, flat_now, allowed=RESUME_MAY_CHANGE)
-    atomic_write_bytes(path, json.dumps(run, indent=2, sort_keys=True).encode())
-    return folder
-
-
-def _flatten(d: dict, prefix: str = "") -> dict:
-    out = {}
-    for k, v in d.items():
-        if isinstance(v, dict):
-            out.update(_flatten(v, f"{prefix}{k}."))
-        else:
-            out[f"{prefix}{k}"] = v
-    return out
 
 def _run_generative(recipe: Recipe, *, data_dir, device, seed, log, checkpoint_dir, resume, dataset,
                     checkpoint_every, logger, after_greedy) -> dict:
