@@ -32,7 +32,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import ROOT, machine_info, parser, write_json  # noqa: E402  (puts src/ on the path)
 
-from deepbelief.ais import ais_log_partition, dbn_lower_bound, rbm_log_likelihood  # noqa: E402
+from deepbelief.ais import ais_log_partition, rbm_log_likelihood  # noqa: E402
+from deepbelief.bound import dbn_lower_bound  # noqa: E402
 from deepbelief.data import load_dataset  # noqa: E402
 from deepbelief.errors import resolve_device  # noqa: E402
 from deepbelief.rbm import RBM, batched  # noqa: E402

@@ -11,11 +11,11 @@ from deepbelief.ais import (
     PAPER_N_BETAS,
     AISResult,
     ais_log_partition,
-    dbn_lower_bound,
     paper_betas,
     rbm_log_likelihood,
     rbm_log_prob,
 )
+from deepbelief.bound import dbn_lower_bound
 from deepbelief.dbn import DBN
 from deepbelief.errors import ConfigError, DataError
 from deepbelief.rbm import RBM
@@ -240,7 +240,7 @@ def test_bound_estimator_matches_exact_bound():
 def test_bound_with_ais_top_log_z():
     dbn = two_layer(30)
     v = exact.all_binary(6)
-    from deepbelief.ais import top_base_data
+    from deepbelief.bound import top_base_data
 
     res = ais_log_partition(dbn.rbms[1], n_runs=100, betas=1000, base_data=top_base_data(dbn, v), generator=gen(2))
     est = dbn_lower_bound(dbn, v, res, n_samples=100, generator=gen(3))

@@ -85,7 +85,7 @@ def test_raise_refuses_real_valued_visibles():
 
 
 def test_conservative_dbn_bound_lies_below_the_exact_log_likelihood():
-    from deepbelief.ais import dbn_lower_bound
+    from deepbelief.bound import dbn_lower_bound
     from deepbelief.dbn import DBN
     from deepbelief.reverse_ais import raise_dbn_lower_bound
 

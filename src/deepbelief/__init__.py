@@ -18,7 +18,8 @@ __version__ = "0.1.0"
 
 from deepbelief.dbn import DBN, GenerativeDBN
 
-from deepbelief.ais import ais_log_partition, dbn_lower_bound, rbm_log_likelihood
+from deepbelief.ais import ais_log_partition, rbm_log_likelihood
+from deepbelief.bound import dbn_lower_bound
 from deepbelief.errors import ConfigError, DataError, DeepBeliefError, DivergenceError, ModelFileError
 from deepbelief.finetune import DeepClassifier, FinetuneConfig, finetune, unroll
 from deepbelief.io import load_model, save_model

@@ -157,7 +157,7 @@ def dbn_log_prob(dbn, v: Tensor) -> Tensor:
 
 @torch.no_grad()
 def dbn_variational_bound(dbn, v: Tensor) -> Tensor:
-    """The exact variational lower bound of ``ais.dbn_lower_bound``, by enumeration: (batch,).
+    """The exact variational lower bound of ``bound.dbn_lower_bound``, by enumeration: (batch,).
 
     B(v) = sum_{h_1} Q(h_1 | v) [log p(v | h_1) - log Q(h_1 | v) + B_2(h_1)], recursively
     up the stack, with B_{L-1}(h) = log p_top(h), the top RBM's exact marginal.

@@ -11,7 +11,8 @@ from typing import Callable
 import torch
 
 from deepbelief import reverse_ais
-from deepbelief.ais import AISResult, ais_log_partition, dbn_lower_bound, rbm_log_likelihood, top_base_data
+from deepbelief.ais import AISResult, ais_log_partition, rbm_log_likelihood
+from deepbelief.bound import dbn_lower_bound, top_base_data
 from deepbelief.errors import ConfigError, check_int
 
 

@@ -36,6 +36,7 @@ import torch
 from torch import Tensor
 
 from deepbelief.ais import _check_betas, _resolve_over, fit_base_biases
+from deepbelief.bound import dbn_lower_bound_terms
 from deepbelief.errors import ConfigError, check_int
 from deepbelief.units import Units
 
@@ -162,15 +163,13 @@ def raise_dbn_lower_bound(
     generator: torch.Generator | None = None,
     batch_size: int = 1000,
 ) -> RAISEResult:
-    """The DBN variational bound of ``ais.dbn_lower_bound`` with the top RBM's log p(h) taken
+    """The DBN variational bound of ``bound.dbn_lower_bound`` with the top RBM's log p(h) taken
     from one reverse-AIS chain per sample instead of -F(h) - log Z: conservative in
     expectation twice over (the variational gap, and Jensen's inequality for RAISE).
 
-    ``base_data`` is the top RBM's training data (``ais.top_base_data``). Returns a
+    ``base_data`` is the top RBM's training data (``bound.top_base_data``). Returns a
     ``RAISEResult`` whose ``log_weights`` are the (n, n_samples) bound terms.
     """
-    from deepbelief.ais import dbn_lower_bound_terms
-
     t0 = time.perf_counter()
     rbms = list(dbn.rbms) if hasattr(dbn, "rbms") else list(dbn)
     if len(rbms) < 2:
