@@ -117,7 +117,7 @@ def offline(monkeypatch, tmp_path):
 def fake_mnist(monkeypatch):
     """Synthetic MNIST-named arrays whose digests replace the real ones for the test."""
     arrays = synthetic_mnist()
-    monkeypatch.setattr(data.sources, "MNIST_SHA256", {stem: sha(idx_bytes(a)) for stem, a in arrays.items()})
+    monkeypatch.setattr(data.locate, "MNIST_SHA256", {stem: sha(idx_bytes(a)) for stem, a in arrays.items()})
     return arrays
 
 
@@ -511,7 +511,7 @@ def test_download_interrupted_rename_leaves_nothing(tmp_path, monkeypatch, fake_
 
 def test_download_refuses_oversized_responses(tmp_path, monkeypatch, fake_mnist):
     monkeypatch.setattr(urllib.request, "urlopen", FakeNet(serve(fake_mnist)))
-    monkeypatch.setattr(data.sources, "MAX_DOWNLOAD_BYTES", 10)
+    monkeypatch.setattr(data.download, "MAX_DOWNLOAD_BYTES", 10)
     with pytest.raises(DataError, match="larger than the 10 bytes"):
         data.download_mnist(tmp_path / "c", mirrors=data.MNIST_MIRRORS[:1])
     assert not (tmp_path / "c").exists()  # no file and no folder the failed attempt created

@@ -1,7 +1,7 @@
 """Datasets: the IDX reader (idx.py), the ``Dataset`` type (dataset.py), where MNIST and
-Fashion-MNIST come from (sources.py: an explicit folder, ``$DEEPBELIEF_DATA``, the user cache,
-a checksum-verified download), the named datasets and the embedded 8x8 digits
-(datasets.py), and natural-image patches (patches.py). Every public name is importable
+Fashion-MNIST come from (sources.py, the loaders; locate.py: an explicit folder,
+``$DEEPBELIEF_DATA``, the user cache; download.py: a checksum-verified download), the
+named datasets and the embedded 8x8 digits (datasets.py), and natural-image patches (patches.py). Every public name is importable
 from ``deepbelief.data``."""
 
 from deepbelief.data.dataset import MNIST_N_VALID, Dataset, Split, binarize
@@ -22,20 +22,9 @@ from deepbelief.data.patches import (
     load_patches_dataset,
     select_contrast,
 )
-from deepbelief.data.sources import (
-    DATA_ENV_VAR,
-    DOWNLOAD_TIMEOUT_S,
-    FASHION_MNIST_SYSTEM_DIR,
-    MAX_DOWNLOAD_BYTES,
-    MNIST_FILES,
-    MNIST_MIRRORS,
-    MNIST_SHA256,
-    default_cache_dir,
-    download_mnist,
-    load_fashion_mnist,
-    load_idx_folder,
-    load_mnist,
-)
+from deepbelief.data.download import DOWNLOAD_TIMEOUT_S, MAX_DOWNLOAD_BYTES, MNIST_MIRRORS, download_mnist
+from deepbelief.data.locate import DATA_ENV_VAR, MNIST_FILES, MNIST_SHA256, default_cache_dir
+from deepbelief.data.sources import FASHION_MNIST_SYSTEM_DIR, load_fashion_mnist, load_idx_folder, load_mnist
 
 __all__ = [
     "DATASETS",

@@ -44,8 +44,8 @@ def load_patches_dataset(size: int = PATCHES_SIZE, *, n_train: int = PATCHES_N_T
     The photographs are converted to grey (ITU-R 601 luma, 0.299 R + 0.587 G + 0.114 B)
     in [0, 1]. Patch positions are drawn uniformly with ``numpy.random.default_rng(seed)``,
     half from each photograph; training patches lie entirely inside the "white" 32x32
-    blocks of a checkerboard over the photograph, test patches inside the "black" ones. The label is the photograph (0 china,
-    1 flower). No file or network is needed (the JPEGs ship with scikit-learn, read with
+    blocks of a checkerboard over the photograph, test patches inside the "black" ones. The
+    label is the photograph (0 china, 1 flower). No file or network is needed (the JPEGs ship with scikit-learn, read with
     Pillow). For Gaussian RBMs standardise or whiten them first (``deepbelief.transforms``).
 
     ``min_contrast`` > 0 keeps only patches whose own standard deviation (grey levels in
@@ -67,15 +67,7 @@ def load_patches_dataset(size: int = PATCHES_SIZE, *, n_train: int = PATCHES_N_T
     n_test = check_int("n_test", n_test, minimum=1)
     seed = check_int("seed", seed, minimum=0)
     min_contrast = check_float("min_contrast", min_contrast, minimum=0.0, maximum=1.0)
-    try:
-        from sklearn.datasets import load_sample_images
-    except ImportError as exc:  # pragma: no cover - sklearn is a dependency
-        raise DataError(f"the patches dataset needs scikit-learn's sample images: {exc}") from None
-    try:
-        images = load_sample_images().images
-    except ImportError as exc:  # pragma: no cover - Pillow missing
-        raise DataError(f"the patches dataset needs Pillow to read scikit-learn's JPEGs: {exc}") from None
-    grey = [np.asarray(im, dtype=np.float64) @ np.array([0.299, 0.587, 0.114]) / 255.0 for im in images]
+    grey = _grey_photographs()
     rng = np.random.default_rng(seed)
     out = {}
     for part, n in (("train", n_train), ("test", n_test)):
@@ -97,22 +89,7 @@ def load_patches_dataset(size: int = PATCHES_SIZE, *, n_train: int = PATCHES_N_T
                 patches = img[r[:, None, None] + d[None, :, None], c[:, None, None] + d[None, None, :]]
                 return patches.reshape(k, size * size)
 
-            if min_contrast == 0.0:
-                patches = draw(m)
-            else:  # rounds of candidates, sized by the acceptance rate so far
-                kept, n_kept, drawn = [], 0, 0
-                while n_kept < m:
-                    if drawn >= PATCHES_MAX_DRAWS_PER_PATCH * m:
-                        raise DataError(
-                            f"min_contrast={min_contrast} keeps only {n_kept} of {drawn} candidate {part} patches "
-                            f"of photograph {label} ({m} wanted); lower min_contrast or n_{part}")
-                    rate = max(n_kept / drawn, 0.01) if drawn else 0.5
-                    k = min(int((m - n_kept) / rate * 1.1) + 64, PATCHES_MAX_DRAWS_PER_PATCH * m - drawn)
-                    cand = select_contrast(draw(k), min_contrast)
-                    drawn += k
-                    kept.append(cand[: m - n_kept])
-                    n_kept += len(kept[-1])
-                patches = np.concatenate(kept)
+            patches = draw(m) if min_contrast == 0.0 else _draw_contrasted(draw, m, min_contrast, part, label)
             xs.append(patches)
             ys.append(np.full(m, label, dtype=np.int64))
         order = rng.permutation(n)
@@ -128,3 +105,34 @@ def load_patches_dataset(size: int = PATCHES_SIZE, *, n_train: int = PATCHES_N_T
         n_classes=2,
         source="sklearn.datasets.load_sample_images",
     )
+
+
+def _grey_photographs() -> list[np.ndarray]:
+    """scikit-learn's two sample photographs in grey (ITU-R 601 luma), values in [0, 1]."""
+    try:
+        from sklearn.datasets import load_sample_images
+    except ImportError as exc:  # pragma: no cover - sklearn is a dependency
+        raise DataError(f"the patches dataset needs scikit-learn's sample images: {exc}") from None
+    try:
+        images = load_sample_images().images
+    except ImportError as exc:  # pragma: no cover - Pillow missing
+        raise DataError(f"the patches dataset needs Pillow to read scikit-learn's JPEGs: {exc}") from None
+    return [np.asarray(im, dtype=np.float64) @ np.array([0.299, 0.587, 0.114]) / 255.0 for im in images]
+
+
+def _draw_contrasted(draw, m: int, min_contrast: float, part: str, label: int) -> np.ndarray:
+    """``m`` patches whose std exceeds ``min_contrast``, from rounds of ``draw(k)`` candidates
+    sized by the acceptance rate so far (``load_patches_dataset``)."""
+    kept, n_kept, drawn = [], 0, 0
+    while n_kept < m:
+        if drawn >= PATCHES_MAX_DRAWS_PER_PATCH * m:
+            raise DataError(
+                f"min_contrast={min_contrast} keeps only {n_kept} of {drawn} candidate {part} patches "
+                f"of photograph {label} ({m} wanted); lower min_contrast or n_{part}")
+        rate = max(n_kept / drawn, 0.01) if drawn else 0.5
+        k = min(int((m - n_kept) / rate * 1.1) + 64, PATCHES_MAX_DRAWS_PER_PATCH * m - drawn)
+        cand = select_contrast(draw(k), min_contrast)
+        drawn += k
+        kept.append(cand[: m - n_kept])
+        n_kept += len(kept[-1])
+    return np.concatenate(kept)
