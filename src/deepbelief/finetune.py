@@ -4,9 +4,9 @@ Hinton & Salakhutdinov (2006) initialise a deep feed-forward network with the we
 of a greedily trained stack of RBMs, add a softmax output layer, and fine-tune everything
 gently with backpropagation. They trained only the new top layer for the first epochs,
 so that its random weights do not wreck the pre-trained features; we do the same
-(``top_only_epochs``), then use SGD with momentum (their optimiser was conjugate
-gradient; plain momentum SGD with a small, decaying learning rate is the usual modern
-stand-in and is much cheaper per epoch). Early stopping on a validation set picks the
+(``top_only_epochs``). Two optimisers: their conjugate gradients (``method="cg"``,
+deepbelief.cg: 3 line searches per 1,000-image batch) and momentum SGD with a decaying
+rate (``method="sgd"``, which dropout needs). Early stopping on a validation set picks the
 number of epochs; ``retrain_on_all`` then repeats that many epochs on train + valid.
 Dropout (Srivastava et al. 2014) is optional and uses the run's explicit generator.
 
@@ -35,71 +35,13 @@ from torch import Tensor, nn
 
 from deepbelief import checkpoint as ck
 from deepbelief.backprop import FastBackprop, cg_batch
-from deepbelief.classifier import DeepClassifier
+from deepbelief.classifier import DeepClassifier, random_classifier, unroll
 from deepbelief.errors import ConfigError, as_data, as_labels, check_choice, check_fields, check_float, check_int
 from deepbelief.io import load_state_into
 from deepbelief.loop import run_epochs
 
 __all__ = ["DeepClassifier", "FastBackprop", "FinetuneConfig", "Finetuner", "error_rate", "finetune", "random_classifier",
            "unroll"]
-
-def unroll(dbn, n_classes: int = 10, *, generator: torch.Generator | None = None, dropout: float = 0.0,
-           input_dropout: float = 0.0, out_std: float = 0.01) -> DeepClassifier:
-    """Copy a stack's recognition weights into a ``DeepClassifier``.
-
-    Layer i computes act(s_v(v) W_i + c_i), the mean of RBM i's hidden units (the hidden
-    unit type's ``activation``); the visible scale is folded into the weights
-    (``fold_scale``: for Gaussian visible units s_v(v) = v / sigma^2, so W / sigma^2). The
-    new output layer starts from N(0, out_std^2) weights drawn with ``generator``.
-    """
-    rbms = list(dbn.rbms) if hasattr(dbn, "rbms") else list(dbn) if isinstance(dbn, (list, tuple)) else None
-    if not rbms or not all(hasattr(r, "hidden") and hasattr(r, "W") for r in rbms):
-        raise ConfigError(f"dbn must be a DBN or a non-empty list of RBMs, got {dbn!r:.80}")
-    acts = []
-    for r in rbms:
-        if r.hidden.activation is None:
-            raise ConfigError(f"cannot unroll hidden units of type {r.hidden.kind!r}: the unit type has no "
-                              f"feed-forward activation (set its ``activation``)")
-        acts.append(r.hidden.activation)
-    sizes = [rbms[0].n_visible] + [r.n_hidden for r in rbms]
-    net = DeepClassifier(sizes, acts, n_classes, dropout=dropout, input_dropout=input_dropout)
-    device = rbms[0].W.device
-    net.to(device)
-    with torch.no_grad():
-        for lin, r in zip(net.hidden, rbms):
-            lin.weight.copy_(r.visible.fold_scale(r.W).T)
-            lin.bias.copy_(r.hidden.bias)
-        net.out.weight.copy_(torch.randn(net.out.weight.shape, generator=generator, device=device) * out_std)
-        net.out.bias.zero_()
-    return net
-
-
-def random_classifier(sizes, n_classes: int = 10, *, activation: str = "sigmoid", init: str = "glorot",
-                      init_std: float = 0.01, generator: torch.Generator | None = None, device=None,
-                      **kw) -> DeepClassifier:
-    """The same architecture from random initialisation (the no-pre-training baseline).
-
-    ``init``, for the weights of every layer (biases start at zero):
-        "glorot": uniform in +-r, r = sqrt(6 / (fan_in + fan_out)) (Glorot & Bengio 2010,
-            eq. 16), times 4 for sigmoid units (their recommendation for the logistic);
-            variance r^2 / 3.
-        "normal": N(0, init_std^2), the "small random weights" of the lecture.
-    Draws come from ``generator`` layer by layer, input side first.
-    """
-    check_choice("init", init, {"glorot", "normal"})
-    check_float("init_std", init_std, minimum=0.0, strict_min=True)
-    net = DeepClassifier(sizes, [activation] * (len(sizes) - 1), n_classes, **kw).to(device)
-    with torch.no_grad():
-        for lin in list(net.hidden) + [net.out]:
-            fan_out, fan_in = lin.weight.shape
-            if init == "glorot":
-                r = (6.0 / (fan_in + fan_out)) ** 0.5 * (4.0 if activation == "sigmoid" else 1.0)
-                lin.weight.copy_((torch.rand(lin.weight.shape, generator=generator, device=device) * 2 - 1) * r)
-            else:
-                lin.weight.copy_(torch.randn(lin.weight.shape, generator=generator, device=device) * init_std)
-            lin.bias.zero_()
-    return net
-
 
 @dataclass
 class FinetuneConfig:
