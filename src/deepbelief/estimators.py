@@ -60,6 +60,13 @@ def _to_numpy(t: torch.Tensor, dtype) -> np.ndarray:
 class _Base(BaseEstimator):
     """Shared input handling: validation, dtype, device, standardisation."""
 
+    def _record_params(self, params: dict) -> None:
+        """Store every ``__init__`` argument as the attribute of its name, and nothing else
+        (scikit-learn's rule: ``__init__`` records its parameters, ``fit`` validates them)."""
+        for name, value in params.items():
+            if name not in ("self", "__class__"):
+                setattr(self, name, value)
+
     def _check_common(self) -> None:
         check_choice("visible", self.visible, kinds("visible"))
         check_int("n_iter", self.n_iter, minimum=0)
@@ -174,18 +181,7 @@ class RBMTransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, _Base):
     def __init__(self, n_components=256, *, learning_rate=0.1, batch_size=10, n_iter=10, visible="bernoulli",
                  hidden="bernoulli", method="cd", k=1, weight_decay=2e-4, device="cpu", random_state=None,
                  verbose=0):
-        self.n_components = n_components
-        self.learning_rate = learning_rate
-        self.batch_size = batch_size
-        self.n_iter = n_iter
-        self.visible = visible
-        self.hidden = hidden
-        self.method = method
-        self.k = k
-        self.weight_decay = weight_decay
-        self.device = device
-        self.random_state = random_state
-        self.verbose = verbose
+        self._record_params(locals())
 
     def fit(self, X, y=None):
         """Train the RBM on X, shape (n_samples, n_features). ``y`` is ignored."""
@@ -251,17 +247,7 @@ class DBNTransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, _Base):
     def __init__(self, hidden_layer_sizes=(256, 256), *, learning_rate=0.1, batch_size=10, n_iter=10,
                  visible="bernoulli", method="cd", k=1, weight_decay=2e-4, device="cpu", random_state=None,
                  verbose=0):
-        self.hidden_layer_sizes = hidden_layer_sizes
-        self.learning_rate = learning_rate
-        self.batch_size = batch_size
-        self.n_iter = n_iter
-        self.visible = visible
-        self.method = method
-        self.k = k
-        self.weight_decay = weight_decay
-        self.device = device
-        self.random_state = random_state
-        self.verbose = verbose
+        self._record_params(locals())
 
     def fit(self, X, y=None):
         """Pre-train the stack on X, shape (n_samples, n_features). ``y`` is ignored."""
@@ -327,23 +313,7 @@ class DBNClassifier(ClassifierMixin, _Base):
                  visible="bernoulli", method="cd", k=1, weight_decay=2e-4, finetune_epochs=20, finetune_lr=0.1,
                  top_only_epochs=2, dropout=0.0, input_dropout=0.0, pretrain=True, device="cpu",
                  random_state=None, verbose=0):
-        self.hidden_layer_sizes = hidden_layer_sizes
-        self.learning_rate = learning_rate
-        self.batch_size = batch_size
-        self.n_iter = n_iter
-        self.visible = visible
-        self.method = method
-        self.k = k
-        self.weight_decay = weight_decay
-        self.finetune_epochs = finetune_epochs
-        self.finetune_lr = finetune_lr
-        self.top_only_epochs = top_only_epochs
-        self.dropout = dropout
-        self.input_dropout = input_dropout
-        self.pretrain = pretrain
-        self.device = device
-        self.random_state = random_state
-        self.verbose = verbose
+        self._record_params(locals())
 
     def fit(self, X, y):
         """Pre-train on X (n_samples, n_features), then fine-tune on the labels y (n_samples,)."""
