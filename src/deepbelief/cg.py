@@ -121,27 +121,8 @@ def minimize_cg(
         a ``CGResult`` with the final point, value, gradient, one ``LineSearch`` per search
         and the number of function evaluations.
     """
-    check_int("line_searches", line_searches, minimum=1)
-    check_int("max_evaluations", max_evaluations, minimum=1)
-    check_float("rho", rho, minimum=0.0, maximum=1.0, strict_min=True)
-    check_float("sigma", sigma, minimum=0.0, maximum=1.0, strict_min=True)
-    if not rho < sigma:
-        raise ConfigError(f"the Wolfe constants need rho < sigma, got rho={rho}, sigma={sigma}")
-    check_float("extrapolate", extrapolate, minimum=1.0, strict_min=True)
-    check_float("interpolate", interpolate, minimum=0.0, maximum=0.5, strict_min=True)
-    if not isinstance(x0, Tensor) or x0.dim() != 1:
-        raise ConfigError(f"x0 must be a 1-d tensor (a flat parameter vector), got "
-                          f"{tuple(x0.shape) if isinstance(x0, Tensor) else type(x0).__name__}")
-    n_evals = 0
-
-    def evaluate(x):
-        nonlocal n_evals
-        n_evals += 1
-        f, g = fun(x)
-        f = float(f)
-        if g.shape != x.shape:
-            raise ConfigError(f"fun must return a gradient shaped like x {tuple(x.shape)}, got {tuple(g.shape)}")
-        return f, g
+    _check_options(line_searches, max_evaluations, rho, sigma, extrapolate, interpolate, x0)
+    evaluate = _Counted(fun)
 
     wolfe = _Wolfe(rho, sigma, extrapolate, interpolate, max_evaluations)
     x = x0.detach().clone()
@@ -163,15 +144,8 @@ def minimize_cg(
         if ls.accepted():
             records.append(LineSearch(f0, d0, t, ft, dt, used, True))
             x = x + t * s
-            # Polak-Ribiere: beta = g'^T (g' - g) / g^T g
-            beta = (_dot(gt, gt) - _dot(g0, gt)) / _dot(g0, g0)
-            s = beta * s - gt
+            s, d0, step = _polak_ribiere(s, g0, gt, d0, t, step, max_slope_ratio)
             f0, g0 = ft, gt
-            d_old, d0 = d0, _dot(g0, s)
-            if d0 >= 0:  # not a descent direction: restart along the gradient
-                s = -g0
-                d0 = -_dot(s, s)
-            step = t * min(max_slope_ratio, d_old / (d0 - 1e-300)) if d0 < 0 else step
             failed_before = False
         else:
             best_f, best_t, best_g = ls.best
@@ -189,7 +163,50 @@ def minimize_cg(
             failed_before = True
         if callback is not None:
             callback(records[-1], x, f0, g0)
-    return CGResult(x=x, f=f0, grad=g0, line_searches=records, evaluations=n_evals)
+    return CGResult(x=x, f=f0, grad=g0, line_searches=records, evaluations=evaluate.calls)
+
+
+def _check_options(line_searches, max_evaluations, rho, sigma, extrapolate, interpolate, x0) -> None:
+    check_int("line_searches", line_searches, minimum=1)
+    check_int("max_evaluations", max_evaluations, minimum=1)
+    check_float("rho", rho, minimum=0.0, maximum=1.0, strict_min=True)
+    check_float("sigma", sigma, minimum=0.0, maximum=1.0, strict_min=True)
+    if not rho < sigma:
+        raise ConfigError(f"the Wolfe constants need rho < sigma, got rho={rho}, sigma={sigma}")
+    check_float("extrapolate", extrapolate, minimum=1.0, strict_min=True)
+    check_float("interpolate", interpolate, minimum=0.0, maximum=0.5, strict_min=True)
+    if not isinstance(x0, Tensor) or x0.dim() != 1:
+        raise ConfigError(f"x0 must be a 1-d tensor (a flat parameter vector), got "
+                          f"{tuple(x0.shape) if isinstance(x0, Tensor) else type(x0).__name__}")
+
+
+class _Counted:
+    """``fun`` as the line searches call it: (float value, gradient), its calls counted and
+    the gradient's shape checked."""
+
+    def __init__(self, fun: Callable[[Tensor], tuple]):
+        self.fun, self.calls = fun, 0
+
+    def __call__(self, x: Tensor) -> tuple[float, Tensor]:
+        self.calls += 1
+        f, g = self.fun(x)
+        if g.shape != x.shape:
+            raise ConfigError(f"fun must return a gradient shaped like x {tuple(x.shape)}, got {tuple(g.shape)}")
+        return float(f), g
+
+
+def _polak_ribiere(s: Tensor, g: Tensor, g_new: Tensor, d: float, t: float, step: float,
+                   max_slope_ratio: float) -> tuple[Tensor, float, float]:
+    """After an accepted step t along s (slope d at its start, gradient g there, g_new at its
+    end): the next direction, its slope and the first trial step of the next search."""
+    beta = (_dot(g_new, g_new) - _dot(g, g_new)) / _dot(g, g)  # beta = g'^T (g' - g) / g^T g
+    s = beta * s - g_new
+    d_new = _dot(g_new, s)
+    if d_new >= 0:  # not a descent direction: restart along the gradient
+        s = -g_new
+        d_new = -_dot(s, s)
+    step = t * min(max_slope_ratio, d / (d_new - 1e-300)) if d_new < 0 else step
+    return s, d_new, step
 
 
 def _dot(a: Tensor, b: Tensor) -> float:

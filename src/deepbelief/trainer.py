@@ -78,24 +78,34 @@ class RBMTrainer:
         from deepbelief.precision import check_precision
 
         self.precision = check_precision(config.precision, rbm.W.device)
-        # Buffers allocated once (docs/7-performance.md): every parameter's gradient is a
-        # view of one flat buffer, so a data-parallel run all-reduces it in a single
-        # collective; the velocities are views of a second one, so momentum is two
-        # kernels whatever the number of parameters. With a sparsity target the flat
-        # buffer also carries the batch sums it needs, so they are reduced in the same call.
+        self._alloc_buffers()
+        self._others = [i for i in range(len(self.params)) if i != self.w_index]
+        self._plain_biases = self._biases_are_plain()
+        if self._plain_biases:
+            self._vb, self._hb = self.names.index("visible.bias"), self.names.index("hidden.bias")
+        self._fast = self._fast_ok()
+        self._bufs: dict[int, dict[str, Tensor]] = {}  # binary_cd_step's buffers, per batch size
+
+    def _alloc_buffers(self) -> None:
+        """Buffers allocated once (docs/7-performance.md): every parameter's gradient is a
+        view of one flat buffer, so a data-parallel run all-reduces it in a single
+        collective; the velocities are views of a second one, so momentum is two kernels
+        whatever the number of parameters. With a sparsity target or centring the flat
+        buffer also carries the batch sums they need, reduced in the same call."""
+        rbm = self.rbm
         w = rbm.W
         sizes = [p.numel() for p in self.params]
-        # the flat buffer also carries the batch sums that sparsity or centring need
-        extra = rbm.n_hidden + rbm.n_visible if (self._sparse or config.centering) else 0
+        extra = rbm.n_hidden + rbm.n_visible if (self._sparse or self.cfg.centering) else 0
         self._n_param = sum(sizes)
         self._flat = torch.zeros(self._n_param + extra, device=w.device, dtype=w.dtype)
         self._grads = [g.view_as(p) for g, p in zip(torch.split(self._flat[: self._n_param], sizes), self.params)]
         self._vel_flat = torch.zeros(self._n_param, device=w.device, dtype=w.dtype)
         self.velocities = [v.view_as(p) for v, p in zip(torch.split(self._vel_flat, sizes), self.params)]
-        self._others = [i for i in range(len(self.params)) if i != self.w_index]
-        # Units whose only parameter is a bias with the base class's linear energy, scale
-        # and statistics: d(-F)/db_h = E[h | v] = stat and d(-F)/db_v = v, so the bias
-        # gradients are column sums of the W statistics' operands.
+
+    def _biases_are_plain(self) -> bool:
+        """Units whose only parameter is a bias with the base class's linear energy, scale
+        and statistics: d(-F)/db_h = E[h | v] = stat and d(-F)/db_v = v, so the bias
+        gradients are column sums of the W statistics' operands."""
         from deepbelief.units import Units
 
         def plain(u):
@@ -103,12 +113,8 @@ class RBMTrainer:
             return (t.grad_energy is Units.grad_energy and t.grad_free_energy is Units.grad_free_energy
                     and t.stat is Units.stat and t.scale is Units.scale)
 
-        self._plain_biases = (self.names == ["W", "visible.bias", "hidden.bias"]
-                              and plain(rbm.visible) and plain(rbm.hidden))
-        if self._plain_biases:
-            self._vb, self._hb = self.names.index("visible.bias"), self.names.index("hidden.bias")
-        self._fast = self._fast_ok()
-        self._bufs: dict[int, dict[str, Tensor]] = {}  # binary_cd_step's buffers, per batch size
+        rbm = self.rbm
+        return self.names == ["W", "visible.bias", "hidden.bias"] and plain(rbm.visible) and plain(rbm.hidden)
 
     def _fast_ok(self) -> bool:
         """Whether ``step`` may take the binary fast path (``cd_fast.binary_cd_step``): binary visible
@@ -168,24 +174,7 @@ class RBMTrainer:
             else:
                 torch.mm(an.T, sn, out=g_w)
                 g_w.addmm_(a0.T, s0, beta=-1.0 / nb, alpha=1.0 / b)
-            if self._plain_biases:
-                # linear-energy units (Bernoulli, softmax, ...): the bias statistics are
-                # the column sums of a and s already at hand (no second sigmoid)
-                torch.sum(a0, 0, out=self._grads[self._vb]).mul_(1.0 / b).sub_(an.sum(0), alpha=1.0 / nb)
-                torch.sum(s0, 0, out=self._grads[self._hb]).mul_(1.0 / b).sub_(sn.sum(0), alpha=1.0 / nb)
-            elif self._others:  # biases and variances of other units: their own formulas
-                pos = rbm.free_energy_grad(v0, x0, weights=False)
-                neg = rbm.free_energy_grad(vn, xn, weights=False)
-                names = [self.names[i] for i in self._others]
-                negs = [neg[n] for n in names]
-                torch._foreach_mul_(negs, 1.0 / nb)
-                torch._foreach_add_(negs, [pos[n] for n in names], alpha=-1.0 / b)
-                torch._foreach_copy_([self._grads[i] for i in self._others], negs)
-            if self._sparse or cfg.centering:
-                n_h = rbm.n_hidden
-                extra = self._flat[self._n_param:]
-                torch.sum(rbm.hidden.mean(x0), 0, out=extra[:n_h])
-                torch.sum(a0, 0, out=extra[n_h:])
+            self._other_grads(v0, x0, vn, xn, (a0, an, s0, sn), b, nb)
         distributed.all_reduce_sum_(self._flat)  # one collective per update (no-op in one process)
         if cfg.centering:
             self._centre(b)
@@ -202,6 +191,31 @@ class RBMTrainer:
         self._vel_flat[lo:].mul_(momentum).add_(self._flat[lo : self._n_param], alpha=lr)
         torch._foreach_add_(self.params, self.velocities)
         rbm.constrain_()
+
+    def _other_grads(self, v0, x0, vn, xn, stats, b: int, nb: int) -> None:
+        """The gradients of the parameters other than W, and the batch sums that sparsity
+        or centring need, into the flat buffer (``step``; ``stats``: the visible scales and
+        hidden statistics of the data and the negative phase)."""
+        rbm, cfg = self.rbm, self.cfg
+        a0, an, s0, sn = stats
+        if self._plain_biases:
+            # linear-energy units (Bernoulli, softmax, ...): the bias statistics are
+            # the column sums of a and s already at hand (no second sigmoid)
+            torch.sum(a0, 0, out=self._grads[self._vb]).mul_(1.0 / b).sub_(an.sum(0), alpha=1.0 / nb)
+            torch.sum(s0, 0, out=self._grads[self._hb]).mul_(1.0 / b).sub_(sn.sum(0), alpha=1.0 / nb)
+        elif self._others:  # biases and variances of other units: their own formulas
+            pos = rbm.free_energy_grad(v0, x0, weights=False)
+            neg = rbm.free_energy_grad(vn, xn, weights=False)
+            names = [self.names[i] for i in self._others]
+            negs = [neg[n] for n in names]
+            torch._foreach_mul_(negs, 1.0 / nb)
+            torch._foreach_add_(negs, [pos[n] for n in names], alpha=-1.0 / b)
+            torch._foreach_copy_([self._grads[i] for i in self._others], negs)
+        if self._sparse or cfg.centering:
+            n_h = rbm.n_hidden
+            extra = self._flat[self._n_param:]
+            torch.sum(rbm.hidden.mean(x0), 0, out=extra[:n_h])
+            torch.sum(a0, 0, out=extra[n_h:])
 
     def _centre(self, b: int) -> None:
         """The centred update (centering.py): slide the offsets towards this (global)

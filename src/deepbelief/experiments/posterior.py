@@ -93,7 +93,6 @@ def posterior_example(cfg: PosteriorConfig | None = None, *, seed: int = 0, log=
        initialised with W_2 = W_1^T gives exactly the same bound (the bound is tight for
        one RBM), and training it on samples of q(h | v) raises the bound; likewise a third.
     """
-    from deepbelief import exact
     from deepbelief.rbm import RBM
     from deepbelief.training import train_rbm
 
@@ -111,7 +110,38 @@ def posterior_example(cfg: PosteriorConfig | None = None, *, seed: int = 0, log=
     train_rbm(r1, data, train, generator=gen)
     bound1 = float(variational_bound_exact([r1], data).mean())
 
-    hs = exact.all_binary(cfg.n_hidden)
+    kl_fact, kl_prior, top_states = _posterior_divergences(r1, data)
+    log(f"[posterior] log p(v) of RBM 1 (= the 1-layer bound): {bound1:.4f} nats")
+    log(f"  KL(q(h) || prod_j q(h_j)) = {kl_fact:.4f} nats; KL(q(h) || p_1(h)) = {kl_prior:.4f} nats")
+
+    def next_layer(below_rbm, below_data, train_it: bool):
+        return _next_layer(below_rbm, below_data, train if train_it else None, gen)
+
+    r2_init, _ = next_layer(r1, data, train_it=False)
+    bound2_init = float(variational_bound_exact([r1, r2_init], data).mean())
+    r2, h1 = next_layer(r1, data, train_it=True)
+    bound2 = float(variational_bound_exact([r1, r2], data).mean())
+    r3_init, _ = next_layer(r2, h1, train_it=False)
+    bound3_init = float(variational_bound_exact([r1, r2, r3_init], data).mean())
+    r3, _ = next_layer(r2, h1, train_it=True)
+    bound3 = float(variational_bound_exact([r1, r2, r3], data).mean())
+    log(f"  bound, 2 layers: {bound2_init:.4f} at W2 = W1^T, {bound2:.4f} after training layer 2")
+    log(f"  bound, 3 layers: {bound3_init:.4f} at W3 = W2^T, {bound3:.4f} after training layer 3")
+    exact_ml = _exact_ml_bounds(r1, r2_init, h1, data, next_layer, bound2_init)
+    log(f"  exact maximum likelihood on q: 2 layers {exact_ml['2']:.4f}, 3 layers {exact_ml['3_init']:.4f} at "
+        f"W3 = W2^T, {exact_ml['3']:.4f} trained")
+    return {"bound_exact_ml": exact_ml, "experiment": "posterior", "config": dataclasses.asdict(cfg), "seed": seed,
+            "log_p_rbm1": bound1, "kl_factorial": kl_fact, "kl_prior": kl_prior, "top_states": top_states,
+            "bound": {"1": bound1, "2_init": bound2_init, "2": bound2, "3_init": bound3_init, "3": bound3},
+            "seconds": time.perf_counter() - t_start, "machine": machine_info("cpu")}
+
+
+def _posterior_divergences(r1, data) -> tuple[float, float, list[dict]]:
+    """KL(q(h) || prod_j q(h_j)), KL(q(h) || p_1(h)) and the six likeliest states of the
+    aggregated posterior q(h) of ``r1`` on ``data`` (enumerated)."""
+    from deepbelief import exact
+
+    hs = exact.all_binary(r1.n_hidden)
     with torch.no_grad():
         ph = r1.mean_hidden(data)                                           # (N, n_h)
         log_post = torch.log(ph) @ hs.T + torch.log1p(-ph) @ (1 - hs).T     # (N, S_h): log p(h | v_n)
@@ -124,33 +154,30 @@ def posterior_example(cfg: PosteriorConfig | None = None, *, seed: int = 0, log=
         top = torch.argsort(agg, descending=True)[:6]
         top_states = [{"h": "".join(str(int(b)) for b in hs[i]), "q": float(agg[i]), "factorial": float(fact[i]),
                        "prior": float(log_prior1[i].exp())} for i in top]
-    log(f"[posterior] log p(v) of RBM 1 (= the 1-layer bound): {bound1:.4f} nats")
-    log(f"  KL(q(h) || prod_j q(h_j)) = {kl_fact:.4f} nats; KL(q(h) || p_1(h)) = {kl_prior:.4f} nats")
+    return kl_fact, kl_prior, top_states
 
-    def next_layer(below_rbm, below_data, train_it: bool):
-        # initialised as the transpose of the layer below: the bound is then unchanged
-        r = RBM(below_rbm.n_hidden, below_rbm.n_visible, generator=gen).double()
-        with torch.no_grad():
-            r.W.copy_(below_rbm.W.T)
-            r.visible.bias.copy_(below_rbm.hidden.bias)
-            r.hidden.bias.copy_(below_rbm.visible.bias)
-        samples = below_rbm.sample_hidden(below_data, gen)  # one posterior sample per row
-        if train_it:
-            train_rbm(r, samples, dataclasses.replace(train, init_visible_bias=False), generator=gen)
-        return r, samples
 
-    r2_init, _ = next_layer(r1, data, train_it=False)
-    bound2_init = float(variational_bound_exact([r1, r2_init], data).mean())
-    r2, h1 = next_layer(r1, data, train_it=True)
-    bound2 = float(variational_bound_exact([r1, r2], data).mean())
-    r3_init, _ = next_layer(r2, h1, train_it=False)
-    bound3_init = float(variational_bound_exact([r1, r2, r3_init], data).mean())
-    r3, _ = next_layer(r2, h1, train_it=True)
-    bound3 = float(variational_bound_exact([r1, r2, r3], data).mean())
-    log(f"  bound, 2 layers: {bound2_init:.4f} at W2 = W1^T, {bound2:.4f} after training layer 2")
-    log(f"  bound, 3 layers: {bound3_init:.4f} at W3 = W2^T, {bound3:.4f} after training layer 3")
-    # the theorem's conditions: each new layer maximises E_q[log p(h)] under the exact
-    # aggregated posterior q of the layers below (exact gradient ascent from W = W_below^T)
+def _next_layer(below_rbm, below_data, train: RBMTrainConfig | None, gen):
+    """A new top RBM initialised as the transpose of the layer below (the bound is then
+    unchanged), trained with ``train`` on one posterior sample per row unless None."""
+    from deepbelief.rbm import RBM
+    from deepbelief.training import train_rbm
+
+    r = RBM(below_rbm.n_hidden, below_rbm.n_visible, generator=gen).double()
+    with torch.no_grad():
+        r.W.copy_(below_rbm.W.T)
+        r.visible.bias.copy_(below_rbm.hidden.bias)
+        r.hidden.bias.copy_(below_rbm.visible.bias)
+    samples = below_rbm.sample_hidden(below_data, gen)  # one posterior sample per row
+    if train is not None:
+        train_rbm(r, samples, dataclasses.replace(train, init_visible_bias=False), generator=gen)
+    return r, samples
+
+
+def _exact_ml_bounds(r1, r2_init, h1, data, next_layer, bound2_init: float) -> dict:
+    """The theorem's conditions: each new layer maximises E_q[log p(h)] under the exact
+    aggregated posterior q of the layers below (exact gradient ascent from W = W_below^T);
+    the 2- and 3-layer bounds before and after."""
     q1 = _aggregated_posterior([r1], data)
     r2e = _fit_exact(r2_init, q1)
     q2 = _aggregated_posterior([r1, r2e], data)
@@ -159,12 +186,7 @@ def posterior_example(cfg: PosteriorConfig | None = None, *, seed: int = 0, log=
     exact_ml["3_init"] = float(variational_bound_exact([r1, r2e, next_layer(r2e, h1, train_it=False)[0]],
                                                        data).mean())
     exact_ml["3"] = float(variational_bound_exact([r1, r2e, r3e], data).mean())
-    log(f"  exact maximum likelihood on q: 2 layers {exact_ml['2']:.4f}, 3 layers {exact_ml['3_init']:.4f} at "
-        f"W3 = W2^T, {exact_ml['3']:.4f} trained")
-    return {"bound_exact_ml": exact_ml,"experiment": "posterior", "config": dataclasses.asdict(cfg), "seed": seed,
-            "log_p_rbm1": bound1, "kl_factorial": kl_fact, "kl_prior": kl_prior, "top_states": top_states,
-            "bound": {"1": bound1, "2_init": bound2_init, "2": bound2, "3_init": bound3_init, "3": bound3},
-            "seconds": time.perf_counter() - t_start, "machine": machine_info("cpu")}
+    return exact_ml
 
 
 def _aggregated_posterior(rbms, data) -> torch.Tensor:
