@@ -1,0 +1,125 @@
+"""Why the hot2006 model's class-conditional samples disagree with their labels: one trained
+model, several ways of sampling it, each judged by the same independent CNN.
+
+Loads the model a ``mnist_hot2006.py --work DIR`` run left there (its completed checkpoints
+resume at once; pass ``--greedy-only`` if that run was greedy-only), then for each variant
+draws ``--per-class`` samples of every class with the label clamped, and reports the judge's
+agreement with the clamped label (overall, per class) and the share of near-blank images
+(mean pixel probability below 0.05):
+
+  * ``biases-K``: the figure-8 protocol, features started from their biases, K Gibbs
+    iterations (K = 10, 100, 1000, 5000: do the chains drift away from the class?);
+  * ``noise``: started from the up-pass of a random binary image (figure 9), 1000 iterations;
+  * ``data``: started from the up-pass of a random training image of *another* class
+    (a realistic feature vector that the clamped label must pull over), 1000 iterations;
+  * ``sampled-down``: ``biases-1000`` with the top-down pass sampled layer by layer;
+  * ``label-free``: the label sampled with the rest (not clamped), the judge's label
+    compared with the chain's own final label.
+
+    python benchmarks/hot2006_samples.py --work runs/hot2006 --greedy-only --out samples.json
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import torch
+from _common import machine_info, parser, write_json
+from _judge import train_judge
+
+from deepbelief.data import load_dataset
+from deepbelief.recipes import get_recipe
+from deepbelief.runner import run_recipe
+from deepbelief.training import make_generator
+
+BLANK = 0.05  # mean pixel probability below which an image counts as blank
+
+
+def judge(model, judge_net, x, labels) -> dict:
+    with torch.no_grad():
+        pred = torch.cat([judge_net(x[i:i + 1000]).argmax(1) for i in range(0, x.shape[0], 1000)])
+    n = model.n_labels
+    agree = (pred == labels).float()
+    per_class = [100 * float(agree[labels == c].mean()) for c in range(n) if bool((labels == c).any())]
+    blank = (x.mean(1) < BLANK).float()
+    return {"agreement_pct": 100 * float(agree.mean()), "min_class_agreement_pct": min(per_class),
+            "per_class_agreement_pct": per_class, "blank_pct": 100 * float(blank.mean()),
+            "agreement_non_blank_pct": 100 * float(agree[blank == 0].mean()) if bool((blank == 0).any()) else None}
+
+
+def main(argv=None) -> int:
+    p = parser(__doc__.splitlines()[0])
+    p.add_argument("--work", required=True, help="the mnist_hot2006.py run's --work folder")
+    p.add_argument("--greedy-only", action="store_true", help="that run was --greedy-only")
+    p.add_argument("--top-k", type=int, default=None, help="that run's --top-k, if it had one")
+    p.add_argument("--per-class", type=int, default=None, help="samples per class (100; --quick: 10)")
+    p.add_argument("--threads", type=int, default=0)
+    a = p.parse_args(argv)
+    if a.threads:
+        torch.set_num_threads(a.threads)
+    recipe = get_recipe("hot2006")  # the same changes as mnist_hot2006.py makes for these flags
+    if a.quick:  # mnist_hot2006.py --quick's recipe and data
+        recipe.rbm.epochs = 2
+        recipe.layer_overrides = [{k: v for k, v in o.items() if k != "epochs"} for o in recipe.layer_overrides]
+        recipe.updown.epochs, recipe.updown.final_epochs, recipe.n_valid = 2, 1, 1000
+    if a.greedy_only:
+        recipe.updown.epochs, recipe.updown.final_epochs = 0, 0
+    if a.top_k is not None:
+        over = recipe.layer_overrides + [{}] * (len(recipe.layers) - len(recipe.layer_overrides))
+        recipe.layer_overrides = over[:-1] + [{**over[-1], "k": a.top_k}]
+    work = Path(a.work)
+    ds = load_dataset("mnist", data_dir=a.data_dir)
+    if a.quick:
+        from mnist_hot2006 import subset
+
+        ds = subset(ds, 6000)
+    per_class = a.per_class or (10 if a.quick else 100)
+    judge_net, judge_err = train_judge(ds.x_train, ds.y_train, ds.x_test, ds.y_test,
+                                       cache=work / "judge.safetensors")
+    out = run_recipe(recipe, data_dir=a.data_dir, device=a.device, seed=a.seed, log=None, checkpoint_dir=work,
+                     resume=True, dataset=ds)
+    model = out["dbn"]
+    dev = model.top.W.device
+    gen = make_generator(a.seed + 2000, dev)
+    labels = torch.arange(model.n_labels, device=dev).repeat_interleave(per_class)
+    n = labels.shape[0]
+    res = {"work": str(work), "greedy_only": a.greedy_only, "judge_test_error_pct": 100 * judge_err,
+           "test_error_pct": 100 * out["test_error"], "per_class": per_class, "variants": {}}
+
+    def run(name, **kw):
+        t = time.perf_counter()
+        x = model.sample(n, generator=gen, **kw)
+        if isinstance(x, tuple):  # return_frames: (x, labels, frames)
+            x, lab, _ = x
+        else:
+            lab = labels
+        r = judge(model, judge_net, x, lab)
+        r["seconds"] = time.perf_counter() - t
+        res["variants"][name] = r
+        nb = r["agreement_non_blank_pct"]
+        print(f"{name:>14}: agreement {r['agreement_pct']:5.1f}% (min class {r['min_class_agreement_pct']:5.1f}%), "
+              f"blank {r['blank_pct']:5.1f}%, agreement among the non-blank "
+              f"{'-' if nb is None else f'{nb:.1f}%'}", flush=True)
+
+    for k in (10, 100, 1000, 5000):
+        run(f"biases-{k}", label=labels.tolist(), steps=k)
+    noise = (torch.rand(n, 784, generator=gen, device=dev) < 0.5).float()
+    run("noise", label=labels.tolist(), steps=1000, start=noise)
+    pick = torch.randint(0, ds.x_train.shape[0], (n,), generator=gen, device=dev)
+    y_tr = ds.y_train.to(dev)
+    for _ in range(20):  # redraw the picks of the clamped class: every start image is of another class
+        same = y_tr[pick] == labels
+        if not bool(same.any()):
+            break
+        pick = torch.where(same, torch.randint(0, ds.x_train.shape[0], (n,), generator=gen, device=dev), pick)
+    run("data", label=labels.tolist(), steps=1000, start=ds.x_train.to(dev)[pick])
+    run("sampled-down", label=labels.tolist(), steps=1000, sample_down=True)
+    run("label-free", steps=1000, return_frames=True)
+    res["machine"] = machine_info(a.device)
+    write_json(a.out, res)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
