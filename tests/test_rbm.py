@@ -207,3 +207,41 @@ def test_same_seed_same_weights():
         train_rbm(r, data, RBMTrainConfig(epochs=3, batch_size=10, method="pcd"), generator=gen)
         out.append(r.W.detach().clone())
     assert torch.equal(out[0], out[1])
+
+
+def test_k_final_raises_gibbs_steps_linearly():
+    """k_final: epoch e runs round(k + (k_final - k) * e / (epochs - 1)) Gibbs steps, the same
+    updates as a run whose sampler is given those step counts by hand (Salakhutdinov &
+    Murray's CD-25 schedule); k_final == k is the constant-k run, bit for bit."""
+    from deepbelief.trainer import RBMTrainer
+    from deepbelief.training import RBMTrainConfig, train_rbm
+
+    cfg = RBMTrainConfig(epochs=5, k=1, k_final=25)
+    assert [cfg.k_at(e) for e in range(5)] == [1, 7, 13, 19, 25]
+    data = (torch.rand(60, 6, generator=torch.Generator().manual_seed(0)) < 0.4).float()
+
+    def run(method, k, k_final, by_hand=False):
+        gen = torch.Generator().manual_seed(3)
+        r = RBM(6, 4, generator=gen)
+        c = RBMTrainConfig(epochs=3, batch_size=10, method=method, k=k, k_final=k_final)
+        trainer = RBMTrainer(r, c, gen)
+        seen = []
+
+        def cb(epoch, m):
+            seen.append(m.get("k"))
+            if by_hand:
+                trainer.sampler.k = epoch + 2  # the next epoch's steps: 2, then 3
+        trainer.fit(data, callback=cb)
+        return r.W.detach().clone(), seen
+
+    for method in ("cd", "pcd"):
+        w_ramp, seen = run(method, 1, 3)
+        assert seen == [1, 2, 3]
+        w_hand, _ = run(method, 1, None, by_hand=True)
+        assert torch.equal(w_ramp, w_hand)
+        assert not torch.equal(w_ramp, run(method, 1, None)[0])
+        assert torch.equal(run(method, 2, 2)[0], run(method, 2, None)[0])
+    with pytest.raises(Exception, match="k_final"):
+        RBMTrainConfig(k_final=0).validate()
+    with pytest.raises(Exception, match="k_final"):
+        train_rbm(RBM(6, 4), data, RBMTrainConfig(method="pt", k_final=3), generator=torch.Generator())

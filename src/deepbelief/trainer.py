@@ -297,6 +297,8 @@ class RBMTrainer:
             n_batches = balanced.n_batches
         def one_epoch(epoch: int) -> dict:
             lr, mom = cfg.lr_at(epoch), cfg.momentum_at(epoch)
+            if cfg.k_final is not None:
+                self.sampler.k = cfg.k_at(epoch)
             perm = (torch.randperm(n, generator=self.gen, device=data.device) if balanced is None
                     else balanced.order(self.gen))
             swaps0 = self._swap_counts()
@@ -307,6 +309,8 @@ class RBMTrainer:
             if swaps0 is not None:
                 metrics.update(self._swap_rates(swaps0))
             metrics.update(epoch=epoch, lr=lr, momentum=mom)
+            if cfg.k_final is not None:
+                metrics["k"] = self.sampler.k
             self._guard(metrics, bad, checkpoint)
             return metrics
 

@@ -54,6 +54,9 @@ class RBMTrainConfig:
     #: negative phase: cd (CD-k), pcd (persistent chains) or pt (parallel tempering, sampling.PT)
     method: str = "cd"
     k: int = 1
+    #: Gibbs steps reached, linearly, at the last epoch (cd and pcd; None: k all along).
+    #: Salakhutdinov & Murray (2008) raised k gradually for their CD-25 model
+    k_final: int | None = None
     sample_visible: bool = False
     #: persistent chains (pcd) or replica sets (pt); None: the batch size
     n_chains: int | None = None
@@ -102,6 +105,9 @@ class RBMTrainConfig:
             raise ConfigError("centering does not combine with a sparsity target (sparsity_cost > 0); "
                               f"got sparsity_target={self.sparsity_target!r}")
         check_int("k", self.k, minimum=1)
+        if self.k_final is not None:
+            check_int("k_final", self.k_final, minimum=1)
+            check_choice("method (with k_final)", self.method, {"cd", "pcd"})
         if self.n_chains is not None:
             check_int("n_chains", self.n_chains, minimum=1)
         if self.sparsity_target is not None:
@@ -120,6 +126,12 @@ class RBMTrainConfig:
         if self.lr_final is None or self.epochs <= 1:
             return self.lr
         return self.lr + (self.lr_final - self.lr) * epoch / (self.epochs - 1)
+
+    def k_at(self, epoch: int) -> int:
+        """Gibbs steps of ``epoch`` (0-based): k, moved linearly to k_final, rounded."""
+        if self.k_final is None or self.epochs <= 1:
+            return self.k
+        return int(round(self.k + (self.k_final - self.k) * epoch / (self.epochs - 1)))
 
     def momentum_at(self, epoch: int) -> float:
         return self.final_momentum if epoch >= self.momentum_switch else self.momentum

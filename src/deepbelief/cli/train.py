@@ -131,6 +131,8 @@ TRAIN_FLAGS: dict[str, tuple[tuple[str, ...], str]] = {
     "--sparsity-cost": (("rbm.sparsity_cost",), "weight of the sparsity penalty"),
     "--method": (("rbm.method",), "negative phase: cd, pcd (persistent chains) or pt (parallel tempering, PT-PCD)"),
     "--k": (("rbm.k",), "Gibbs steps per update (CD-k / PCD-k / PT-k)"),
+    "--k-final": (("rbm.k_final",), "cd/pcd: Gibbs steps reached linearly at the last epoch, from --k "
+                  "(Salakhutdinov & Murray 2008 raised k to 25 this way); default: --k all along"),
     "--n-chains": (("rbm.n_chains",),
                    "persistent chains (pcd) or replica sets of all temperatures (pt); default: the batch size"),
     "--pt-temperatures": (("rbm.pt_temperatures",),
