@@ -27,6 +27,7 @@ from pathlib import Path
 import torch
 from _common import machine_info, parser, write_json
 from _judge import train_judge
+from mnist_hot2006 import override_top
 
 from deepbelief.data import load_dataset
 from deepbelief.recipes import get_recipe
@@ -53,6 +54,7 @@ def main(argv=None) -> int:
     p.add_argument("--work", required=True, help="the mnist_hot2006.py run's --work folder")
     p.add_argument("--greedy-only", action="store_true", help="that run was --greedy-only")
     p.add_argument("--top-k", type=int, default=None, help="that run's --top-k, if it had one")
+    p.add_argument("--top", action="append", default=[], metavar="FIELD=VALUE", help="that run's --top, if any")
     p.add_argument("--per-class", type=int, default=None, help="samples per class (100; --quick: 10)")
     p.add_argument("--threads", type=int, default=0)
     a = p.parse_args(argv)
@@ -65,9 +67,7 @@ def main(argv=None) -> int:
         recipe.updown.epochs, recipe.updown.final_epochs, recipe.n_valid = 2, 1, 1000
     if a.greedy_only:
         recipe.updown.epochs, recipe.updown.final_epochs = 0, 0
-    if a.top_k is not None:
-        over = recipe.layer_overrides + [{}] * (len(recipe.layers) - len(recipe.layer_overrides))
-        recipe.layer_overrides = over[:-1] + [{**over[-1], "k": a.top_k}]
+    override_top(recipe, a.top_k, a.top)
     work = Path(a.work)
     ds = load_dataset("mnist", data_dir=a.data_dir)
     if a.quick:

@@ -69,6 +69,27 @@ def figures(model, tag: str, folder: Path, *, steps: int, gen) -> dict:
     return {"fig8_png": str(fig8), "fig9_png": str(fig9)}
 
 
+def override_top(recipe, top_k: int | None, pairs: list[str]) -> None:
+    """Apply ``--top-k`` and ``--top FIELD=VALUE`` to the recipe's top RBM (its layer override);
+    a value is read as an int, else a float, else true/false, else kept as text."""
+    top = {} if top_k is None else {"k": top_k}
+    for pair in pairs:
+        field, sep, text = pair.partition("=")
+        if not sep or not field:
+            raise SystemExit(f"--top must look like FIELD=VALUE, got {pair!r}")
+        value = {"true": True, "false": False}.get(text.lower(), text)
+        for kind in (int, float):
+            try:
+                value = kind(text)
+                break
+            except ValueError:
+                pass
+        top[field.strip()] = value
+    if top:
+        over = recipe.layer_overrides + [{}] * (len(recipe.layers) - len(recipe.layer_overrides))
+        recipe.layer_overrides = over[:-1] + [{**over[-1], **top}]
+
+
 def subset(ds: Dataset, n_train: int) -> Dataset:
     import dataclasses
 
@@ -89,6 +110,9 @@ def main(argv=None) -> int:
     p.add_argument("--greedy-only", action="store_true",
                    help="stop after greedy training (its test error and samples; no up-down)")
     p.add_argument("--top-k", type=int, default=None, help="CD-k of the top RBM (default: the recipe's)")
+    p.add_argument("--top", action="append", default=[], metavar="FIELD=VALUE",
+                   help="override an RBM training field of the top RBM, e.g. --top method=pcd --top lr=0.01 "
+                        "(repeatable)")
     p.add_argument("--headline", action="store_true",
                    help="record the figures in benchmarks/results/headline.json (full runs only)")
     a = p.parse_args(argv)
@@ -104,9 +128,7 @@ def main(argv=None) -> int:
             setattr(recipe.updown, key, flag if flag is not None else quick)
     if a.greedy_only:
         recipe.updown.epochs, recipe.updown.final_epochs = 0, 0
-    if a.top_k is not None:
-        over = recipe.layer_overrides + [{}] * (len(recipe.layers) - len(recipe.layer_overrides))
-        recipe.layer_overrides = over[:-1] + [{**over[-1], "k": a.top_k}]
+    override_top(recipe, a.top_k, a.top)
     if q:
         recipe.n_valid = 1000
     recipe.validate()
