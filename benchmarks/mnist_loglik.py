@@ -75,6 +75,8 @@ def main(argv=None) -> int:
     p.add_argument("--k-ramp", action="store_true",
                    help="CD-k models with k > 1 start at CD-1 and raise k linearly to k at the last epoch "
                         "(how Salakhutdinov & Murray 2008 trained CD-25)")
+    p.add_argument("--cd-final-momentum", type=float, default=0.9,
+                   help="CD momentum from epoch 5 on (0.5 before; default 0.9)")
     p.add_argument("--lr-final", type=float, default=None,
                    help="CD learning rate reached linearly at the last epoch (default: constant)")
     p.add_argument("--layer2", type=int, default=784,
@@ -154,7 +156,7 @@ def main(argv=None) -> int:
             cfg.lr, cfg.lr_final, cfg.n_chains = args.pcd_lr, args.pcd_lr / 100, args.batch_size
             cfg.momentum = cfg.final_momentum = args.pcd_momentum
         else:
-            cfg.lr, cfg.lr_final = args.lr, args.lr_final
+            cfg.lr, cfg.lr_final, cfg.final_momentum = args.lr, args.lr_final, args.cd_final_momentum
             if args.k_ramp and k > 1:  # Salakhutdinov & Murray (2008): k raised gradually to 25
                 cfg.k, cfg.k_final = 1, k
         rbm = RBM(x_train.shape[1], args.hidden, generator=gen)
