@@ -42,7 +42,7 @@ def error_rate(net: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
 def train_judge(x, y, xt, yt, *, epochs: int = 3, seed: int = 12345, cache: str | Path | None = None,
                 log=print) -> tuple[nn.Module, float]:
     """The judge and its MNIST test error; loaded from ``cache`` when that file exists."""
-    from safetensors.torch import load_file, save_file
+    from safetensors.torch import load_file
 
     net = make_net().to(x.device)
     if cache is not None and Path(cache).exists():
@@ -65,8 +65,10 @@ def train_judge(x, y, xt, yt, *, epochs: int = 3, seed: int = 12345, cache: str 
         net.train()
     net.eval()
     if cache is not None:
+        from safetensors.torch import save
+
+        from deepbelief.io import atomic_write_bytes
+
         Path(cache).parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(str(cache) + ".tmp")
-        save_file({k: v.contiguous() for k, v in net.state_dict().items()}, str(tmp))
-        tmp.replace(cache)
+        atomic_write_bytes(cache, save({k: v.contiguous() for k, v in net.state_dict().items()}))
     return net, error_rate(net, xt, yt)

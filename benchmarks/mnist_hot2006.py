@@ -70,21 +70,27 @@ def figures(model, tag: str, folder: Path, *, steps: int, gen) -> dict:
 
 
 def override_top(recipe, top_k: int | None, pairs: list[str]) -> None:
-    """Apply ``--top-k`` and ``--top FIELD=VALUE`` to the recipe's top RBM (its layer override);
-    a value is read as an int, else a float, else true/false, else kept as text."""
+    """Apply ``--top-k`` and ``--top FIELD=VALUE`` to the recipe's top RBM (its layer override).
+    FIELD is an ``RBMTrainConfig`` field; VALUE is read by that field's type."""
+    import dataclasses
+
+    from deepbelief.training import RBMTrainConfig
+
+    kinds = {f.name: str(f.type) for f in dataclasses.fields(RBMTrainConfig)}
     top = {} if top_k is None else {"k": top_k}
     for pair in pairs:
-        field, sep, text = pair.partition("=")
-        if not sep or not field:
-            raise SystemExit(f"--top must look like FIELD=VALUE, got {pair!r}")
-        value = {"true": True, "false": False}.get(text.lower(), text)
-        for kind in (int, float):
-            try:
-                value = kind(text)
-                break
-            except ValueError:
-                pass
-        top[field.strip()] = value
+        field, sep, text = (part.strip() for part in pair.partition("="))
+        if not sep or field not in kinds:
+            raise SystemExit(f"--top must be FIELD=VALUE with FIELD one of {', '.join(sorted(kinds))}; got {pair!r}")
+        kind = kinds[field]
+        try:
+            if kind == "bool":
+                value = {"true": True, "false": False}[text.lower()]
+            else:
+                value = int(text) if kind.startswith("int") else float(text) if kind.startswith("float") else text
+        except (KeyError, ValueError):
+            raise SystemExit(f"--top {field}: expected a value of type {kind}, got {text!r}") from None
+        top[field] = value
     if top:
         over = recipe.layer_overrides + [{}] * (len(recipe.layers) - len(recipe.layer_overrides))
         recipe.layer_overrides = over[:-1] + [{**over[-1], **top}]

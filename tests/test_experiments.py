@@ -253,3 +253,25 @@ def test_posterior_layers_fitted_by_exact_ml_never_lower_the_bound():
     assert abs(e["2_init"] - b["1"]) < 1e-9  # the transposed layer leaves the bound where it was
     assert e["2"] >= e["2_init"] - 1e-9 and e["3"] >= e["3_init"] - 1e-9
     assert abs(e["3_init"] - e["2"]) < 1e-9
+
+
+def test_hot2006_top_overrides_are_typed_and_touch_only_the_top_rbm(monkeypatch):
+    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    from mnist_hot2006 import override_top
+
+    from deepbelief.recipes import get_recipe
+
+    recipe = get_recipe("hot2006")
+    below = [dict(o) for o in recipe.layer_overrides[:-1]]
+    override_top(recipe, 3, ["method=pcd", "lr=1", "balanced_batches=false", "k_final = 10"])
+    top = recipe.layer_overrides[-1]
+    assert top == {**top, "k": 3, "method": "pcd", "lr": 1.0, "balanced_batches": False, "k_final": 10}
+    assert isinstance(top["lr"], float) and isinstance(top["k_final"], int)
+    assert [dict(o) for o in recipe.layer_overrides[:-1]][: len(below)] == below
+    recipe.validate()
+    configs = recipe.rbm_configs()
+    assert (configs[-1].method, configs[-1].k, configs[-1].lr) == ("pcd", 3, 1.0)
+    assert configs[0].method == "cd"
+    for bad, said in (("lr", "FIELD=VALUE"), ("learning_rate=0.1", "FIELD=VALUE"), ("lr=fast", "float")):
+        with pytest.raises(SystemExit, match=said):
+            override_top(get_recipe("hot2006"), None, [bad])

@@ -241,7 +241,9 @@ def test_k_final_raises_gibbs_steps_linearly():
         assert torch.equal(w_ramp, w_hand)
         assert not torch.equal(w_ramp, run(method, 1, None)[0])
         assert torch.equal(run(method, 2, 2)[0], run(method, 2, None)[0])
-    with pytest.raises(Exception, match="k_final"):
+    from deepbelief.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="k_final"):
         RBMTrainConfig(k_final=0).validate()
-    with pytest.raises(Exception, match="k_final"):
+    with pytest.raises(ConfigError, match="k_final"):
         train_rbm(RBM(6, 4), data, RBMTrainConfig(method="pt", k_final=3), generator=torch.Generator())
