@@ -5,6 +5,7 @@ import json
 import pytest
 
 from deepbelief.cli import main
+from deepbelief.recipes import get_recipe
 
 
 @pytest.fixture(scope="module")
@@ -128,3 +129,8 @@ def test_train_flags_are_derived_from_the_config_fields_they_set():
     assert (g.updown.epochs, g.updown.lr, g.updown.final_epochs) == (5, 0.002, 2)
     g0 = _recipe_from_args(parser.parse_args(["train", "--recipe", "hot2006", "--finetune-epochs", "0"]))
     assert (g0.updown.epochs, g0.updown.final_epochs, g0.finetune) == (0, 0, None)
+    # an RBM flag sets every RBM: the recipe's per-layer value (hot2006's top: PCD, 60 epochs) gives way
+    plain = get_recipe("hot2006").rbm_configs()
+    assert (plain[0].epochs, plain[2].epochs, plain[2].method) == (30, 60, "pcd")
+    e2 = _recipe_from_args(parser.parse_args(["train", "--recipe", "hot2006", "--epochs", "2"])).rbm_configs()
+    assert [c.epochs for c in e2] == [2, 2, 2] and e2[2].method == "pcd" and e2[2].lr == 0.05

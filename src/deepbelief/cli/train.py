@@ -107,8 +107,9 @@ def _recipe_from_args(args):
 
 
 #: every flag that sets recipe fields: flag -> (the fields it sets, help). A field is
-#: ``recipe.<f>``, ``rbm.<f>`` (every RBM), ``finetune.<f>`` (backprop, when the recipe has
-#: it) or ``updown.<f>`` (generative recipes only); the flag's type is the first field's.
+#: ``recipe.<f>``, ``rbm.<f>`` (every RBM: the recipe's per-layer values of f give way),
+#: ``finetune.<f>`` (backprop, when the recipe has it) or ``updown.<f>`` (generative recipes
+#: only); the flag's type is the first field's.
 TRAIN_FLAGS: dict[str, tuple[tuple[str, ...], str]] = {
     "--layers": (("recipe.layers",), "hidden layer sizes, e.g. 500,500,2000"),
     "--visible": (("recipe.visible",), "data units: bernoulli or gaussian"),
@@ -201,8 +202,9 @@ def _set(recipe, target: str, value) -> None:
     section, name = target.split(".")
     if section == "recipe":
         setattr(recipe, name, value)
-    elif section == "rbm":
+    elif section == "rbm":  # a flag sets every RBM: it replaces the recipe's per-layer value too
         setattr(recipe.rbm, name, value)
+        recipe.layer_overrides = [{k: v for k, v in o.items() if k != name} for o in recipe.layer_overrides]
     elif section == "finetune" and recipe.finetune is not None:
         setattr(recipe.finetune, name, value)
     elif section == "updown" and recipe.generative:
