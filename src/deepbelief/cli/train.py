@@ -59,8 +59,8 @@ def add_train(sub) -> None:
                         "hinton2006 (MNIST 784-500-500-2000-10, conjugate-gradient fine-tuning: about 30 min on "
                         "that CPU), hinton2006_dropout (the same stack, dropout fine-tuning), random_init (the same "
                         "net, no pre-training) "
-                        "or hot2006 (generative DBN with labels: 30 RBM epochs per layer then 300 up-down "
-                        "epochs, over an hour on a CPU)")
+                        "or hot2006 (generative DBN with labels: 30 CD-1 epochs per lower RBM, 60 PCD epochs for "
+                        "the top one, then 300 + 59 up-down epochs: about 97 min on that CPU)")
     p.add_argument("--config", default=None, help="TOML file with recipe fields (overridden by flags)")
     data_args(p)
     for flag, (targets, help_text) in TRAIN_FLAGS.items():
