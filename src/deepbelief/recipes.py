@@ -152,8 +152,9 @@ RECIPES: dict[str, Recipe] = {
     # on all 60,000 training images, then conjugate gradients (3 line searches per 1,000-image
     # batch) with the new output layer alone for the first 5 epochs, for a fixed number of
     # epochs and no validation set, as their code did. They ran 200 epochs; 18 fit the
-    # 30-minute CPU budget of the whole recipe (docs/2-training.md: one CG epoch of the full
-    # net costs about 8-9 forward/backward passes over the data).
+    # 30-minute CPU budget of the whole recipe at one thread (docs/2-training.md: one CG epoch
+    # of the full net costs about 8-9 forward/backward passes over the data); at two threads
+    # the whole recipe takes 9-10 min (benchmarks/RESULTS.md, 2026-12-05).
     "hinton2006": Recipe(
         name="hinton2006",
         dataset="mnist",

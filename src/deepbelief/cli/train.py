@@ -56,7 +56,7 @@ def add_train(sub) -> None:
                        epilog=TRAIN_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--recipe", default="default",
                    help="default (embedded 8x8 digits, 64-200-200-10: about 7 s wall on a 2-core CPU), "
-                        "hinton2006 (MNIST 784-500-500-2000-10, conjugate-gradient fine-tuning: about 30 min on "
+                        "hinton2006 (MNIST 784-500-500-2000-10, conjugate-gradient fine-tuning: about 10 min on "
                         "that CPU), hinton2006_dropout (the same stack, dropout fine-tuning), random_init (the same "
                         "net, no pre-training) "
                         "or hot2006 (generative DBN with labels: 30 CD-1 epochs per lower RBM, 60 PCD epochs for "
