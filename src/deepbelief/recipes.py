@@ -173,9 +173,8 @@ RECIPES: dict[str, Recipe] = {
     # Hinton, Osindero & Teh (2006), section 6: 784-500-500-(500+10)-2000, each RBM 30
     # epochs of CD-1 (ours: the top RBM by PCD, see below) in class-balanced mini-batches (10
     # images per class) on the first 50,000 training images, the last 10,000 held out to
-    # watch the free-energy error; then
-    # 300 epochs of contrastive wake-sleep with 3, 6, 10 top-level Gibbs iterations, and 59
-    # more epochs on all 60,000 images.
+    # watch the free-energy error; then 300 epochs of contrastive wake-sleep with 3, 6, 10
+    # top-level Gibbs iterations, and 59 more epochs on all 60,000 images.
     "hot2006": Recipe(
         name="hot2006",
         dataset="mnist",
