@@ -136,3 +136,18 @@ def test_overflow_shortens_the_step():
 
     res = minimize_cg(fun, torch.zeros(1, dtype=torch.float64), line_searches=5)
     assert abs(float(res.x[0]) - 2.5) < 1e-6
+
+
+def test_a_bracket_of_width_zero_is_no_cubic_and_no_crash():
+    # h = 0, or h so small that h^2 underflows: no cubic can be fitted (was ZeroDivisionError)
+    assert math.isnan(_cubic_min(1.0, -1.0, 1.0, -1.0, 0.0))
+    assert math.isnan(_cubic_min(1.0, -1.0, 1.0, -1.0, 1e-300))
+
+    # |g|^2 = 2e300 makes the first trial step 1 / (1 + |g|^2) ~ 5e-301, whose square underflows:
+    # the hinton2006 recipe met such a search after ~28 CG epochs (benchmarks/RESULTS.md, 2026-12-05)
+    def fun(x):
+        return 0.5e150 * float((x * x).sum()), 1e150 * x
+
+    x0 = torch.ones(2, dtype=torch.float64)
+    res = minimize_cg(fun, x0, line_searches=3)
+    assert math.isfinite(res.f) and res.f <= fun(x0)[0]

@@ -79,9 +79,12 @@ def _cubic_min(f_a: float, d_a: float, f_b: float, d_b: float, h: float) -> floa
     3 e z^2 + 2 c z + d_a = 0 where p'' > 0, z = -d_a / (c + sqrt(c^2 - 3 e d_a)), the form
     without cancellation as e -> 0 (then z = -d_a / (2 c), the parabola's minimiser).
     """
+    hh = h * h
+    if hh == 0.0 or not math.isfinite(hh):  # a bracket of width 0 (or one whose square underflows): no cubic
+        return math.nan
     D = f_b - f_a - d_a * h
-    e = ((d_b - d_a) - 2.0 * D / h) / (h * h)
-    c = D / (h * h) - e * h
+    e = ((d_b - d_a) - 2.0 * D / h) / hh
+    c = D / hh - e * h
     disc = c * c - 3.0 * e * d_a
     if not math.isfinite(disc) or disc < 0:
         return math.nan
@@ -287,7 +290,8 @@ class _Search:
             ta, fa, da = self.ta, self.fa, self.da
             h = tb - ta
             if fb > self.f0:  # f rose a lot: the parabola through fa, da, fb is the safer model
-                new = ta - 0.5 * da * h * h / (fb - fa - da * h)
+                curv = fb - fa - da * h
+                new = ta - 0.5 * da * h * h / curv if curv != 0.0 else math.nan
             else:
                 new = ta + _cubic_min(fa, da, fb, db, h)
             if not math.isfinite(new):
