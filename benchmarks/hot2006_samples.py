@@ -62,8 +62,7 @@ def main(argv=None) -> int:
         torch.set_num_threads(a.threads)
     recipe = get_recipe("hot2006")  # the same changes as mnist_hot2006.py makes for these flags
     if a.quick:  # mnist_hot2006.py --quick's recipe and data
-        recipe.rbm.epochs = 2
-        recipe.layer_overrides = [{k: v for k, v in o.items() if k != "epochs"} for o in recipe.layer_overrides]
+        recipe.set_rbm("epochs", 2)
         recipe.updown.epochs, recipe.updown.final_epochs, recipe.n_valid = 2, 1, 1000
     if a.greedy_only:
         recipe.updown.epochs, recipe.updown.final_epochs = 0, 0

@@ -127,8 +127,7 @@ def main(argv=None) -> int:
     q = a.quick
     recipe = get_recipe("hot2006")
     if a.pretrain_epochs is not None or q:
-        recipe.rbm.epochs = a.pretrain_epochs if a.pretrain_epochs is not None else 2
-        recipe.layer_overrides = [{k: v for k, v in o.items() if k != "epochs"} for o in recipe.layer_overrides]
+        recipe.set_rbm("epochs", a.pretrain_epochs if a.pretrain_epochs is not None else 2)
     for flag, key, quick in ((a.updown_epochs, "epochs", 2), (a.final_epochs, "final_epochs", 1)):
         if flag is not None or q:
             setattr(recipe.updown, key, flag if flag is not None else quick)

@@ -72,7 +72,8 @@ class CGResult:
 
 def _cubic_min(f_a: float, d_a: float, f_b: float, d_b: float, h: float) -> float:
     """Offset z from a of the minimiser of the cubic p with p(0) = f_a, p'(0) = d_a,
-    p(h) = f_b, p'(h) = d_b; may lie outside [0, h] (extrapolation); nan if p has none.
+    p(h) = f_b, p'(h) = d_b; may lie outside [0, h] (extrapolation); nan if p has none, or if
+    h (or h^2, by underflow) is 0 and no cubic is defined.
 
     p(z) = f_a + d_a z + c z^2 + e z^3 with, for D = f_b - f_a - d_a h and E = d_b - d_a,
     e = (E - 2 D / h) / h^2 and c = D / h^2 - e h. p'(z) = 0 at the root of

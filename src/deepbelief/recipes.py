@@ -118,6 +118,12 @@ class Recipe:
                 raise ConfigError(f"{name} must be a table of {name} options"
                                   f"{'' if name == 'rbm' else ' (or false)'}, got {value!r}")
 
+    def set_rbm(self, name: str, value) -> None:
+        """Set the RBM training field ``name`` for every RBM: ``rbm.<name>``, and the recipe's
+        per-layer values of it give way (``layer_overrides`` keep their other fields)."""
+        setattr(self.rbm, name, value)
+        self.layer_overrides = [{k: v for k, v in o.items() if k != name} for o in self.layer_overrides]
+
     def rbm_configs(self) -> list[RBMTrainConfig]:
         """The training config of every RBM: ``rbm`` with ``layer_overrides`` applied."""
         out = []

@@ -203,8 +203,7 @@ def _set(recipe, target: str, value) -> None:
     if section == "recipe":
         setattr(recipe, name, value)
     elif section == "rbm":  # a flag sets every RBM: it replaces the recipe's per-layer value too
-        setattr(recipe.rbm, name, value)
-        recipe.layer_overrides = [{k: v for k, v in o.items() if k != name} for o in recipe.layer_overrides]
+        recipe.set_rbm(name, value)
     elif section == "finetune" and recipe.finetune is not None:
         setattr(recipe.finetune, name, value)
     elif section == "updown" and recipe.generative:
