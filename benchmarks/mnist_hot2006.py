@@ -69,19 +69,17 @@ def figures(model, tag: str, folder: Path, *, steps: int, gen) -> dict:
     return {"fig8_png": str(fig8), "fig9_png": str(fig9)}
 
 
-def override_top(recipe, top_k: int | None, pairs: list[str]) -> None:
-    """Apply ``--top-k`` and ``--top FIELD=VALUE`` to the recipe's top RBM (its layer override).
-    FIELD is an ``RBMTrainConfig`` field; VALUE is read by that field's type."""
+def field_values(flag: str, config_class, pairs: list[str]) -> dict:
+    """``FIELD=VALUE`` pairs of ``flag`` as a dict; FIELD is a field of ``config_class`` and
+    VALUE is read by that field's type."""
     import dataclasses
 
-    from deepbelief.training import RBMTrainConfig
-
-    kinds = {f.name: str(f.type) for f in dataclasses.fields(RBMTrainConfig)}
-    top = {} if top_k is None else {"k": top_k}
+    kinds = {f.name: str(f.type) for f in dataclasses.fields(config_class)}
+    out = {}
     for pair in pairs:
         field, sep, text = (part.strip() for part in pair.partition("="))
         if not sep or field not in kinds:
-            raise SystemExit(f"--top must be FIELD=VALUE with FIELD one of {', '.join(sorted(kinds))}; got {pair!r}")
+            raise SystemExit(f"{flag} must be FIELD=VALUE with FIELD one of {', '.join(sorted(kinds))}; got {pair!r}")
         kind = kinds[field]
         try:
             if kind == "bool":
@@ -89,8 +87,18 @@ def override_top(recipe, top_k: int | None, pairs: list[str]) -> None:
             else:
                 value = int(text) if kind.startswith("int") else float(text) if kind.startswith("float") else text
         except (KeyError, ValueError):
-            raise SystemExit(f"--top {field}: expected a value of type {kind}, got {text!r}") from None
-        top[field] = value
+            raise SystemExit(f"{flag} {field}: expected a value of type {kind}, got {text!r}") from None
+        out[field] = value
+    return out
+
+
+def override_top(recipe, top_k: int | None, pairs: list[str]) -> None:
+    """Apply ``--top-k`` and ``--top FIELD=VALUE`` (an ``RBMTrainConfig`` field) to the
+    recipe's top RBM (its layer override)."""
+    from deepbelief.training import RBMTrainConfig
+
+    top = {} if top_k is None else {"k": top_k}
+    top.update(field_values("--top", RBMTrainConfig, pairs))
     if top:
         over = recipe.layer_overrides + [{}] * (len(recipe.layers) - len(recipe.layer_overrides))
         recipe.layer_overrides = over[:-1] + [{**over[-1], **top}]
@@ -119,6 +127,9 @@ def main(argv=None) -> int:
     p.add_argument("--top", action="append", default=[], metavar="FIELD=VALUE",
                    help="override an RBM training field of the top RBM, e.g. --top method=pcd --top lr=0.01 "
                         "(repeatable)")
+    p.add_argument("--updown", action="append", default=[], metavar="FIELD=VALUE",
+                   help="override an up-down field (UpDownConfig), e.g. --updown persistent=true --updown lr=0.02 "
+                        "(repeatable)")
     p.add_argument("--headline", action="store_true",
                    help="record the figures in benchmarks/results/headline.json (full runs only)")
     a = p.parse_args(argv)
@@ -134,6 +145,12 @@ def main(argv=None) -> int:
     if a.greedy_only:
         recipe.updown.epochs, recipe.updown.final_epochs = 0, 0
     override_top(recipe, a.top_k, a.top)
+    if a.updown:
+        import dataclasses
+
+        from deepbelief.wake_sleep import UpDownConfig
+
+        recipe.updown = dataclasses.replace(recipe.updown, **field_values("--updown", UpDownConfig, a.updown))
     if q:
         recipe.n_valid = 1000
     recipe.validate()

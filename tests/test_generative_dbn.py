@@ -256,10 +256,14 @@ def test_up_down_does_not_decrease_exact_log_probability():
     assert lls[-1] < 0
 
 
-def test_resume_is_bit_exact(tmp_path):
+@pytest.mark.parametrize("persistent", [False, True])
+def test_resume_is_bit_exact(tmp_path, persistent):
+    """A run stopped after its first epoch and resumed from the checkpoint (with a generator
+    seeded otherwise: its state comes from the file) ends with the same weights; with
+    persistent chains that needs the chains in the checkpoint too."""
     x, y = _toy_data(60, seed=1)
     base = tiny_model(8, sizes=(6, 4, 5), n_labels=3, scale=0.1).float()
-    cfg = UpDownConfig(epochs=3, batch_size=10, lr=0.05, momentum=0.5, gibbs_steps=[1, 2, 3])
+    cfg = UpDownConfig(epochs=3, batch_size=10, lr=0.05, momentum=0.5, gibbs_steps=[1, 2, 3], persistent=persistent)
     straight = GenerativeDBN.from_config(base.config())
     straight.load_state_dict(base.state_dict())
     up_down(straight, x, y, cfg, generator=torch.Generator().manual_seed(3))
@@ -316,8 +320,10 @@ def test_bad_inputs_name_the_parameter():
         up_down(m, x, y + 5, UpDownConfig(epochs=1, batch_size=10), generator=torch.Generator())
 
 
-def test_fast_updown_step_equals_the_reference_step():
-    """UpDownTrainer._fast_step (fused, sums, 1/b in the step) against up_down_grads, float64."""
+@pytest.mark.parametrize("persistent", [False, True])
+def test_fast_updown_step_equals_the_reference_step(persistent):
+    """UpDownTrainer._fast_step (fused, sums, 1/b in the step) against up_down_grads, float64,
+    for CD-K and for persistent chains (whose end states must agree too)."""
     from deepbelief.wake_sleep import UpDownConfig, UpDownTrainer
 
     def trained(fast):
@@ -327,38 +333,75 @@ def test_fast_updown_step_equals_the_reference_step():
             for p in m.parameters():
                 p.add_(torch.randn(p.shape, generator=gen, dtype=p.dtype) * 0.3)  # non-zero biases
         cfg = UpDownConfig(epochs=3, batch_size=10, lr=0.05, momentum=0.7, weight_decay=0.01,
-                           gibbs_steps=[1, 3, 2], fast=fast)
+                           gibbs_steps=[1, 3, 2], fast=fast, persistent=persistent)
         x = torch.rand(40, 12, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
         y = torch.arange(40) % 3
-        hist = UpDownTrainer(m, cfg, gen).fit(x, y)
-        return m, hist
+        trainer = UpDownTrainer(m, cfg, gen)
+        hist = trainer.fit(x, y)
+        return m, hist, trainer.chains
 
-    fast, hf = trained(True)
-    ref, hr = trained(False)
+    fast, hf, cf = trained(True)
+    ref, hr, cr = trained(False)
     for (n, a), (_, b) in zip(fast.named_parameters(), ref.named_parameters()):
         assert torch.allclose(a, b, atol=1e-10, rtol=0), n
     assert len(hf) == len(hr) == 3
+    if persistent:
+        assert cf is not None and torch.equal(cf, cr) and cf.shape == (10, 9)
+    else:
+        assert cf is None and cr is None
 
 
-def test_sampling_from_an_up_pass_starts_at_the_images_features():
-    """With zero Gibbs steps, a chain started from images sends down exactly the binary
-    features it drew from the images' bottom-up probabilities (HOT 2006, figure 9)."""
-    m = tiny_model(3, sizes=(6, 5, 4, 3), n_labels=2, scale=0.5)
-    x = torch.rand(7, 6, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
-    out = m.sample(7, label=1, steps=0, generator=torch.Generator().manual_seed(9), start=x)
-    g = torch.Generator().manual_seed(9)
-    up = m.features(x)
-    pen = (torch.rand(up.shape, generator=g, dtype=up.dtype) < up).to(up.dtype)
-    assert torch.allclose(out, m.down(pen), atol=1e-12)
-    with pytest.raises(ConfigError, match="one image per chain"):
-        m.sample(3, label=1, steps=1, start=x)
+def test_persistent_chains_sample_the_top_rbm_exactly():
+    """With ``persistent`` the top-level Gibbs run continues from the previous step's end and
+    samples the labels, so over many steps the chains' visible states (features, label) are
+    distributed as the top RBM's exact marginal p(v) (enumerated). Tolerance: 4 x the
+    standard error of the total variation, sum_s se_s / 2, with se_s from 20 batch means
+    over time (so the chains' autocorrelation is in it). CD-1 restarted from the wake state
+    each step misses the same distribution by about ten times that tolerance."""
+    m = tiny_model(4, sizes=(6, 5, 3, 4), n_labels=3, scale=0.8).untie_()
+    g = torch.Generator().manual_seed(11)
+    x = (torch.rand(40, 6, generator=g) < 0.5).double()
+    y = m.one_hot(torch.arange(40) % 3)
+    states = torch.cartesian_prod(*[torch.tensor([0.0, 1.0], dtype=torch.float64)] * 3)
+    vs = torch.cat([states.repeat_interleave(3, 0), torch.eye(3, dtype=torch.float64).repeat(8, 1)], 1)
+    with torch.no_grad():
+        p_exact = torch.softmax(-m.top.free_energy(vs), 0)
+    weights = torch.tensor([12.0, 6.0, 3.0], dtype=torch.float64)
+
+    def visited(persistent: bool) -> torch.Tensor:
+        """(steps after burn-in, states) counts of the negative visible states."""
+        chains, per = None, []
+        for t in range(1020):
+            _, st = up_down_grads(m, x, y, 1, g, persistent=True, chains=chains)
+            chains = st["chains"][0] if persistent else None
+            if t >= 20:
+                v = st["v_neg"][0]
+                assert torch.equal(v[:, 3:].sum(1), torch.ones(40, dtype=torch.float64))  # labels one-hot
+                code = (v[:, :3] @ weights + v[:, 3:].argmax(1)).long()
+                per.append(torch.bincount(code, minlength=len(vs)).double())
+        return torch.stack(per)
+
+    def tv_and_tolerance(per):
+        batches = per.reshape(20, -1, len(vs)).sum(1)
+        se = (batches / batches.sum(1, keepdim=True)).std(0) / 20 ** 0.5
+        p_emp = per.sum(0) / per.sum()
+        return float(0.5 * (p_emp - p_exact).abs().sum()), float(4 * 0.5 * se.sum())
+
+    tv, tol = tv_and_tolerance(visited(True))
+    assert tv < tol, (tv, tol)
+    tv_cd, _ = tv_and_tolerance(visited(False))
+    assert tv_cd > 2 * tol, (tv_cd, tol)  # the test can tell a sampler from CD-1
+    _, st = up_down_grads(m, x, y, 2, g)  # CD-K (appendix B): labels as probabilities, no chains
+    assert "chains" not in st and float(st["v_neg"][0][:, 3:].max(1).values.min()) < 1.0
 
 
 @pytest.mark.parametrize("k", [1, 4])
-def test_step_uniforms_counts_exactly_the_numbers_a_step_draws(k):
+@pytest.mark.parametrize("persistent,fresh", [(False, True), (True, True), (True, False)])
+def test_step_uniforms_counts_exactly_the_numbers_a_step_draws(k, persistent, fresh):
     m = GenerativeDBN.build([12, 8, 6, 10], 3, generator=torch.Generator().manual_seed(0)).double()
     m.untie_()
     x = (torch.rand(7, 12, generator=torch.Generator().manual_seed(1)) > 0.5).double()
-    u = step_uniforms(m, x, k, torch.Generator().manual_seed(2))
-    up_down_grads(m, x, m.one_hot([0, 1, 2, 0, 1, 2, 0]), k, u)
+    chains = None if fresh else torch.ones(7, 10, dtype=torch.float64)
+    u = step_uniforms(m, x, k, torch.Generator().manual_seed(2), persistent=persistent, fresh=fresh)
+    up_down_grads(m, x, m.one_hot([0, 1, 2, 0, 1, 2, 0]), k, u, persistent=persistent, chains=chains)
     assert u.used == u.n

@@ -14,6 +14,11 @@ lower layers' recognition (bottom-up) and generative (top-down) weights are unti
    phase of a CD-K update of the top RBM. We use the exact free-energy gradient
    (rbm.RBM.free_energy_grad: E[h | v] in place of sampled top states, the same estimator
    with less variance) for both phases.
+   With ``persistent=True`` the Gibbs run starts instead from the end of the previous
+   update's run (PCD-K: ``batch_size`` fantasy chains kept across updates, started from
+   the first batch's wake state) and samples the labels as well, so the chains are block
+   Gibbs samplers of the top RBM and the negative phase, and the sleep phase below, come
+   from the model's own fantasies, as in the greedy PCD training of the top RBM.
 3. **Sleep** (down): from the features at the end of the Gibbs run, a stochastic top-down
    pass through the generative weights (the data layer keeps its probabilities). The
    recognition weights learn to recover each layer from the one below:
@@ -71,6 +76,9 @@ class UpDownConfig:
     #: after ``epochs`` on the training split, this many more on train + validation with the
     #: last K of the schedule (the paper's 59 epochs on all 60,000 images); recipes only
     final_epochs: int = 0
+    #: PCD-K in the top RBM: the negative phase and the sleep phase from ``batch_size``
+    #: persistent fantasy chains (labels sampled) instead of CD-K from each batch's wake state
+    persistent: bool = False
     #: the fused all-Bernoulli step (UpDownTrainer._fast_step); False: up_down_grads, the
     #: reference the tests check against autograd (the same update up to rounding)
     fast: bool = True
@@ -87,8 +95,9 @@ class UpDownConfig:
             raise ConfigError(f"gibbs_steps must be a non-empty list of integers like [3, 6, 10], "
                               f"got {self.gibbs_steps!r}")
         self.gibbs_steps = [check_int("gibbs_steps[i]", k, minimum=1) for k in self.gibbs_steps]
-        if not isinstance(self.balanced_batches, bool):
-            raise ConfigError(f"balanced_batches must be true or false, got {self.balanced_batches!r}")
+        for name in ("balanced_batches", "persistent"):
+            if not isinstance(getattr(self, name), bool):
+                raise ConfigError(f"{name} must be true or false, got {getattr(self, name)!r}")
         check_int("final_epochs", self.final_epochs, minimum=0)
         return self
 
@@ -114,21 +123,25 @@ def _check_model(model: GenerativeDBN) -> None:
         raise ConfigError("up-down fine-tuning needs Bernoulli features and top hidden units")
 
 
-def step_uniforms(model: GenerativeDBN, x: Tensor, k: int, gen: torch.Generator | None) -> StepUniforms:
+def step_uniforms(model: GenerativeDBN, x: Tensor, k: int, gen: torch.Generator | None, *,
+                  persistent: bool = False, fresh: bool = True) -> StepUniforms:
     """The block of U(0, 1) numbers one up-down step with ``k`` Gibbs iterations on the batch
     ``x`` draws (rng.StepUniforms), in the order both step implementations use them: the
-    wake states of every lower layer, the top RBM's first hidden state, per Gibbs iteration
-    the features (and the hidden state but for the last), the sleep states of the lower
-    layers but the data layer. ``up_down_grads(..., gen=step_uniforms(...))`` replays a step."""
+    wake states of every lower layer, the top RBM's first hidden state (unless persistent
+    chains already exist: ``fresh=False``), per Gibbs iteration the features (and with
+    ``persistent`` one number per row for the label) and the hidden state (but for the last
+    iteration of CD-K), the sleep states of the lower layers but the data layer.
+    ``up_down_grads(..., gen=step_uniforms(...))`` replays a step."""
     lower, nf, nh = model.lower, model.n_features, model.top.n_hidden
-    per_row = (sum(r.n_hidden for r in lower) + nh + k * nf + (k - 1) * nh
+    gibbs = k * (nf + nh + 1) if persistent else k * nf + (k - 1) * nh
+    per_row = (sum(r.n_hidden for r in lower) + (nh if fresh else 0) + gibbs
                + sum(r.n_visible for r in lower[1:]))
     return StepUniforms(gen, x.shape[0] * per_row, x)
 
 
 @torch.no_grad()
-def up_down_grads(model: GenerativeDBN, x: Tensor, y: Tensor, k: int,
-                  gen) -> tuple[dict[str, Tensor], dict[str, list[Tensor]]]:
+def up_down_grads(model: GenerativeDBN, x: Tensor, y: Tensor, k: int, gen, *, persistent: bool = False,
+                  chains: Tensor | None = None) -> tuple[dict[str, Tensor], dict[str, list[Tensor]]]:
     """One contrastive wake-sleep estimate, without touching the parameters.
 
     Args:
@@ -136,11 +149,15 @@ def up_down_grads(model: GenerativeDBN, x: Tensor, y: Tensor, k: int,
         x: (b, n_0) images in [0, 1]; y: (b, n_labels) one-hot labels.
         k: Gibbs iterations in the top RBM.
         gen: the run's generator, or a ``StepUniforms`` block to draw from (``step_uniforms``).
+        persistent: PCD-K: the Gibbs run starts from ``chains`` (the top RBM's hidden states
+            (b, n_hidden) at the end of the previous step; None: from the wake state) and
+            samples the labels too.
     Returns:
         (grads, states): ``grads`` maps parameter names (``model.named_parameters()``) to the
         batch-mean ascent directions described in the module docstring; ``states`` holds the
         lists ``wake`` (s_0 .. s_L) and ``sleep`` (s'_0 .. s'_L) and the top RBM's ``v_pos``
-        and ``v_neg``, for monitoring and tests.
+        and ``v_neg``, for monitoring and tests; with ``persistent`` also ``chains``, the
+        hidden states the next step starts from.
     """
     if model.tied:
         raise ConfigError("up_down_grads needs an untied model; call model.untie_() first")
@@ -156,13 +173,15 @@ def up_down_grads(model: GenerativeDBN, x: Tensor, y: Tensor, k: int,
     # top: CD-k in the associative memory, labels included
     v_pos = torch.cat([wake[-1], y], -1)
     x_pos = top.hidden_input(v_pos)
-    h = top.hidden.sample(x_pos, gen)
+    h = chains if persistent and chains is not None else top.hidden.sample(x_pos, gen)
     for it in range(k):
         xv = top.visible_input(h)
-        # features sampled, labels as probabilities (appendix B: neglabprobs)
-        v_neg = torch.cat([feat.sample(xv[:, :nf], gen), labu.mean(xv[:, nf:])], -1)
+        # features sampled, labels as probabilities (appendix B: neglabprobs); a persistent
+        # chain samples its labels, so that it is a Gibbs sampler of the top RBM
+        f = feat.sample(xv[:, :nf], gen)
+        v_neg = torch.cat([f, labu.sample(xv[:, nf:], gen) if persistent else labu.mean(xv[:, nf:])], -1)
         x_neg = top.hidden_input(v_neg)
-        if it < k - 1:
+        if it < k - 1 or persistent:
             h = top.hidden.sample(x_neg, gen)
     pos = top.free_energy_grad(v_pos, x_pos)
     neg = top.free_energy_grad(v_neg, x_neg)
@@ -183,7 +202,10 @@ def up_down_grads(model: GenerativeDBN, x: Tensor, y: Tensor, k: int,
         e = sleep[i + 1] - model.rec_mean(i, sleep[i])
         grads[f"rec_weights.{i}"] = sleep[i].T @ e / b
         grads[f"lower.{i}.hidden.bias"] = e.mean(0)
-    return grads, {"wake": wake, "sleep": sleep, "v_pos": [v_pos], "v_neg": [v_neg]}
+    states = {"wake": wake, "sleep": sleep, "v_pos": [v_pos], "v_neg": [v_neg]}
+    if persistent:
+        states["chains"] = [h]
+    return grads, states
 
 
 class UpDownTrainer:
@@ -209,6 +231,9 @@ class UpDownTrainer:
         self.weight_idx = [i for i, n in enumerate(self.names) if n in weights]
         self.epoch = 0
         self.history: list[dict] = []
+        #: persistent=True: the top RBM's hidden states (batch_size, n_hidden) that the next
+        #: step's Gibbs run starts from; None until the first step
+        self.chains: Tensor | None = None
 
     @torch.no_grad()
     def step(self, x: Tensor, y: Tensor, lr: float, momentum: float, k: int) -> Tensor:
@@ -216,7 +241,11 @@ class UpDownTrainer:
         returns the summed squared error of the wake reconstruction of x (a 0-d tensor)."""
         if self.cfg.fast and self.model.lower:
             return self._fast_step(x, y, lr, momentum, k)
-        grads, states = up_down_grads(self.model, x, y, k, step_uniforms(self.model, x, k, self.gen))
+        pcd = self.cfg.persistent
+        u = step_uniforms(self.model, x, k, self.gen, persistent=pcd, fresh=self.chains is None)
+        grads, states = up_down_grads(self.model, x, y, k, u, persistent=pcd, chains=self.chains)
+        if pcd:
+            self.chains = states["chains"][0].clone()  # (a view of the step's block of uniforms)
         g = [grads[n] for n in self.names]
         if self.cfg.weight_decay:
             for i in self.weight_idx:
@@ -237,7 +266,8 @@ class UpDownTrainer:
         model = self.model
         lower, top, nf, b = model.lower, model.top, model.n_features, x.shape[0]
         L = len(lower)
-        u = step_uniforms(self.model, x, k, self.gen)
+        pcd = self.cfg.persistent
+        u = step_uniforms(self.model, x, k, self.gen, persistent=pcd, fresh=self.chains is None)
 
         def bern(p: Tensor) -> Tensor:  # states ~ Bernoulli(p), written over their uniforms
             t = u.take(p.shape)
@@ -249,14 +279,21 @@ class UpDownTrainer:
         v_pos = torch.cat([wake[-1], y], -1)
         vb, hb = top.visible.bias, top.hidden.bias
         p_pos = torch.sigmoid(torch.addmm(hb, v_pos, top.W))
-        h = bern(p_pos)
+        h = bern(p_pos) if self.chains is None or not pcd else self.chains
         labu = top.visible.groups[1]
-        for it in range(k):  # features sampled, labels as probabilities (appendix B)
+        for it in range(k):  # features sampled, labels as probabilities (appendix B) or sampled (PCD)
             xv = torch.addmm(vb, h, top.W.T)
-            v_neg = torch.cat([bern(torch.sigmoid(xv[:, :nf])), torch.softmax(xv[:, nf:], -1)], -1)
+            f = bern(torch.sigmoid(xv[:, :nf]))
+            lab = torch.softmax(xv[:, nf:], -1)
+            if pcd:  # inverse CDF, one number per row, as units.Softmax.sample
+                idx = (torch.cumsum(lab, -1) < u.take((b, 1))).sum(-1, keepdim=True).clamp_(max=labu.n - 1)
+                lab = torch.zeros_like(lab).scatter_(-1, idx, 1.0)
+            v_neg = torch.cat([f, lab], -1)
             p_neg = torch.sigmoid(torch.addmm(hb, v_neg, top.W))
-            if it < k - 1:
+            if it < k - 1 or pcd:
                 h = bern(p_neg)
+        if pcd:
+            self.chains = h.clone()  # h is a view of the step's block of uniforms
         g = {"top.W": torch.mm(v_pos.T, p_pos).addmm_(v_neg.T, p_neg, alpha=-1.0),
              "top.hidden.bias": p_pos.sum(0) - p_neg.sum(0)}
         g.update(self._split_top_bias(v_pos.sum(0) - v_neg.sum(0), labu))
@@ -352,6 +389,8 @@ class UpDownTrainer:
     def save_checkpoint(self, path: str | Path) -> None:
         t = {f"model.{k}": v for k, v in self.model.state_dict().items()}
         t.update({f"velocity.{n}": v for n, v in zip(self.names, self.velocities)})
+        if self.chains is not None:
+            t["chains"] = self.chains
         save_run(path, kind="updown_checkpoint", epoch=self.epoch, model=self.model.config(), train=self.cfg,
                  history=self.history, tensors=t, generator=self.gen)
 
@@ -361,6 +400,7 @@ class UpDownTrainer:
         restore_training_state(path, self.model, tensors, self.names, self.velocities)
         self.epoch = int(meta["epoch"])
         self.history = list(meta.get("history", []))
+        self.chains = tensors.get("chains")
 
 
 def up_down(

@@ -8,6 +8,8 @@ Thin adapters over ``GenerativeDBN.sample`` and ``wake_sleep.up_down``.
 
 from __future__ import annotations
 
+import argparse
+
 import time
 from pathlib import Path
 
@@ -93,6 +95,8 @@ def add_finetune(sub) -> None:
     p.add_argument("--batch-size", type=int, default=None)
     p.add_argument("--gibbs-steps", type=int_list("--gibbs-steps", example="3,6,10"), default=None,
                    help="top-level Gibbs iterations per part of the run (default 3,6,10)")
+    p.add_argument("--persistent", action=argparse.BooleanOptionalAction, default=None,
+                   help="top level by PCD-K from persistent fantasy chains (default: the recipe's; CD-K)")
     p.add_argument("--dataset", default=None, help="default: the dataset the model was trained on")
     p.add_argument("--data-dir", default=None)
     p.add_argument("-o", "--output", default=None, help="default: MODEL with .updown before the suffix")
@@ -113,7 +117,8 @@ def cmd_finetune(args) -> int:
     recipe = meta.get("recipe") or {}
     cfg = dict(recipe.get("updown") or {})
     for flag, field in (("epochs", "epochs"), ("lr", "lr"), ("momentum", "momentum"),
-                        ("batch_size", "batch_size"), ("gibbs_steps", "gibbs_steps")):
+                        ("batch_size", "batch_size"), ("gibbs_steps", "gibbs_steps"),
+                        ("persistent", "persistent")):
         if getattr(args, flag) is not None:
             cfg[field] = getattr(args, flag)
     cfg = UpDownConfig.from_dict(cfg)

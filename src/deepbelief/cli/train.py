@@ -154,6 +154,9 @@ TRAIN_FLAGS: dict[str, tuple[tuple[str, ...], str]] = {
                         "generative recipes (hot2006): up-down epochs on the training split (the paper: 300)"),
     "--updown-final-epochs": (("updown.final_epochs",),
                               "generative recipes: up-down epochs on all training images afterwards (the paper: 59)"),
+    "--updown-persistent": (("updown.persistent",),
+                            "generative recipes: up-down's top level by PCD-K from persistent fantasy chains "
+                            "(negative and sleep phases) instead of CD-K from each batch's wake state"),
     "--dropout": (("finetune.dropout",), "hidden-unit dropout during fine-tuning"),
     "--input-dropout": (("finetune.input_dropout",), "input dropout during fine-tuning (0.2 keeps 0.8)"),
     "--max-norm": (("finetune.max_norm",),
