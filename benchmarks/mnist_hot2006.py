@@ -84,6 +84,8 @@ def field_values(flag: str, config_class, pairs: list[str]) -> dict:
         try:
             if kind == "bool":
                 value = {"true": True, "false": False}[text.lower()]
+            elif kind.startswith("list[int]"):
+                value = [int(t) for t in text.split(",")]
             else:
                 value = int(text) if kind.startswith("int") else float(text) if kind.startswith("float") else text
         except (KeyError, ValueError):
