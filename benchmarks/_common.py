@@ -110,3 +110,28 @@ def machine_name() -> str:
     import torch
 
     return f"{platform.machine()} CPU, {os.cpu_count()} cores, torch {torch.__version__}, {torch.get_num_threads()} threads"
+
+
+def field_values(flag: str, config_class, pairs: list[str]) -> dict:
+    """``FIELD=VALUE`` pairs of ``flag`` as a dict; FIELD is a field of ``config_class`` and
+    VALUE is read by that field's type."""
+    import dataclasses
+
+    kinds = {f.name: str(f.type) for f in dataclasses.fields(config_class)}
+    out = {}
+    for pair in pairs:
+        field, sep, text = (part.strip() for part in pair.partition("="))
+        if not sep or field not in kinds:
+            raise SystemExit(f"{flag} must be FIELD=VALUE with FIELD one of {', '.join(sorted(kinds))}; got {pair!r}")
+        kind = kinds[field]
+        try:
+            if kind == "bool":
+                value = {"true": True, "false": False}[text.lower()]
+            elif kind.startswith("list[int]"):
+                value = [int(t) for t in text.split(",")]
+            else:
+                value = int(text) if kind.startswith("int") else float(text) if kind.startswith("float") else text
+        except (KeyError, ValueError):
+            raise SystemExit(f"{flag} {field}: expected a value of type {kind}, got {text!r}") from None
+        out[field] = value
+    return out

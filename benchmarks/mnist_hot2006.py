@@ -30,7 +30,7 @@ from pathlib import Path
 
 import torch
 
-from _common import ROOT, machine_info, machine_name, parser, record_headline, write_json
+from _common import ROOT, field_values, machine_info, machine_name, parser, record_headline, write_json
 
 from _judge import train_judge
 from deepbelief.data import Dataset, load_dataset
@@ -67,31 +67,6 @@ def figures(model, tag: str, folder: Path, *, steps: int, gen) -> dict:
     fig9 = folder / f"hot2006_chains_{tag}.png"
     save_tiles(fig9, grid, (28, 28), ncols=10, normalize="none")
     return {"fig8_png": str(fig8), "fig9_png": str(fig9)}
-
-
-def field_values(flag: str, config_class, pairs: list[str]) -> dict:
-    """``FIELD=VALUE`` pairs of ``flag`` as a dict; FIELD is a field of ``config_class`` and
-    VALUE is read by that field's type."""
-    import dataclasses
-
-    kinds = {f.name: str(f.type) for f in dataclasses.fields(config_class)}
-    out = {}
-    for pair in pairs:
-        field, sep, text = (part.strip() for part in pair.partition("="))
-        if not sep or field not in kinds:
-            raise SystemExit(f"{flag} must be FIELD=VALUE with FIELD one of {', '.join(sorted(kinds))}; got {pair!r}")
-        kind = kinds[field]
-        try:
-            if kind == "bool":
-                value = {"true": True, "false": False}[text.lower()]
-            elif kind.startswith("list[int]"):
-                value = [int(t) for t in text.split(",")]
-            else:
-                value = int(text) if kind.startswith("int") else float(text) if kind.startswith("float") else text
-        except (KeyError, ValueError):
-            raise SystemExit(f"{flag} {field}: expected a value of type {kind}, got {text!r}") from None
-        out[field] = value
-    return out
 
 
 def override_top(recipe, top_k: int | None, pairs: list[str]) -> None:

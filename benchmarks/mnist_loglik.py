@@ -32,7 +32,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import ROOT, machine_info, machine_name, parser, record_headline, write_json  # noqa: E402
+from _common import ROOT, field_values, machine_info, machine_name, parser, record_headline, write_json  # noqa: E402
 
 from deepbelief.ais import ais_log_partition, rbm_log_likelihood, rbm_log_prob  # noqa: E402
 from deepbelief.bound import dbn_lower_bound  # noqa: E402
@@ -89,6 +89,9 @@ def main(argv=None) -> int:
                    help="learning rate of the second RBM, annealed linearly to 1/100 of it (small: the "
                         "transposed start is already good, large noisy steps lower the bound)")
     p.add_argument("--layer2-epochs", type=int, default=None, help="epochs of the second RBM (default 60)")
+    p.add_argument("--rbm", action="append", default=[], metavar="FIELD=VALUE",
+                   help="set an RBMTrainConfig field of every first-layer model, e.g. --rbm centering=true "
+                        "--rbm method=pt --rbm pt_temperatures=10 (repeatable; applied last)")
     p.add_argument("--ais-runs", type=int, default=100)
     p.add_argument("--ais-betas", type=int, default=None, help="default: the paper's 14,500")
     p.add_argument("--curve-betas", type=int, default=5000, help="AIS temperatures for the per-epoch curve")
@@ -159,7 +162,11 @@ def main(argv=None) -> int:
             cfg.lr, cfg.lr_final, cfg.final_momentum = args.lr, args.lr_final, args.cd_final_momentum
             if args.k_ramp and k > 1:  # Salakhutdinov & Murray (2008): k raised gradually to 25
                 cfg.k, cfg.k_final = 1, k
-        rbm = RBM(x_train.shape[1], args.hidden, generator=gen)
+        for field, value in field_values("--rbm", RBMTrainConfig, args.rbm).items():
+            setattr(cfg, field, value)
+        cfg.validate()
+        # a centred start model carries its offsets (training state) in its state dict
+        rbm = RBM(x_train.shape[1], args.hidden, generator=gen, centered=start is not None and start.centered)
         if start is not None:
             rbm.load_state_dict(start.state_dict())
             cfg.init_visible_bias = False
@@ -172,8 +179,9 @@ def main(argv=None) -> int:
             if (epoch + 1) % every == 0 and epoch + 1 < n_ep:
                 t = time.perf_counter()
                 res = ais(rbm, x_train, args.curve_betas)
+                # training seconds so far (this model's, without the curve's AIS runs)
                 curve.append({"epoch": offset + epoch + 1, "test_loglik": rbm_log_likelihood(rbm, x_test, res),
-                              "ais_betas": args.curve_betas})
+                              "ais_betas": args.curve_betas, "train_seconds": t - t0 - curve_s[0]})
                 print(f"  {name} epoch {epoch + 1}: test log-lik {curve[-1]['test_loglik']:.2f} "
                       f"(AIS {args.curve_betas} temperatures), recon {m['recon_error']:.2f}", flush=True)
                 curve_s[0] += time.perf_counter() - t
@@ -195,7 +203,7 @@ def main(argv=None) -> int:
         ll_train = rbm_log_likelihood(rbm, x_train[:10000], res)
         if offset:
             curve.insert(0, {**results["models"][last_cd[0]]["curve"][-1]})
-        curve.append({"epoch": offset + n_ep, "test_loglik": ll, "ais_betas": res.n_betas})
+        curve.append({"epoch": offset + n_ep, "test_loglik": ll, "ais_betas": res.n_betas, "train_seconds": train_s})
         down, up = res.uncertainty
         print(f"{name}: {n_ep} epochs in {train_s:.1f}s; log Z {res.log_z:.2f} (+{up:.2f}/-{down:.2f}, ESS "
               f"{res.ess:.1f}, {res.seconds:.1f}s); test log-lik {ll:.2f} nats, train {ll_train:.2f}", flush=True)
@@ -204,7 +212,7 @@ def main(argv=None) -> int:
             "train_seconds": train_s, "curve_ais_seconds": curve_s[0], "log_z": res.log_z, "log_z_low": res.log_z_low, "log_z_high": res.log_z_high,
             "ess": res.ess, "ais_runs": res.n_runs, "ais_betas": res.n_betas, "ais_seconds": res.seconds,
             "test_loglik": ll, "test_loglik_low": ll - up, "test_loglik_high": ll + down,
-            "train_loglik_first10k": ll_train, "curve": curve,
+            "train_loglik_first10k": ll_train, "curve": curve, "config": dict(cfg.__dict__),
         }
         if best is None or ll > results["models"][best[0]]["test_loglik"]:
             best = (name, rbm, cfg)

@@ -77,7 +77,9 @@ class UpDownConfig:
     #: last K of the schedule (the paper's 59 epochs on all 60,000 images); recipes only
     final_epochs: int = 0
     #: PCD-K in the top RBM: the negative phase and the sleep phase from ``batch_size``
-    #: persistent fantasy chains (labels sampled) instead of CD-K from each batch's wake state
+    #: persistent fantasy chains (labels sampled) instead of CD-K from each batch's wake state;
+    #: the chains start at the first batch's wake state of each ``up_down`` call (so the final
+    #: epochs on all the data start new ones) and a checkpoint keeps them
     persistent: bool = False
     #: the fused all-Bernoulli step (UpDownTrainer._fast_step); False: up_down_grads, the
     #: reference the tests check against autograd (the same update up to rounding)
