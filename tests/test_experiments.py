@@ -275,3 +275,21 @@ def test_hot2006_top_overrides_are_typed_and_touch_only_the_top_rbm(monkeypatch)
     for bad, said in (("lr", "FIELD=VALUE"), ("learning_rate=0.1", "FIELD=VALUE"), ("lr=fast", "float")):
         with pytest.raises(SystemExit, match=said):
             override_top(get_recipe("hot2006"), None, [bad])
+
+
+def test_benchmark_field_values_read_each_field_by_its_type(monkeypatch):
+    """The benchmarks' FIELD=VALUE flags (mnist_hot2006 --updown, mnist_loglik --rbm)."""
+    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    from _common import field_values
+
+    from deepbelief.training import RBMTrainConfig
+    from deepbelief.wake_sleep import UpDownConfig
+
+    got = field_values("--updown", UpDownConfig, ["persistent=true", "gibbs_steps=3,6", "lr=0.02", "epochs=7"])
+    assert got == {"persistent": True, "gibbs_steps": [3, 6], "lr": 0.02, "epochs": 7}
+    assert UpDownConfig(**got).validate().gibbs_at(6) == 6
+    assert field_values("--rbm", RBMTrainConfig, ["centering=false", "method=pt"]) == {"centering": False,
+                                                                                        "method": "pt"}
+    for bad, said in (("persistent=maybe", "bool"), ("gibbs_steps=3;6", "list"), ("chains=4", "FIELD=VALUE")):
+        with pytest.raises(SystemExit, match=said):
+            field_values("--updown", UpDownConfig, [bad])
