@@ -405,3 +405,34 @@ def test_step_uniforms_counts_exactly_the_numbers_a_step_draws(k, persistent, fr
     u = step_uniforms(m, x, k, torch.Generator().manual_seed(2), persistent=persistent, fresh=fresh)
     up_down_grads(m, x, m.one_hot([0, 1, 2, 0, 1, 2, 0]), k, u, persistent=persistent, chains=chains)
     assert u.used == u.n
+
+
+def test_updown_learning_rate_anneals_linearly_and_each_epoch_steps_with_its_rate(monkeypatch):
+    cfg = UpDownConfig(epochs=5, lr=0.1, lr_final=0.02).validate()
+    assert [round(cfg.lr_at(e), 12) for e in range(5)] == [0.1, 0.08, 0.06, 0.04, 0.02]
+    assert UpDownConfig(epochs=5, lr=0.1).lr_at(4) == 0.1
+    with pytest.raises(ConfigError, match="lr_final"):
+        UpDownConfig(lr_final=-1.0).validate()
+    m = tiny_model(5, sizes=(6, 4, 3), n_labels=3).float()
+    x, y = _toy_data(20)
+    trainer = UpDownTrainer(m, UpDownConfig(epochs=3, batch_size=10, lr=0.3, lr_final=0.1), torch.Generator())
+    seen = []
+    step = trainer.step
+    monkeypatch.setattr(trainer, "step", lambda xb, yb, lr, mom, k: seen.append(lr) or step(xb, yb, lr, mom, k))
+    hist = trainer.fit(x, y)
+    assert seen == pytest.approx([0.3, 0.3, 0.2, 0.2, 0.1, 0.1])
+    assert [h["lr"] for h in hist] == pytest.approx([0.3, 0.2, 0.1])
+
+
+def test_final_updown_epochs_continue_at_the_annealed_rate(monkeypatch):
+    """run_recipe's last phase (all the data) keeps the schedule's last K and its final rate."""
+    import deepbelief.wake_sleep as ws
+    from deepbelief.runner import _run_updown
+
+    seen = []
+    monkeypatch.setattr(ws, "up_down", lambda model, x, y, cfg, **kw: seen.append(
+        (cfg.epochs, cfg.lr, cfg.lr_final, cfg.gibbs_steps)) or [])
+    ud = UpDownConfig(epochs=4, lr=0.05, lr_final=0.005, gibbs_steps=[3, 10], final_epochs=2)
+    _run_updown(None, ud, {}, gen=None, train=(None, None), all_data=(None, None), valid=(None, None),
+                folder=None, resume=False, checkpoint_every=1, log=lambda s: None, logger=None, prog=None)
+    assert seen == [(4, 0.05, 0.005, [3, 10]), (2, 0.005, None, [10])]

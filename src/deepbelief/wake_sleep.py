@@ -66,6 +66,9 @@ class UpDownConfig:
     batch_size: int = 100
     #: one learning rate for the generative, recognition and top-RBM parameters
     lr: float = 0.01
+    #: if set, the learning rate moves linearly from ``lr`` (first epoch) to this (last epoch);
+    #: the recipe's ``final_epochs`` then continue at this rate
+    lr_final: float | None = None
     momentum: float = 0.5
     #: L2 decay on the weight matrices only
     weight_decay: float = 0.0
@@ -89,6 +92,8 @@ class UpDownConfig:
         check_int("epochs", self.epochs, minimum=0)
         check_int("batch_size", self.batch_size, minimum=1)
         check_float("lr", self.lr, minimum=0.0, strict_min=True)
+        if self.lr_final is not None:
+            check_float("lr_final", self.lr_final, minimum=0.0)
         check_float("momentum", self.momentum, minimum=0.0, maximum=1.0)
         check_float("weight_decay", self.weight_decay, minimum=0.0)
         if isinstance(self.gibbs_steps, int):
@@ -102,6 +107,12 @@ class UpDownConfig:
                 raise ConfigError(f"{name} must be true or false, got {getattr(self, name)!r}")
         check_int("final_epochs", self.final_epochs, minimum=0)
         return self
+
+    def lr_at(self, epoch: int) -> float:
+        """The learning rate of ``epoch`` (0-based): ``lr``, or moved linearly to ``lr_final``."""
+        if self.lr_final is None or self.epochs <= 1:
+            return self.lr
+        return self.lr + (self.lr_final - self.lr) * epoch / (self.epochs - 1)
 
     def gibbs_at(self, epoch: int) -> int:
         """K for ``epoch`` (0-based): part ``epoch * len(gibbs_steps) // epochs`` of the schedule."""
@@ -365,12 +376,12 @@ class UpDownTrainer:
             balanced = BalancedOrder(y1.argmax(1), cfg.batch_size)
             n_batches = balanced.n_batches
         def one_epoch(epoch: int) -> dict:
-            k = cfg.gibbs_at(epoch)
+            k, lr = cfg.gibbs_at(epoch), cfg.lr_at(epoch)
             perm = torch.randperm(n, generator=self.gen, device=dev) if balanced is None else balanced.order(self.gen)
             sse = torch.zeros((), device=dev, dtype=dt)
             for i in range(n_batches):
                 idx = perm[i * cfg.batch_size: (i + 1) * cfg.batch_size]
-                sse += self.step(x.index_select(0, idx), y1.index_select(0, idx), cfg.lr, cfg.momentum, k)
+                sse += self.step(x.index_select(0, idx), y1.index_select(0, idx), lr, cfg.momentum, k)
             out = {"recon_error": sse / (n_batches * cfg.batch_size)}
             if valid is not None:
                 out["valid_error"] = model.error_rate(xv, yv)
@@ -381,7 +392,7 @@ class UpDownTrainer:
             if bad or not math.isfinite(metrics["recon_error"]):
                 raise DivergenceError(f"up-down fine-tuning diverged at epoch {epoch}: parameters {bad} "
                                       f"became NaN/inf; lower lr (lr={cfg.lr:g}) or momentum")
-            metrics.update(epoch=epoch, gibbs_steps=k)
+            metrics.update(epoch=epoch, gibbs_steps=k, lr=lr)
             return metrics
 
         return run_epochs(self, one_epoch, epochs=cfg.epochs, history=self.history, checkpoint=checkpoint,

@@ -154,6 +154,9 @@ TRAIN_FLAGS: dict[str, tuple[tuple[str, ...], str]] = {
                         "generative recipes (hot2006): up-down epochs on the training split (the paper: 300)"),
     "--updown-final-epochs": (("updown.final_epochs",),
                               "generative recipes: up-down epochs on all training images afterwards (the paper: 59)"),
+    "--updown-lr-final": (("updown.lr_final",),
+                          "generative recipes: up-down's learning rate at its last epoch, reached linearly "
+                          "(the final epochs on all the data continue at it); default: constant"),
     "--updown-persistent": (("updown.persistent",),
                             "generative recipes: up-down's top level by PCD-K from persistent fantasy chains "
                             "(negative and sleep phases) instead of CD-K from each batch's wake state"),
