@@ -86,3 +86,11 @@ def test_plot_samples_draws_a_generative_dbns_class_conditional_samples(trained,
     assert "20 class-conditional samples (one row per class, 2 each)" in capsys.readouterr().out
     assert main(["sample", str(trained), "--grid", "2", "--steps", "4", "-o", str(grid), "--device", "cpu"]) == 0
     assert plot.read_bytes() == grid.read_bytes()
+
+
+def test_finetune_flags_reach_the_up_down_config(trained, tmp_path):
+    out = tmp_path / "p.safetensors"
+    assert main(["finetune", str(trained), "--epochs", "2", "--lr", "0.02", "--lr-final", "0.01", "--persistent",
+                 "--batch-size", "100", "--gibbs-steps", "2", "-o", str(out), "--device", "cpu", "--quiet"]) == 0
+    ud = read_metadata(out)["updown"]
+    assert (ud["lr"], ud["lr_final"], ud["persistent"], ud["epochs"]) == (0.02, 0.01, True, 2)

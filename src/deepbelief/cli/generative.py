@@ -91,6 +91,8 @@ def add_finetune(sub) -> None:
     p.add_argument("--method", default="up-down", help="up-down (contrastive wake-sleep, HOT 2006)")
     p.add_argument("--epochs", type=int, default=None, help="total up-down epochs (default: the recipe's)")
     p.add_argument("--lr", type=float, default=None)
+    p.add_argument("--lr-final", type=float, default=None,
+                   help="learning rate at the last epoch, reached linearly (default: constant --lr)")
     p.add_argument("--momentum", type=float, default=None)
     p.add_argument("--batch-size", type=int, default=None)
     p.add_argument("--gibbs-steps", type=int_list("--gibbs-steps", example="3,6,10"), default=None,
@@ -116,11 +118,9 @@ def cmd_finetune(args) -> int:
     model, meta = _load_generative(args.model, dev)
     recipe = meta.get("recipe") or {}
     cfg = dict(recipe.get("updown") or {})
-    for flag, field in (("epochs", "epochs"), ("lr", "lr"), ("momentum", "momentum"),
-                        ("batch_size", "batch_size"), ("gibbs_steps", "gibbs_steps"),
-                        ("persistent", "persistent")):
-        if getattr(args, flag) is not None:
-            cfg[field] = getattr(args, flag)
+    for name in ("epochs", "lr", "lr_final", "momentum", "batch_size", "gibbs_steps", "persistent"):
+        if getattr(args, name) is not None:  # flags named as the UpDownConfig fields
+            cfg[name] = getattr(args, name)
     cfg = UpDownConfig.from_dict(cfg)
     src = Path(args.model)
     out = Path(args.output) if args.output else src.with_name(src.name.removesuffix(".safetensors") +
