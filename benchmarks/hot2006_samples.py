@@ -9,6 +9,8 @@ agreement with the clamped label (overall, per class) and the share of near-blan
 
   * ``biases-K``: the figure-8 protocol, features started from their biases, K Gibbs
     iterations (K = 10, 100, 1000, 5000: do the chains drift away from the class?);
+  * ``top-noise``: started from random binary states of the top RBM's 2,000 hidden units (the
+    start of Hinton's digit-generation movies), 1000 iterations;
   * ``noise``: started from the up-pass of a random binary image (figure 9), 1000 iterations;
   * ``data``: started from the up-pass of a random training image of *another* class
     (a realistic feature vector that the clamped label must pull over), 1000 iterations;
@@ -17,6 +19,10 @@ agreement with the clamped label (overall, per class) and the share of near-blan
     compared with the chain's own final label.
 
     python benchmarks/hot2006_samples.py --work runs/hot2006 --greedy-only --out samples.json
+
+The flags that changed the recipe of that run (``--top``, ``--top-k``, ``--updown``) must be
+given again: the model is reloaded through the run's checkpoints, which are checked against
+the recipe. ``--variants`` picks some of the variants (default: all).
 """
 
 from __future__ import annotations
@@ -25,7 +31,7 @@ import time
 from pathlib import Path
 
 import torch
-from _common import machine_info, parser, write_json
+from _common import field_values, machine_info, parser, write_json
 from _judge import train_judge
 from mnist_hot2006 import override_top
 
@@ -35,6 +41,8 @@ from deepbelief.runner import run_recipe
 from deepbelief.training import make_generator
 
 BLANK = 0.05  # mean pixel probability below which an image counts as blank
+VARIANTS = ["biases-10", "biases-100", "biases-1000", "biases-5000", "top-noise", "noise", "data", "sampled-down",
+            "label-free"]
 
 
 def judge(model, judge_net, x, labels) -> dict:
@@ -55,6 +63,9 @@ def main(argv=None) -> int:
     p.add_argument("--greedy-only", action="store_true", help="that run was --greedy-only")
     p.add_argument("--top-k", type=int, default=None, help="that run's --top-k, if it had one")
     p.add_argument("--top", action="append", default=[], metavar="FIELD=VALUE", help="that run's --top, if any")
+    p.add_argument("--updown", action="append", default=[], metavar="FIELD=VALUE", help="that run's --updown, if any")
+    p.add_argument("--variants", default=None,
+                   help="comma-separated subset of: " + ", ".join(VARIANTS) + " (default: all)")
     p.add_argument("--per-class", type=int, default=None, help="samples per class (100; --quick: 10)")
     p.add_argument("--threads", type=int, default=0)
     a = p.parse_args(argv)
@@ -67,6 +78,16 @@ def main(argv=None) -> int:
     if a.greedy_only:
         recipe.updown.epochs, recipe.updown.final_epochs = 0, 0
     override_top(recipe, a.top_k, a.top)
+    if a.updown:
+        import dataclasses
+
+        from deepbelief.wake_sleep import UpDownConfig
+
+        recipe.updown = dataclasses.replace(recipe.updown, **field_values("--updown", UpDownConfig, a.updown))
+    chosen = VARIANTS if a.variants is None else [v.strip() for v in a.variants.split(",")]
+    unknown = sorted(set(chosen) - set(VARIANTS))
+    if unknown:
+        raise SystemExit(f"--variants must be a comma-separated subset of {', '.join(VARIANTS)}; got {unknown}")
     work = Path(a.work)
     ds = load_dataset("mnist", data_dir=a.data_dir)
     if a.quick:
@@ -87,6 +108,8 @@ def main(argv=None) -> int:
            "test_error_pct": 100 * out["test_error"], "per_class": per_class, "variants": {}}
 
     def run(name, **kw):
+        if name not in chosen:
+            return
         t = time.perf_counter()
         x = model.sample(n, generator=gen, **kw)
         if isinstance(x, tuple):  # return_frames: (x, labels, frames)
@@ -103,6 +126,7 @@ def main(argv=None) -> int:
 
     for k in (10, 100, 1000, 5000):
         run(f"biases-{k}", label=labels.tolist(), steps=k)
+    run("top-noise", label=labels.tolist(), steps=1000, init="top-noise")
     noise = (torch.rand(n, 784, generator=gen, device=dev) < 0.5).float()
     run("noise", label=labels.tolist(), steps=1000, start=noise)
     pick = torch.randint(0, ds.x_train.shape[0], (n,), generator=gen, device=dev)

@@ -395,6 +395,35 @@ def test_persistent_chains_sample_the_top_rbm_exactly():
     assert "chains" not in st and float(st["v_neg"][0][:, 3:].max(1).values.min()) < 1.0
 
 
+def test_sampling_from_an_up_pass_starts_at_the_images_features():
+    """With zero Gibbs steps, a chain started from images sends down exactly the binary
+    features it drew from the images' bottom-up probabilities (HOT 2006, figure 9)."""
+    m = tiny_model(3, sizes=(6, 5, 4, 3), n_labels=2, scale=0.5)
+    x = torch.rand(7, 6, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    out = m.sample(7, label=1, steps=0, generator=torch.Generator().manual_seed(9), start=x)
+    g = torch.Generator().manual_seed(9)
+    up = m.features(x)
+    pen = (torch.rand(up.shape, generator=g, dtype=up.dtype) < up).to(up.dtype)
+    assert torch.allclose(out, m.down(pen), atol=1e-12)
+    with pytest.raises(ConfigError, match="one image per chain"):
+        m.sample(3, label=1, steps=1, start=x)
+
+
+def test_sampling_from_top_noise_starts_at_random_top_states():
+    """init="top-noise" (Hinton's digit movies): the top RBM's hidden units start on with
+    probability 1/2 and the features are sampled from them; with zero Gibbs steps exactly
+    those features go down."""
+    m = tiny_model(3, sizes=(6, 5, 4, 3), n_labels=2, scale=0.5)
+    out = m.sample(7, label=1, steps=0, generator=torch.Generator().manual_seed(9), init="top-noise")
+    g = torch.Generator().manual_seed(9)
+    h = (torch.rand(7, 3, generator=g, dtype=torch.float64) < 0.5).double()
+    p = torch.sigmoid(h @ m.top.W[:4].T + m.top.visible.groups[0].bias)
+    pen = (torch.rand(p.shape, generator=g, dtype=p.dtype) < p).double()
+    assert torch.allclose(out, m.down(pen), atol=1e-12)
+    with pytest.raises(ConfigError, match="init must be one of"):
+        m.sample(2, label=0, steps=1, init="noise")
+
+
 @pytest.mark.parametrize("k", [1, 4])
 @pytest.mark.parametrize("persistent,fresh", [(False, True), (True, True), (True, False)])
 def test_step_uniforms_counts_exactly_the_numbers_a_step_draws(k, persistent, fresh):

@@ -280,7 +280,7 @@ class GenerativeDBN(nn.Module):
     @torch.no_grad()
     def sample(self, n: int, *, label=None, steps: int = 1000, generator: torch.Generator | None = None,
                sample_down: bool = False, frames_every: int = 0, return_frames: bool = False,
-               start: Tensor | None = None):
+               start: Tensor | None = None, init: str = "biases"):
         """Generate ``n`` images: Gibbs sampling in the top RBM, then one top-down pass.
 
         Args:
@@ -295,11 +295,15 @@ class GenerativeDBN(nn.Module):
             start: optional (n, n_0) images: the chains start from the features of their
                 bottom-up pass (sampled from its probabilities) instead of the feature
                 biases (HOT 2006, figure 9, starts from random binary images).
+            init: without ``start``, where the chains begin: ``"biases"`` (the features
+                sampled from their biases alone) or ``"top-noise"`` (random binary states of
+                the top RBM's hidden units, each on with probability 1/2, and the features
+                sampled from them: the start of Hinton's digit-generation movies).
         Returns:
             (n, n_0) pixel probabilities; with ``return_frames`` also the labels (n,) and a
             list of (n, n_0) frames of the chains.
         """
-        from deepbelief.errors import check_int
+        from deepbelief.errors import check_choice, check_int
 
         n = check_int("n", n, minimum=1)
         steps = check_int("steps", steps, minimum=0)
@@ -312,7 +316,11 @@ class GenerativeDBN(nn.Module):
             lab = self.one_hot(ys, n_rows=n)
         else:
             lab = labu.sample(torch.zeros(n, self.n_labels, device=dev, dtype=dt), generator)
-        if start is None:  # start the features from their biases alone (independent of any data)
+        check_choice("init", init, ("biases", "top-noise"))
+        if start is None and init == "top-noise":  # random binary top-level states, then down
+            h = (torch.rand(n, top.n_hidden, generator=generator, device=dev, dtype=dt) < 0.5).to(dt)
+            pen = feat.sample(top.visible_input(h)[:, : self.n_features], generator)
+        elif start is None:  # start the features from their biases alone (independent of any data)
             pen = feat.sample(torch.zeros(n, self.n_features, device=dev, dtype=dt), generator)
         else:
             up = self.features(self._check_x(start))
