@@ -38,15 +38,17 @@ def main(argv=None):
     ev = prof.key_averages()
     key = "self_device_time_total" if dev.type == "cuda" else "self_cpu_time_total"
     total = sum(getattr(e, key) for e in ev) or 1
-    rows = sorted(({"op": e.key, "calls": e.count, "share": getattr(e, key) / total} for e in ev),
-                  key=lambda r: -r["share"])
+    rows = sorted(({"op": e.key, "calls": e.count, "share": getattr(e, key) / total,
+                    "us_per_step": getattr(e, key) / steps} for e in ev), key=lambda r: -r["share"])
     mm = sum(r["share"] for r in rows if r["op"] in ("aten::mm", "aten::addmm_", "aten::addmm"))
-    print(f"{steps} steps; share of {key}:")
+    print(f"{steps} steps, {total / steps:.0f} us of profiled {key} per step (threads {torch.get_num_threads()}); "
+          "share per op:")
     for r in rows[:15]:
-        print(f"  {r['op']:28s} {100 * r['share']:5.1f}%  ({r['calls']} calls)")
+        print(f"  {r['op']:28s} {100 * r['share']:5.1f}%  {r['us_per_step']:7.1f} us/step  ({r['calls']} calls)")
     print(f"matrix products: {100 * mm:.1f}% of the step")
     _bench.write_json(args.out, {"benchmark": "profile_step", "machine": _bench.machine_info(dev), "steps": steps,
-                                 "time_key": key, "matmul_share": mm, "ops": rows[:30]})
+                                 "time_key": key, "us_per_step": total / steps, "threads": torch.get_num_threads(),
+                                 "matmul_share": mm, "ops": rows[:30]})
 
 
 if __name__ == "__main__":
