@@ -49,6 +49,12 @@ def test_sample_grid_and_chain(trained, tmp_path):
     assert main(["sample", str(trained), "--label", "3", "--n", "2", "--steps", "6", "--chain-every", "2",
                  "-o", str(chain), "--device", "cpu"]) == 0
     assert png_size(chain) == ((3 * 9 + 1) * 2, (2 * 9 + 1) * 2)
+    # --init reaches the sampler: the same seed from another start draws other images
+    a, b = tmp_path / "a.png", tmp_path / "b.png"
+    for path, init in ((a, "biases"), (b, "top-noise")):
+        assert main(["sample", str(trained), "--grid", "2", "--steps", "0", "--init", init, "-o", str(path),
+                     "--device", "cpu"]) == 0
+    assert a.read_bytes() != b.read_bytes()
 
 
 def test_finetune_up_down_resumes_to_the_same_weights(trained, tmp_path):

@@ -36,6 +36,9 @@ def add_sample(sub) -> None:
                    help="a n_labels x N grid: row k holds N samples of class k (overrides --label/--n)")
     p.add_argument("--n", type=int, default=10, help="number of samples without --grid (default 10)")
     p.add_argument("--steps", type=int, default=1000, help="Gibbs sweeps in the top RBM (default 1000)")
+    p.add_argument("--init", default="biases", choices=["biases", "top-noise"],
+                   help="where the chains start: the features sampled from their biases (default) or random "
+                        "binary top-level states (Hinton's digit movies)")
     p.add_argument("--chain-every", type=int, default=0, metavar="K",
                    help="show every K-th state of each chain: one row per chain (an unrolled animation)")
     p.add_argument("--shape", type=int_list("--shape", example="28,28"), default=None, help="image shape, e.g. 28,28 (default: square)")
@@ -69,7 +72,7 @@ def cmd_sample(args) -> int:
     t0 = time.perf_counter()
     if every:
         x, lab, frames = model.sample(n, label=labels, steps=steps, generator=gen, frames_every=every,
-                                      return_frames=True)
+                                      return_frames=True, init=args.init)
         if not frames:
             raise ConfigError(f"--chain-every must be <= --steps ({steps}), got {every}")
         # (n, n_frames, n_pixels): one row per chain, time running left to right
@@ -77,7 +80,7 @@ def cmd_sample(args) -> int:
         save_tiles(args.output, images, shape, ncols=len(frames), normalize="none")
         what = f"{n} chains x {len(frames)} frames (every {every} steps)"
     else:
-        x = model.sample(n, label=labels, steps=steps, generator=gen)
+        x = model.sample(n, label=labels, steps=steps, generator=gen, init=args.init)
         save_tiles(args.output, x, shape, ncols=ncols, normalize="none")
         what = f"{n} samples" + (f" of class {args.label}" if args.label is not None and args.grid is None else "")
     print(f"wrote {args.output} ({what}, {steps} Gibbs steps) in {time.perf_counter() - t0:.2f}s")
