@@ -60,7 +60,8 @@ def add_train(sub) -> None:
                         "that CPU), hinton2006_dropout (the same stack, dropout fine-tuning), random_init (the same "
                         "net, no pre-training) "
                         "or hot2006 (generative DBN with labels: 30 CD-1 epochs per lower RBM, 60 PCD epochs for "
-                        "the top one, then 300 + 59 up-down epochs: about 97 min on that CPU)")
+                        "the top one, then 300 + 59 up-down epochs from persistent top-level chains: about 102 min on that "
+                        "CPU)")
     p.add_argument("--config", default=None, help="TOML file with recipe fields (overridden by flags)")
     data_args(p)
     for flag, (targets, help_text) in TRAIN_FLAGS.items():
