@@ -6,7 +6,8 @@ In the same process, alternating repeats, medians and ratios:
   2. our epoch (training.RBMTrainer.fit, monitors included);
   3. scikit-learn's BernoulliRBM (n_iter=1, batch_size=100);
   4. learnergy's bernoulli RBM (if installed: ``pip install --no-deps learnergy``).
-Targets (issue 7): ours >= 85% of the matmul rate for its FLOPs, >= 2x sklearn, >= 3x learnergy.
+Targets: ours >= 88% of the matmul rate for its FLOPs (issue 14; issue 7 asked 85%), >= 2x sklearn,
+>= 3x learnergy.
 
 ``--gpu``: CD-1 samples per second on CUDA at batch 100 and 1000 for fp32, tf32, bf16.
 
@@ -169,7 +170,7 @@ def main(argv=None):
             if v:
                 print(f"  {k:10s} {v:7.3f} s")
         print(f"  matmul rate {r['matmul_gflops']:.1f} GFLOP/s; ours {r['ours_gflops']:.1f} GFLOP/s "
-              f"= {100 * r['ours_fraction_of_matmul_rate']:.0f}% (target >= 85%)")
+              f"= {100 * r['ours_fraction_of_matmul_rate']:.0f}% (target >= 88%)")
         if "speedup_vs_sklearn" in r:
             print(f"  ours vs sklearn: {r['speedup_vs_sklearn']:.2f}x faster (target >= 2x)")
         if "speedup_vs_learnergy" in r:
