@@ -56,6 +56,7 @@ from deepbelief.errors import (
 )
 from deepbelief.loop import run_epochs
 from deepbelief.rng import StepUniforms
+from deepbelief.units.binary import one_hot_by_inverse_cdf
 
 
 @dataclass
@@ -292,15 +293,14 @@ class UpDownTrainer:
         v_pos = torch.cat([wake[-1], y], -1)
         vb, hb = top.visible.bias, top.hidden.bias
         p_pos = torch.sigmoid(torch.addmm(hb, v_pos, top.W))
-        h = bern(p_pos) if self.chains is None or not pcd else self.chains
+        h = self.chains if pcd and self.chains is not None else bern(p_pos)
         labu = top.visible.groups[1]
         for it in range(k):  # features sampled, labels as probabilities (appendix B) or sampled (PCD)
             xv = torch.addmm(vb, h, top.W.T)
             f = bern(torch.sigmoid(xv[:, :nf]))
             lab = torch.softmax(xv[:, nf:], -1)
-            if pcd:  # inverse CDF, one number per row, as units.Softmax.sample
-                idx = (torch.cumsum(lab, -1) < u.take((b, 1))).sum(-1, keepdim=True).clamp_(max=labu.n - 1)
-                lab = torch.zeros_like(lab).scatter_(-1, idx, 1.0)
+            if pcd:  # the same draw as units.Softmax.sample
+                lab = one_hot_by_inverse_cdf(lab, u.take((b, 1)))
             v_neg = torch.cat([f, lab], -1)
             p_neg = torch.sigmoid(torch.addmm(hb, v_neg, top.W))
             if it < k - 1 or pcd:

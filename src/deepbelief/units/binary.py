@@ -49,6 +49,13 @@ class Bernoulli(Units):
             )
 
 
+def one_hot_by_inverse_cdf(p: Tensor, u: Tensor) -> Tensor:
+    """One-hot samples of the rows of ``p`` (b, n) from one uniform per row ``u`` (b, 1), by
+    inverse-CDF: no Python loop, one number per row (``Softmax.sample``, the fused up-down step)."""
+    idx = (torch.cumsum(p, dim=-1) < u).sum(-1, keepdim=True).clamp_(max=p.shape[-1] - 1)
+    return torch.zeros_like(p).scatter_(-1, idx, 1.0)
+
+
 class Softmax(Units):
     """One-of-n units (a label): exactly one unit is on, p(u=e_k | x) = softmax(x + b)_k."""
 
@@ -61,10 +68,7 @@ class Softmax(Units):
 
     def sample(self, x, gen):
         p = self.mean(x)
-        # inverse-CDF sampling with one uniform per row: no Python loop, one generator
-        u = uniform((p.shape[0], 1), p, gen)
-        idx = (torch.cumsum(p, dim=-1) < u).sum(-1, keepdim=True).clamp_(max=self.n - 1)
-        return torch.zeros_like(p).scatter_(-1, idx, 1.0)
+        return one_hot_by_inverse_cdf(p, uniform((p.shape[0], 1), p, gen))
 
     def free_energy(self, x):
         return -torch.logsumexp(x + self.bias, dim=-1)
