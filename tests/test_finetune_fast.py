@@ -199,3 +199,35 @@ def test_recipe_checkpoint_dir_from_before_the_option_still_resumes(tmp_path):
     r = get_recipe("default")
     r.finetune.fast = False
     _prepare_checkpoint_dir(tmp_path, r, 0, resume=True)
+
+
+@pytest.mark.parametrize("scale", [1.0, 10.0, 30.0])
+def test_cross_entropy_and_delta_are_accurate_relative_to_their_size(scale):
+    # oracle in float64 without cancellation: -log p_y = softplus(logsumexp_{j != y}(z_j - z_y)),
+    # p_j = exp(z_j - z_y) / (1 + S), p_y - 1 = -S / (1 + S), S = sum_{j != y} exp(z_j - z_y)
+    from deepbelief.backprop import cross_entropy_and_delta
+
+    z = (torch.randn(400, 10, generator=make_generator(0)) * scale).double()
+    y = torch.randint(0, 10, (400,), generator=make_generator(1))
+    onehot = F.one_hot(y, 10).bool()
+    diff = (z - z.gather(1, y[:, None])).masked_fill(onehot, -float("inf"))
+    want_loss = F.softplus(torch.logsumexp(diff, 1))
+    S = diff.exp().sum(1, keepdim=True)
+    want_delta = torch.where(onehot, -S / (1 + S), diff.exp() / (1 + S))
+
+    loss, delta = cross_entropy_and_delta(z.float(), onehot)
+    # exp(x) of a float32 x carries a relative error of about |x| eps: the bound grows with the logits
+    tol = 4 * torch.finfo(torch.float32).eps * (1 + float(z.abs().max()))
+    ok = want_loss > 1e-30  # representable in float32 with room
+    rel = ((loss.double() - want_loss).abs() / want_loss)[ok]
+    assert rel.max() < tol, (float(rel.max()), tol)
+    okd = want_delta.abs() > 1e-30
+    rel_d = ((delta.double() - want_delta).abs() / want_delta.abs())[okd]
+    assert rel_d.max() < tol, (float(rel_d.max()), tol)
+    if scale >= 30:  # what log_softmax gives in float32 for sure cases: no relative accuracy at all
+        naive = -torch.log_softmax(z.float(), 1).gather(1, y[:, None]).squeeze(1).double()
+        assert ((naive - want_loss).abs() / want_loss)[ok].max() > 0.1
+    # float64 in, float64 out, and the same as the textbook formulae where those are accurate
+    loss64, delta64 = cross_entropy_and_delta(z, onehot)
+    torch.testing.assert_close(loss64, F.cross_entropy(z, y, reduction="none"), rtol=1e-9, atol=1e-12)
+    torch.testing.assert_close(delta64, torch.softmax(z, 1) - onehot.double(), rtol=1e-9, atol=1e-12)

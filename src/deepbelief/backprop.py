@@ -20,10 +20,44 @@ from deepbelief import cg
 from deepbelief.classifier import DeepClassifier
 from deepbelief.errors import ConfigError
 
-__all__ = ["FastBackprop", "cg_batch"]
+__all__ = ["FastBackprop", "cg_batch", "cross_entropy_and_delta"]
 
 #: the activations whose derivatives FastBackprop writes by hand
 _FAST_ACTIVATIONS = ("sigmoid", "relu", "softplus", "identity")
+
+
+def cross_entropy_and_delta(logits: Tensor, onehot: Tensor) -> tuple[Tensor, Tensor]:
+    """Per-row softmax cross-entropy ``-log p_y`` and its gradient ``p - onehot(y)`` with
+    respect to the logits, each accurate relative to its own size.
+
+    ``log_softmax`` and ``softmax - onehot`` compute ``log p_y`` and ``p_y - 1`` from a
+    rounded ``p_y``: once the net is sure of a case (p_y = 1 - eps with eps below the
+    unit rounding, 6e-8 in float32) both read exactly 0, and for eps a little above it they
+    carry a relative error near 1. A fitted training batch is made of such cases, so its
+    loss became rounding noise at the scale of a conjugate-gradient line search's expected
+    decrease (the sufficient-decrease test turned into a coin toss and the searches ran out
+    of evaluations; RESULTS.md, "Session 2026-12-06"). Here, with m = max_j z_j,
+    r = sum_{j != y} exp(z_j - m) and e_y = exp(z_y - m):
+
+        -log p_y   = (m - z_y) + log1p(expm1(z_y - m) + r)      (s = e_y + r)
+        p_j        = exp(z_j - m) / s                  for j != y
+        p_y - 1    = -r / s                                       (exact: s - e_y = r)
+
+    Args:
+        logits: (b, C) the logits z.
+        onehot: (b, C) bool, True at each row's label y.
+    Returns:
+        (loss, delta): (b,) the cross-entropy of each row and (b, C) ``p - onehot``.
+    """
+    m = logits.amax(1, keepdim=True)
+    e = torch.sub(logits, m).exp_()  # (b, C)
+    r = e.masked_fill(onehot, 0.0).sum(1, keepdim=True)  # (b, 1) the other classes' mass
+    below = m - (logits * onehot).sum(1, keepdim=True)  # m - z_y >= 0
+    s_minus_1 = torch.expm1(-below).add_(r)  # s - 1 = (e_y - 1) + r
+    loss = below.add_(torch.log1p(s_minus_1)).squeeze(1)
+    s = s_minus_1.add_(1.0)
+    delta = torch.where(onehot, r.div_(s).neg_(), e.div_(s))
+    return loss, delta
 
 
 class FastBackprop:
@@ -35,7 +69,7 @@ class FastBackprop:
         a_l = act(z_l);   h_l = drop(a_l) = a_l * keep_l / (1 - p)
         logits = h_L W_o^T + b_o             (b, C)
     Backward (back-propagation, Rumelhart, Hinton & Williams 1986):
-        d_o = (softmax(logits) - onehot(y)) / b
+        d_o = (softmax(logits) - onehot(y)) / b     (cross_entropy_and_delta)
         dW_o = d_o^T h_L,   db_o = sum over rows of d_o,   g_L = d_o W_o
         d_l = g_l * keep_l / (1 - p) * act'(z_l)
         dW_l = d_l^T h_{l-1},   db_l = sum over rows of d_l,   g_{l-1} = d_l W_l
@@ -80,8 +114,7 @@ class FastBackprop:
                 "keep": [new(n, torch.bool) for n in hid],
                 "g": [new(n) for n in hid],           # g_l, then d_l in place
                 "logits": new(self.net.n_classes),
-                "d": new(self.net.n_classes),
-                "onehot": new(self.net.n_classes),
+                "onehot": new(self.net.n_classes, torch.bool),
                 "classes": torch.arange(self.net.n_classes, device=w.device).unsqueeze(0),  # (1, C)
             }
             self._buffers = {b: bufs}  # one batch size at a time: a step of another size rebuilds them
@@ -130,11 +163,10 @@ class FastBackprop:
             inputs.append(h)
         logits = torch.addmm(net.out.bias, h, net.out.weight.T, out=B["logits"])
 
-        d = torch.log_softmax(logits, 1, out=B["d"])  # (b, C) log-probabilities
-        y1 = y.unsqueeze(1)
-        loss_sum.sub_(d.gather(1, y1).mean())
-        onehot = torch.eq(B["classes"], y1, out=B["onehot"])  # element-wise: deterministic on CUDA too
-        d.exp_().sub_(onehot).div_(b)  # (softmax - onehot) / b
+        onehot = torch.eq(B["classes"], y.unsqueeze(1), out=B["onehot"])  # element-wise: deterministic on CUDA too
+        loss, d = cross_entropy_and_delta(logits, onehot)
+        loss_sum.add_(loss.mean())
+        d.div_(b)  # (softmax - onehot) / b
         torch.mm(d.T, h, out=net.out.weight.grad)
         torch.sum(d, 0, out=net.out.bias.grad)
         if top_only:
@@ -181,15 +213,14 @@ def cg_batch(net: DeepClassifier, xb: Tensor, yb: Tensor, cfg, fast: FastBackpro
     if top_only:
         with torch.no_grad():
             h = net.features(xb)  # (b, n_top): fixed while only the output layer moves
-        onehot = F.one_hot(yb, net.n_classes).to(h.dtype)
+        onehot = F.one_hot(yb, net.n_classes).bool()
         n_w = net.out.weight.numel()
 
         def data_loss_grad(v):
             W, c = v[:n_w].view_as(net.out.weight), v[n_w:]
-            logp = torch.log_softmax(torch.addmm(c, h, W.T), 1)  # (b, C)
-            f = -(logp * onehot).sum() / b
-            d = (logp.exp_() - onehot) / b
-            return f, torch.cat([(d.T @ h).reshape(-1), d.sum(0)])
+            loss, d = cross_entropy_and_delta(torch.addmm(c, h, W.T), onehot)  # (b,), (b, C)
+            d.div_(b)
+            return loss.mean(), torch.cat([(d.T @ h).reshape(-1), d.sum(0)])
     else:
         def data_loss_grad(v):
             vector_to_parameters(v, params)
