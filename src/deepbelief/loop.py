@@ -18,6 +18,15 @@ from typing import Callable, Protocol
 from deepbelief.checkpoint import due
 
 
+def linear_schedule(start: float, end: float | None, epoch: int, epochs: int) -> float:
+    """The value of a setting at ``epoch`` (0-based) of ``epochs`` when it moves linearly from
+    ``start`` (first epoch) to ``end`` (last epoch); ``start`` throughout when ``end`` is None
+    or there is one epoch. The learning-rate and Gibbs-step schedules of the configs."""
+    if end is None or epochs <= 1:
+        return start
+    return start + (end - start) * epoch / (epochs - 1)
+
+
 class Resumable(Protocol):
     """What the loop needs of a trainer."""
 

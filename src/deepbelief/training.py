@@ -31,6 +31,7 @@ from deepbelief.errors import (
     check_float,
     check_int,
 )
+from deepbelief.loop import linear_schedule
 from deepbelief.rbm import RBM
 from deepbelief.trainer import History, RBMTrainer
 
@@ -123,15 +124,12 @@ class RBMTrainConfig:
         return self
 
     def lr_at(self, epoch: int) -> float:
-        if self.lr_final is None or self.epochs <= 1:
-            return self.lr
-        return self.lr + (self.lr_final - self.lr) * epoch / (self.epochs - 1)
+        """The learning rate of ``epoch`` (0-based): ``lr``, or moved linearly to ``lr_final``."""
+        return linear_schedule(self.lr, self.lr_final, epoch, self.epochs)
 
     def k_at(self, epoch: int) -> int:
         """Gibbs steps of ``epoch`` (0-based): k, moved linearly to k_final, rounded."""
-        if self.k_final is None or self.epochs <= 1:
-            return self.k
-        return int(round(self.k + (self.k_final - self.k) * epoch / (self.epochs - 1)))
+        return int(round(linear_schedule(self.k, self.k_final, epoch, self.epochs)))
 
     def momentum_at(self, epoch: int) -> float:
         return self.final_momentum if epoch >= self.momentum_switch else self.momentum

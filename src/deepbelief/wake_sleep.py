@@ -54,7 +54,7 @@ from deepbelief.errors import (
     check_float,
     check_int,
 )
-from deepbelief.loop import run_epochs
+from deepbelief.loop import linear_schedule, run_epochs
 from deepbelief.rng import StepUniforms
 from deepbelief.units.binary import one_hot_by_inverse_cdf
 
@@ -111,9 +111,7 @@ class UpDownConfig:
 
     def lr_at(self, epoch: int) -> float:
         """The learning rate of ``epoch`` (0-based): ``lr``, or moved linearly to ``lr_final``."""
-        if self.lr_final is None or self.epochs <= 1:
-            return self.lr
-        return self.lr + (self.lr_final - self.lr) * epoch / (self.epochs - 1)
+        return linear_schedule(self.lr, self.lr_final, epoch, self.epochs)
 
     def gibbs_at(self, epoch: int) -> int:
         """K for ``epoch`` (0-based): part ``epoch * len(gibbs_steps) // epochs`` of the schedule."""
