@@ -244,11 +244,11 @@ class Finetuner:
                 group["dampening"] = momentum
         return momentum
 
-    def _batch(self, xb: Tensor, yb: Tensor, loss_sum: Tensor, constrain: bool) -> None:
+    def _batch(self, xb: Tensor, yb: Tensor, loss_sum: Tensor, constrain: bool) -> int:
+        """One update on a batch; returns the function evaluations of CG's line searches (0 for SGD)."""
         net, opt, top_only = self.net, self.opt, self.phase == "top"
         if opt is None:
-            cg_batch(net, xb, yb, self.cfg, self.fast, loss_sum, top_only=top_only)
-            return
+            return cg_batch(net, xb, yb, self.cfg, self.fast, loss_sum, top_only=top_only).evaluations
         if self.fast is not None:
             self.fast.step(xb, yb, self.gen, loss_sum, top_only=top_only)
         else:
@@ -259,6 +259,7 @@ class Finetuner:
         opt.step()
         if constrain:
             _max_norm_(net, self.cfg.max_norm)
+        return 0
 
     def one_epoch(self, epoch: int, x: Tensor, y: Tensor, valid, checkpoint) -> dict:
         """Train epoch ``epoch``; returns its metrics (one host sync)."""
@@ -269,10 +270,13 @@ class Finetuner:
         perm = torch.randperm(n, generator=self.gen, device=x.device)
         loss_sum = torch.zeros((), device=x.device)
         constrain = cfg.max_norm > 0 and self.phase == "all"
+        evaluations = 0
         for i in range(n // bs):
             idx = perm[i * bs : (i + 1) * bs]
-            self._batch(x.index_select(0, idx), y.index_select(0, idx), loss_sum, constrain)
+            evaluations += self._batch(x.index_select(0, idx), y.index_select(0, idx), loss_sum, constrain)
         row = {"epoch": epoch, "lr": self.lr, "loss": loss_sum / max(1, n // bs)}
+        if cfg.method == "cg":  # the line searches' cost: it grows when they cannot meet the Wolfe conditions
+            row["cg_evaluations_per_batch"] = evaluations / max(1, n // bs)
         if momentum is not None and cfg.final_momentum is not None:
             row["momentum"] = momentum
         if valid is not None:

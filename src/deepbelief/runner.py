@@ -208,8 +208,10 @@ def _finetune_phase(recipe: Recipe, result: dict, d: dict, specs, gen, dev, *, c
     def on_ft(epoch, m):
         phase = "finetune" if "valid_error" in m or not n_valid else "retrain"
         va = f" valid error {100 * m['valid_error']:.2f}%" if "valid_error" in m else ""
+        if "cg_evaluations_per_batch" in m:
+            va += f" ({m['cg_evaluations_per_batch']:.1f} evaluations per batch)"
         n = ft_epochs[phase]
-        log(f"  {phase} epoch {epoch_of(epoch, n)}: loss {m['loss']:.4f}{va} "
+        log(f"  {phase} epoch {epoch_of(epoch, n)}: loss {m['loss']:.4g}{va} "
             f"({prog.times(epoch, n, m['seconds'], phase)})")
         if logger is not None:
             logger.log(phase, epoch, m)

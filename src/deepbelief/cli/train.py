@@ -40,7 +40,8 @@ of the time left; early stopping may end fine-tuning before N):
                                       acceptance rate of the worst neighbour pair and the mean.
   finetune epoch i/N: loss L          backprop: mean cross-entropy of the epoch; valid error: the
                                       fraction of validation images misclassified (early stopping
-                                      keeps the best epoch)
+                                      keeps the best epoch); --finetune-method cg adds the line
+                                      searches' function evaluations per batch
   retrain epoch i/N                   --retrain-all: fine-tuning again on train + valid for the
                                       chosen number of epochs
   up-down epoch i/N (K=k): recon R    generative recipes: contrastive wake-sleep with k Gibbs steps
