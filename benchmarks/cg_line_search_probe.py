@@ -1,0 +1,77 @@
+"""How many function evaluations the conjugate-gradient line searches take on a fitted net.
+
+Loads a fine-tuning checkpoint of the ``hinton2006`` recipe (a 784-500-500-2000-10 sigmoid
+net; ``--checkpoint DIR/finetune.ckpt.safetensors``), then for each of the first ``--batches``
+1,000-image batches of the MNIST training set runs one ``backprop.cg_batch`` (3 line searches,
+all layers) from the checkpoint's weights and counts the calls of the objective. Reports the
+evaluations per batch (mean and max) and the mean loss before and after. Written to measure
+the effect of the accurate cross-entropy (``backprop.cross_entropy_and_delta``): run it at a
+commit before and after that change on the same checkpoint.
+
+    python benchmarks/cg_line_search_probe.py --checkpoint runs/h06s1e60/finetune.ckpt.safetensors
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+
+import torch
+from _common import git_commit, machine_info, parser, write_json
+from safetensors.torch import load_file
+
+from deepbelief.backprop import FastBackprop, cg_batch
+from deepbelief.classifier import DeepClassifier
+from deepbelief.data import load_mnist
+from deepbelief.finetune import FinetuneConfig
+
+
+class _Counting(FastBackprop):
+    """FastBackprop whose steps (one per evaluation of CG's objective) are counted."""
+
+    calls = 0
+
+    def step(self, *args, **kwargs):
+        self.calls += 1
+        return super().step(*args, **kwargs)
+
+
+def main(argv=None) -> int:
+    p = parser(__doc__.splitlines()[0])
+    p.add_argument("--checkpoint", required=True, help="a hinton2006 fine-tuning checkpoint (safetensors)")
+    p.add_argument("--batches", type=int, default=30)
+    p.add_argument("--threads", type=int, default=1)
+    args = p.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    state = load_file(args.checkpoint)
+    net = DeepClassifier([784, 500, 500, 2000], ["sigmoid"] * 3, 10)
+    net.load_state_dict({k[len("net."):]: v for k, v in state.items() if k.startswith("net.")})
+    start = {k: v.clone() for k, v in net.state_dict().items()}
+    ds = load_mnist(args.data_dir, download=False)
+    cfg = FinetuneConfig(method="cg", cg_batch_size=1000, cg_line_searches=3)
+    fast = _Counting(net.train())
+    evals, before, after = [], [], []
+    t0 = time.perf_counter()
+    for i in range(args.batches):
+        net.load_state_dict(start)
+        xb, yb = ds.x_train[i * 1000:(i + 1) * 1000], ds.y_train[i * 1000:(i + 1) * 1000].long()
+        fast.calls, loss = 0, torch.zeros(())
+        cg_batch(net, xb, yb, cfg, fast, loss, top_only=False)
+        evals.append(fast.calls)
+        before.append(float(loss))
+        fast.calls, end = 0, torch.zeros(())
+        fast.step(xb, yb, None, end)  # the loss at the point reached (the same loss function as the search)
+        after.append(float(end))
+    seconds = time.perf_counter() - t0
+    out = {"checkpoint": args.checkpoint, "batches": args.batches, "evaluations_per_batch": statistics.mean(evals),
+           "evaluations_max": max(evals), "loss_before_mean": statistics.mean(before),
+           "loss_after_mean": statistics.mean(after), "seconds": seconds, "commit": git_commit(),
+           "machine": machine_info("cpu")}
+    print(f"{args.batches} batches: {out['evaluations_per_batch']:.1f} evaluations per batch (max {max(evals)}), "
+          f"loss {out['loss_before_mean']:.3g} -> {out['loss_after_mean']:.3g}, {seconds:.1f}s")
+    write_json(args.out, out)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
