@@ -4,7 +4,8 @@ Loads a fine-tuning checkpoint of the ``hinton2006`` recipe (a 784-500-500-2000-
 net; ``--checkpoint DIR/finetune.ckpt.safetensors``), then for each of the first ``--batches``
 1,000-image batches of the MNIST training set runs one ``backprop.cg_batch`` (3 line searches,
 all layers) from the checkpoint's weights and counts the calls of the objective. Reports the
-evaluations per batch (mean and max) and the mean loss before and after. Written to measure
+evaluations per batch (mean and max), the mean loss before and after, and the checkpoint's
+MNIST test error (``--batches 0``: only that). Written to measure
 the effect of the accurate cross-entropy (``backprop.cross_entropy_and_delta``): run it at a
 commit before and after that change on the same checkpoint.
 
@@ -49,10 +50,15 @@ def main(argv=None) -> int:
     start = {k: v.clone() for k, v in net.state_dict().items()}
     ds = load_mnist(args.data_dir, download=False)
     cfg = FinetuneConfig(method="cg", cg_batch_size=1000, cg_line_searches=3)
+    with torch.no_grad():
+        test_error = 100 * float((net.eval()(ds.x_test).argmax(1) != ds.y_test).float().mean())
+    print(f"checkpoint test error {test_error:.2f}%")
     fast = _Counting(net.train())
-    evals, before, after = [], [], []
+    evals, before, after = [0], [0.0], [0.0]  # placeholders for --batches 0
+    if args.batches:
+        evals, before, after = [], [], []
     t0 = time.perf_counter()
-    for i in range(args.batches):
+    for i in range(args.batches):  # each batch from the checkpoint's weights
         net.load_state_dict(start)
         xb, yb = ds.x_train[i * 1000:(i + 1) * 1000], ds.y_train[i * 1000:(i + 1) * 1000].long()
         fast.calls, loss = 0, torch.zeros(())
@@ -63,7 +69,7 @@ def main(argv=None) -> int:
         fast.step(xb, yb, None, end)  # the loss at the point reached (the same loss function as the search)
         after.append(float(end))
     seconds = time.perf_counter() - t0
-    out = {"checkpoint": args.checkpoint, "batches": args.batches, "evaluations_per_batch": statistics.mean(evals),
+    out = {"checkpoint": args.checkpoint, "test_error_pct": test_error, "batches": args.batches, "evaluations_per_batch": statistics.mean(evals),
            "evaluations_max": max(evals), "loss_before_mean": statistics.mean(before),
            "loss_after_mean": statistics.mean(after), "seconds": seconds, "commit": git_commit(),
            "machine": machine_info("cpu")}
