@@ -12,10 +12,12 @@ loses the epoch it reports.
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Protocol
 
 from deepbelief.checkpoint import due
+from deepbelief.errors import ConfigError, check_float, check_int
 
 
 def linear_schedule(start: float, end: float | None, epoch: int, epochs: int) -> float:
@@ -25,6 +27,41 @@ def linear_schedule(start: float, end: float | None, epoch: int, epochs: int) ->
     if end is None or epochs <= 1:
         return start
     return start + (end - start) * epoch / (epochs - 1)
+
+
+@dataclass
+class Schedule:
+    """The fields every epoch-trained config shares (``RBMTrainConfig``, ``UpDownConfig``): how
+    many epochs, the mini-batch, the learning rate and its linear anneal, momentum, L2 weight
+    decay and class-balanced batches. A subclass states its own defaults by declaring a field
+    again (the field keeps its place)."""
+
+    epochs: int = 10
+    batch_size: int = 100
+    lr: float = 0.1
+    #: learning rate reached, linearly, at the last epoch (None: constant)
+    lr_final: float | None = None
+    momentum: float = 0.5
+    #: L2 decay on the weight matrices only
+    weight_decay: float = 0.0
+    #: mini-batches with the same number of rows of every class (needs labels; batching.py)
+    balanced_batches: bool = False
+
+    def validate_schedule(self) -> None:
+        """Check the shared fields (each config's ``validate`` calls this first)."""
+        check_int("epochs", self.epochs, minimum=0)
+        check_int("batch_size", self.batch_size, minimum=1)
+        check_float("lr", self.lr, minimum=0.0, strict_min=True)
+        if self.lr_final is not None:
+            check_float("lr_final", self.lr_final, minimum=0.0)
+        check_float("momentum", self.momentum, minimum=0.0, maximum=1.0)
+        check_float("weight_decay", self.weight_decay, minimum=0.0)
+        if not isinstance(self.balanced_batches, bool):
+            raise ConfigError(f"balanced_batches must be true or false, got {self.balanced_batches!r}")
+
+    def lr_at(self, epoch: int) -> float:
+        """The learning rate of ``epoch`` (0-based): ``lr``, or moved linearly to ``lr_final``."""
+        return linear_schedule(self.lr, self.lr_final, epoch, self.epochs)
 
 
 class Resumable(Protocol):

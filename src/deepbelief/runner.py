@@ -168,16 +168,23 @@ def _discriminative_data(recipe: Recipe, data_dir, dataset, dev) -> dict:
             "n_valid": n_valid, "transform": transform}
 
 
+def _notes(m: dict) -> str:
+    """The optional metrics of an epoch's progress line, those the epoch has, in one order."""
+    out = f" fe_gap {m['free_energy_gap']:+.3f}" if "free_energy_gap" in m else ""
+    if "pt_swap_rate_min" in m:  # parallel tempering: the worst neighbour pair and the mean
+        out += f" swaps min {m['pt_swap_rate_min']:.2f} mean {m['pt_swap_rate_mean']:.2f}"
+    if "valid_error" in m:  # free-energy (generative recipes) or classifier error on the validation split
+        out += f" valid error {100 * m['valid_error']:.2f}%"
+    if "cg_evaluations_per_batch" in m:  # conjugate gradients: the line searches' cost
+        out += f" ({m['cg_evaluations_per_batch']:.1f} evaluations per batch)"
+    return out
+
+
 def _rbm_progress(log, logger, prog, rbm_epochs: list[int]):
     """The per-epoch callback of greedy pre-training: one progress line, one metrics row."""
     def on_epoch(layer, epoch, m):
-        gap = f" fe_gap {m['free_energy_gap']:+.3f}" if "free_energy_gap" in m else ""
-        if "pt_swap_rate_min" in m:  # parallel tempering: the worst neighbour pair and the mean
-            gap += f" swaps min {m['pt_swap_rate_min']:.2f} mean {m['pt_swap_rate_mean']:.2f}"
-        if "valid_error" in m:  # generative recipes: the top RBM's free-energy classification
-            gap += f" valid error {100 * m['valid_error']:.2f}%"
         n = rbm_epochs[layer]
-        log(f"  rbm {layer} epoch {epoch_of(epoch, n)}: recon {m['recon_error']:.4f}{gap} "
+        log(f"  rbm {layer} epoch {epoch_of(epoch, n)}: recon {m['recon_error']:.4f}{_notes(m)} "
             f"({prog.times(epoch, n, m['seconds'], layer)})")
         if logger is not None:
             logger.pretrain_callback(layer, epoch, m)
@@ -207,11 +214,8 @@ def _finetune_phase(recipe: Recipe, result: dict, d: dict, specs, gen, dev, *, c
 
     def on_ft(epoch, m):
         phase = "finetune" if "valid_error" in m or not n_valid else "retrain"
-        va = f" valid error {100 * m['valid_error']:.2f}%" if "valid_error" in m else ""
-        if "cg_evaluations_per_batch" in m:
-            va += f" ({m['cg_evaluations_per_batch']:.1f} evaluations per batch)"
         n = ft_epochs[phase]
-        log(f"  {phase} epoch {epoch_of(epoch, n)}: loss {m['loss']:.4g}{va} "
+        log(f"  {phase} epoch {epoch_of(epoch, n)}: loss {m['loss']:.4g}{_notes(m)} "
             f"({prog.times(epoch, n, m['seconds'], phase)})")
         if logger is not None:
             logger.log(phase, epoch, m)
@@ -317,9 +321,8 @@ def _run_updown(model, ud, result, *, gen, train, all_data, valid, folder, resum
             continue
 
         def on_ud(epoch, m, name=name, cfg=cfg):
-            v = f" valid error {100 * m['valid_error']:.2f}%" if "valid_error" in m else ""
             log(f"  {name.replace('_', ' ')} epoch {epoch_of(epoch, cfg.epochs)} (K={m['gibbs_steps']}): "
-                f"recon {m['recon_error']:.4f}{v} ({prog.times(epoch, cfg.epochs, m['seconds'], name)})")
+                f"recon {m['recon_error']:.4f}{_notes(m)} ({prog.times(epoch, cfg.epochs, m['seconds'], name)})")
             if logger is not None:
                 logger.log(name, epoch, m)
 

@@ -31,7 +31,7 @@ from deepbelief.errors import (
     check_float,
     check_int,
 )
-from deepbelief.loop import linear_schedule
+from deepbelief.loop import Schedule, linear_schedule
 from deepbelief.rbm import RBM
 from deepbelief.trainer import History, RBMTrainer
 
@@ -39,19 +39,15 @@ __all__ = ["History", "RBMTrainConfig", "RBMTrainer", "make_generator", "train_r
 
 
 @dataclass
-class RBMTrainConfig:
-    """Hyper-parameters of one RBM's training (defaults: Hinton's practical guide)."""
+class RBMTrainConfig(Schedule):
+    """Hyper-parameters of one RBM's training (defaults: Hinton's practical guide); the
+    schedule's fields (epochs, batch_size, lr, lr_final, momentum, balanced_batches) are
+    ``loop.Schedule``'s."""
 
-    epochs: int = 10
-    batch_size: int = 100
-    lr: float = 0.1
-    #: learning rate reached, linearly, at the last epoch (None: constant)
-    lr_final: float | None = None
-    momentum: float = 0.5
+    weight_decay: float = 2e-4
     final_momentum: float = 0.9
     #: first epoch (0-based) that uses final_momentum
     momentum_switch: int = 5
-    weight_decay: float = 2e-4
     #: negative phase: cd (CD-k), pcd (persistent chains) or pt (parallel tempering, sampling.PT)
     method: str = "cd"
     k: int = 1
@@ -75,8 +71,6 @@ class RBMTrainConfig:
     init_visible_bias: bool = True
     #: std of the initial weights, N(0, weight_std^2) (Hinton's 2006 code: 0.1; the guide: 0.01)
     weight_std: float = 0.01
-    #: mini-batches with the same number of rows of every class (needs labels; batching.py)
-    balanced_batches: bool = False
     #: rows of the training (and validation) data used for the per-epoch monitors
     monitor_size: int = 1000
     #: the run stops if the reconstruction error exceeds this multiple of epoch 0's
@@ -85,15 +79,9 @@ class RBMTrainConfig:
     precision: str = "fp32"
 
     def validate(self) -> "RBMTrainConfig":
-        check_int("epochs", self.epochs, minimum=0)
-        check_int("batch_size", self.batch_size, minimum=1)
-        check_float("lr", self.lr, minimum=0.0, strict_min=True)
-        if self.lr_final is not None:
-            check_float("lr_final", self.lr_final, minimum=0.0)
-        check_float("momentum", self.momentum, minimum=0.0, maximum=1.0)
+        self.validate_schedule()
         check_float("final_momentum", self.final_momentum, minimum=0.0, maximum=1.0)
         check_int("momentum_switch", self.momentum_switch, minimum=0)
-        check_float("weight_decay", self.weight_decay, minimum=0.0)
         check_choice("method", self.method, {"cd", "pcd", "pt"})
         if self.method == "pt":
             from deepbelief.sampling import pt_betas
@@ -119,13 +107,7 @@ class RBMTrainConfig:
         check_float("divergence_factor", self.divergence_factor, minimum=1.0)
         check_choice("precision", self.precision, {"fp32", "tf32", "bf16"})
         check_float("weight_std", self.weight_std, minimum=0.0)
-        if not isinstance(self.balanced_batches, bool):
-            raise ConfigError(f"balanced_batches must be true or false, got {self.balanced_batches!r}")
         return self
-
-    def lr_at(self, epoch: int) -> float:
-        """The learning rate of ``epoch`` (0-based): ``lr``, or moved linearly to ``lr_final``."""
-        return linear_schedule(self.lr, self.lr_final, epoch, self.epochs)
 
     def k_at(self, epoch: int) -> int:
         """Gibbs steps of ``epoch`` (0-based): k, moved linearly to k_final, rounded."""

@@ -54,29 +54,22 @@ from deepbelief.errors import (
     check_float,
     check_int,
 )
-from deepbelief.loop import linear_schedule, run_epochs
+from deepbelief.loop import Schedule, run_epochs
 from deepbelief.rng import StepUniforms
 from deepbelief.units.binary import one_hot_by_inverse_cdf
 
 
 @dataclass
-class UpDownConfig:
-    """Hyper-parameters of contrastive wake-sleep."""
+class UpDownConfig(Schedule):
+    """Hyper-parameters of contrastive wake-sleep; the schedule's fields are ``loop.Schedule``'s.
+    ``lr`` is one learning rate for the generative, recognition and top-RBM parameters; with
+    ``lr_final`` the recipe's ``final_epochs`` continue at ``lr_final``; ``balanced_batches``
+    as HOT 2006 (10 images of every class per batch)."""
 
     epochs: int = 30
-    batch_size: int = 100
-    #: one learning rate for the generative, recognition and top-RBM parameters
     lr: float = 0.01
-    #: if set, the learning rate moves linearly from ``lr`` (first epoch) to this (last epoch);
-    #: the recipe's ``final_epochs`` then continue at this rate
-    lr_final: float | None = None
-    momentum: float = 0.5
-    #: L2 decay on the weight matrices only
-    weight_decay: float = 0.0
     #: top-level Gibbs iterations; the epochs are split into len(gibbs_steps) equal parts
     gibbs_steps: list[int] = field(default_factory=lambda: [3, 6, 10])
-    #: mini-batches with the same number of images of every class (batching.py; HOT 2006)
-    balanced_batches: bool = False
     #: after ``epochs`` on the training split, this many more on train + validation with the
     #: last K of the schedule (the paper's 59 epochs on all 60,000 images); recipes only
     final_epochs: int = 0
@@ -90,28 +83,17 @@ class UpDownConfig:
     fast: bool = True
 
     def validate(self) -> "UpDownConfig":
-        check_int("epochs", self.epochs, minimum=0)
-        check_int("batch_size", self.batch_size, minimum=1)
-        check_float("lr", self.lr, minimum=0.0, strict_min=True)
-        if self.lr_final is not None:
-            check_float("lr_final", self.lr_final, minimum=0.0)
-        check_float("momentum", self.momentum, minimum=0.0, maximum=1.0)
-        check_float("weight_decay", self.weight_decay, minimum=0.0)
+        self.validate_schedule()
         if isinstance(self.gibbs_steps, int):
             self.gibbs_steps = [self.gibbs_steps]
         if not isinstance(self.gibbs_steps, (list, tuple)) or not self.gibbs_steps:
             raise ConfigError(f"gibbs_steps must be a non-empty list of integers like [3, 6, 10], "
                               f"got {self.gibbs_steps!r}")
         self.gibbs_steps = [check_int("gibbs_steps[i]", k, minimum=1) for k in self.gibbs_steps]
-        for name in ("balanced_batches", "persistent"):
-            if not isinstance(getattr(self, name), bool):
-                raise ConfigError(f"{name} must be true or false, got {getattr(self, name)!r}")
+        if not isinstance(self.persistent, bool):
+            raise ConfigError(f"persistent must be true or false, got {self.persistent!r}")
         check_int("final_epochs", self.final_epochs, minimum=0)
         return self
-
-    def lr_at(self, epoch: int) -> float:
-        """The learning rate of ``epoch`` (0-based): ``lr``, or moved linearly to ``lr_final``."""
-        return linear_schedule(self.lr, self.lr_final, epoch, self.epochs)
 
     def gibbs_at(self, epoch: int) -> int:
         """K for ``epoch`` (0-based): part ``epoch * len(gibbs_steps) // epochs`` of the schedule."""

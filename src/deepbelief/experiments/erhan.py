@@ -26,17 +26,22 @@ from deepbelief.training import RBMTrainConfig, make_generator
 class ErhanConfig:
     """Sizes of the Erhan et al. experiment (their nets: 800-1200 units per layer, full MNIST)."""
 
+    #: MNIST images for training, validation (early stopping) and test
     n_train: int = 20_000
     n_valid: int = 5_000
     n_test: int = 10_000
+    #: hidden units of every layer, and the depths compared (each with and without pre-training)
     width: int = 500
     depths: list = field(default_factory=lambda: [1, 2, 3, 4])
+    #: networks of each kind and depth, one pre-trained stack per seed
     seeds: int = 3
-    pretrain_epochs: int = 10  # >= 1
+    #: CD-1 epochs per RBM (>= 1) and their learning rate
+    pretrain_epochs: int = 10
+    pretrain_lr: float = 0.05
+    #: SGD fine-tuning of every network: epochs, mini-batch (also pre-training's), learning rate
     finetune_epochs: int = 20
     batch_size: int = 100
     lr: float = 0.1
-    pretrain_lr: float = 0.05
     #: test images whose outputs trace each network's path in function space
     n_trajectory: int = 300
 

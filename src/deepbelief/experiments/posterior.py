@@ -73,9 +73,15 @@ def variational_bound_exact(rbms, v) -> torch.Tensor:
 
 @dataclass
 class PosteriorConfig:
+    """Sizes of the worked example: small enough that every sum over states is exact."""
+
+    #: units of the first RBM (the data are noisy copies of four ``n_visible``-bit prototypes);
+    #: each RBM above starts as the transpose of the one below it
     n_visible: int = 10
     n_hidden: int = 6
+    #: training vectors
     n_data: int = 2000
+    #: CD-1 epochs and learning rate of every RBM
     epochs: int = 60
     lr: float = 0.05
 
