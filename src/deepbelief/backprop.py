@@ -36,7 +36,7 @@ def cross_entropy_and_delta(logits: Tensor, onehot: Tensor) -> tuple[Tensor, Ten
     carry a relative error near 1. A fitted training batch is made of such cases, so its
     loss became rounding noise at the scale of a conjugate-gradient line search's expected
     decrease (the sufficient-decrease test turned into a coin toss and the searches ran out
-    of evaluations; RESULTS.md, "Session 2026-12-06"). Here, with m = max_j z_j,
+    of evaluations; benchmarks/RESULTS.md, "Session 2026-12-05, second"). Here, with m = max_j z_j,
     r = sum_{j != y} exp(z_j - m) and e_y = exp(z_y - m):
 
         -log p_y   = (m - z_y) + log1p(expm1(z_y - m) + r)      (s = e_y + r)
