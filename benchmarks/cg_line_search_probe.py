@@ -1,7 +1,7 @@
 """How many function evaluations the conjugate-gradient line searches take on a fitted net.
 
-Loads a fine-tuning checkpoint of the ``hinton2006`` recipe (a 784-500-500-2000-10 sigmoid
-net; ``--checkpoint DIR/finetune.ckpt.safetensors``), then for each of the first ``--batches``
+Loads a fine-tuning checkpoint of the ``hinton2006`` recipe (a sigmoid net, e.g. 784-500-500-2000-10,
+its sizes read from the file; ``--checkpoint DIR/finetune.ckpt.safetensors``), then for each of the first ``--batches``
 1,000-image batches of the MNIST training set runs one ``backprop.cg_batch`` (3 line searches,
 all layers) from the checkpoint's weights and counts the calls of the objective. Reports the
 evaluations per batch (mean and max), the mean loss before and after, and the checkpoint's
@@ -45,8 +45,11 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
     state = load_file(args.checkpoint)
-    net = DeepClassifier([784, 500, 500, 2000], ["sigmoid"] * 3, 10)
-    net.load_state_dict({k[len("net."):]: v for k, v in state.items() if k.startswith("net.")})
+    weights = {k[len("net."):]: v for k, v in state.items() if k.startswith("net.")}
+    n_hidden = sum(1 for k in weights if k.startswith("hidden.") and k.endswith(".weight"))
+    sizes = [weights["hidden.0.weight"].shape[1]] + [weights[f"hidden.{i}.weight"].shape[0] for i in range(n_hidden)]
+    net = DeepClassifier(sizes, ["sigmoid"] * n_hidden, weights["out.weight"].shape[0])
+    net.load_state_dict(weights)
     start = {k: v.clone() for k, v in net.state_dict().items()}
     ds = load_mnist(args.data_dir, download=False)
     cfg = FinetuneConfig(method="cg", cg_batch_size=1000, cg_line_searches=3)
@@ -54,9 +57,7 @@ def main(argv=None) -> int:
         test_error = 100 * float((net.eval()(ds.x_test).argmax(1) != ds.y_test).float().mean())
     print(f"checkpoint test error {test_error:.2f}%")
     fast = _Counting(net.train())
-    evals, before, after = [0], [0.0], [0.0]  # placeholders for --batches 0
-    if args.batches:
-        evals, before, after = [], [], []
+    evals, before, after = [], [], []
     t0 = time.perf_counter()
     for i in range(args.batches):  # each batch from the checkpoint's weights
         net.load_state_dict(start)
@@ -69,12 +70,16 @@ def main(argv=None) -> int:
         fast.step(xb, yb, None, end)  # the loss at the point reached (the same loss function as the search)
         after.append(float(end))
     seconds = time.perf_counter() - t0
-    out = {"checkpoint": args.checkpoint, "test_error_pct": test_error, "batches": args.batches, "evaluations_per_batch": statistics.mean(evals),
-           "evaluations_max": max(evals), "loss_before_mean": statistics.mean(before),
-           "loss_after_mean": statistics.mean(after), "seconds": seconds, "commit": git_commit(),
+    def mean(v):
+        return statistics.mean(v) if v else None  # --batches 0: only the test error
+
+    out = {"checkpoint": args.checkpoint, "test_error_pct": test_error, "batches": args.batches,
+           "evaluations_per_batch": mean(evals), "evaluations_max": max(evals, default=None),
+           "loss_before_mean": mean(before), "loss_after_mean": mean(after), "seconds": seconds, "commit": git_commit(),
            "machine": machine_info("cpu")}
-    print(f"{args.batches} batches: {out['evaluations_per_batch']:.1f} evaluations per batch (max {max(evals)}), "
-          f"loss {out['loss_before_mean']:.3g} -> {out['loss_after_mean']:.3g}, {seconds:.1f}s")
+    if evals:
+        print(f"{args.batches} batches: {out['evaluations_per_batch']:.1f} evaluations per batch (max {max(evals)}), "
+              f"loss {out['loss_before_mean']:.3g} -> {out['loss_after_mean']:.3g}, {seconds:.1f}s")
     write_json(args.out, out)
     return 0
 
