@@ -14,6 +14,7 @@ commit before and after that change on the same checkpoint.
 
 from __future__ import annotations
 
+import dataclasses
 import statistics
 import time
 
@@ -42,6 +43,7 @@ def main(argv=None) -> int:
     p.add_argument("--checkpoint", required=True, help="a hinton2006 fine-tuning checkpoint (safetensors)")
     p.add_argument("--batches", type=int, default=30)
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--show", type=int, default=0, help="print the line searches of the first SHOW batches")
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
     state = load_file(args.checkpoint)
@@ -57,14 +59,19 @@ def main(argv=None) -> int:
         test_error = 100 * float((net.eval()(ds.x_test).argmax(1) != ds.y_test).float().mean())
     print(f"checkpoint test error {test_error:.2f}%")
     fast = _Counting(net.train())
-    evals, before, after = [], [], []
+    evals, before, after, searches = [], [], [], []
     t0 = time.perf_counter()
     for i in range(args.batches):  # each batch from the checkpoint's weights
         net.load_state_dict(start)
         xb, yb = ds.x_train[i * 1000:(i + 1) * 1000], ds.y_train[i * 1000:(i + 1) * 1000].long()
         fast.calls, loss = 0, torch.zeros(())
-        cg_batch(net, xb, yb, cfg, fast, loss, top_only=False)
+        res = cg_batch(net, xb, yb, cfg, fast, loss, top_only=False)
         evals.append(fast.calls)
+        searches.append([dataclasses.asdict(r) for r in res.line_searches])
+        if i < args.show:
+            for r in res.line_searches:
+                print(f"  batch {i}: f0 {r.f0:.6g} slope0 {r.slope0:.3g} step {r.step:.3g} f {r.f:.6g} "
+                      f"slope {r.slope:.3g} evaluations {r.evaluations} accepted {r.accepted}")
         before.append(float(loss))
         fast.calls, end = 0, torch.zeros(())
         fast.step(xb, yb, None, end)  # the loss at the point reached (the same loss function as the search)
@@ -75,7 +82,7 @@ def main(argv=None) -> int:
 
     out = {"checkpoint": args.checkpoint, "test_error_pct": test_error, "batches": args.batches,
            "evaluations_per_batch": mean(evals), "evaluations_max": max(evals, default=None),
-           "loss_before_mean": mean(before), "loss_after_mean": mean(after), "seconds": seconds, "commit": git_commit(),
+           "loss_before_mean": mean(before), "loss_after_mean": mean(after), "line_searches": searches, "seconds": seconds, "commit": git_commit(),
            "machine": machine_info("cpu")}
     if evals:
         print(f"{args.batches} batches: {out['evaluations_per_batch']:.1f} evaluations per batch (max {max(evals)}), "

@@ -152,3 +152,59 @@ def test_a_bracket_of_width_zero_is_no_cubic_and_no_crash():
     x0 = torch.ones(2, dtype=torch.float64)
     res = minimize_cg(fun, x0, line_searches=3)
     assert math.isfinite(res.f) and res.f <= fun(x0)[0]
+
+
+def _separable_logistic(seed=0, n=1000, d=20, margin=12.0):
+    """Logistic regression with a bias on linearly separable data, started far along a separator
+    (smallest margin ``margin``, bias 0): the mean loss is ~1e-8, so in float32 its changes along
+    a search are of the order of its rounding error (a fitted net after many CG epochs)."""
+    g = torch.Generator().manual_seed(seed)
+    w_true = torch.randn(d, generator=g, dtype=torch.float64)
+    X = torch.randn(n, d, generator=g, dtype=torch.float64)
+    m = X @ w_true
+    keep = m.abs() > 0.5  # a gap between the classes
+    X, y = X[keep], torch.sign(m[keep])
+    w0 = margin * w_true / float((y * (X @ w_true)).min())
+    return X, y, torch.cat([w0, torch.zeros(1, dtype=torch.float64)])
+
+
+def _logistic_loss(X, y, v):
+    """Mean log(1 + exp(-y (x.w + b))) and its gradient in (w, b), accurate relative to their size."""
+    z = y * (X @ v[:-1] + v[-1])
+    r = y * torch.sigmoid(-z)
+    return torch.nn.functional.softplus(-z).mean(), -torch.cat([(X * r.unsqueeze(1)).mean(0), r.mean().view(1)])
+
+
+def test_searches_near_the_precision_floor_follow_the_slopes():
+    """In float32 at a loss of ~1e-8 the sufficient-decrease test compares rounding noise and a
+    cubic fitted to noisy values extrapolates by the smallest step: every search used to fail
+    (RESOLUTION = 0 below). With f's resolution allowed for and the secant on the slopes, every
+    search is accepted, and the float64 oracle confirms each step: it lowers the exact loss, and
+    the exact slope at its end meets the strong curvature condition."""
+    X, y, v0 = _separable_logistic()
+    f_start = float(_logistic_loss(X, y, v0)[0])
+    assert 1e-9 < f_start < 1e-6
+    seen = []
+    res = minimize_cg(lambda v: _logistic_loss(X.float(), y.float(), v), v0.float(), line_searches=3,
+                      callback=lambda rec, x, f, g: seen.append((rec, x.double().clone())))
+    assert len(res.line_searches) == 3 and all(r.accepted for r in res.line_searches)
+    prev = v0
+    for rec, x in seen:  # the exact loss falls at every step, and the exact slope is flat enough
+        f_prev, g_prev = _logistic_loss(X, y, prev)
+        f_new, g_new = _logistic_loss(X, y, x)
+        s = (x - prev) / rec.step
+        assert float(f_new) < float(f_prev)
+        assert abs(float(g_new @ s)) <= 0.5 * abs(float(g_prev @ s)) * (1 + 1e-3)
+        prev = x
+    assert float(_logistic_loss(X, y, prev)[0]) < 0.6 * f_start
+
+
+def test_without_the_resolution_allowance_the_same_searches_fail(monkeypatch):
+    """The regime of the test above is the one that defeated the plain Wolfe search."""
+    import deepbelief.cg as cg
+
+    monkeypatch.setattr(cg, "RESOLUTION", 0.0)
+    X, y, v0 = _separable_logistic()
+    res = cg.minimize_cg(lambda v: _logistic_loss(X.float(), y.float(), v), v0.float(), line_searches=3)
+    assert res.line_searches and not any(r.accepted for r in res.line_searches)
+    assert torch.equal(res.x, v0.float())  # no progress at all

@@ -27,6 +27,16 @@ beta = g'^T (g' - g) / g^T g; where s' is not a descent direction the search res
 -g'. The first trial step of each search is the previous step times the ratio of the old to
 the new slope (at most ``max_slope_ratio``), the first of a call 1 / (1 + |g|^2) (the step
 that would reduce f by about 1 if f were linear: ``minimize.m``'s ``red = 1``).
+
+Near the precision floor. When f is nearly minimised (a fitted net's cross-entropy of 1e-8
+per image in float32), the changes of f along a search are of the order of its rounding
+error: the sufficient-decrease test then compares noise, and a cubic fitted to noisy values
+extrapolates by the smallest step allowed, so every search spends its evaluations and fails.
+As in Hager & Zhang's approximate Wolfe conditions (SIAM J. Optim. 16, 2005), f may exceed
+the Wolfe line by its resolution eps_f = ``RESOLUTION`` * machine epsilon * |f(x)|, and
+where f changed by less than eps_f between two points, the next trial comes from the slopes
+alone (the secant step to the zero of the slope), which stay accurate there. A search whose
+first step would not change x at all (below its floating-point resolution) is not started.
 """
 
 from __future__ import annotations
@@ -41,6 +51,11 @@ from torch import Tensor
 from deepbelief.errors import ConfigError, check_float, check_int
 
 __all__ = ["CGResult", "LineSearch", "minimize_cg"]
+
+#: f's rounding error, in machine epsilons of x's dtype relative to |f(x)|: a mean of ~1,000
+#: rounded terms carries an error of order sqrt(1000) ~ 32 epsilons. Differences of f below
+#: it are treated as noise (module docstring, "Near the precision floor").
+RESOLUTION = 64.0
 
 
 @dataclass
@@ -138,7 +153,7 @@ def minimize_cg(
     step = 1.0 / (1.0 - d0)
     records, failed_before = [], False
     for _ in range(line_searches):
-        if d0 == 0.0:  # a stationary point: nothing left to do
+        if d0 == 0.0 or torch.equal(x + step * s, x):  # stationary, or a step below x's resolution
             break
         ls = _Search(evaluate, wolfe, x, s, f0, g0, d0)
         ls.extrapolate(step)
@@ -237,6 +252,7 @@ class _Search:
         self.evaluate, self.c, self.x, self.s, self.f0, self.d0 = evaluate, c, x, s, f0, d0
         self.best = (f0, 0.0, g0)  # (f, t, g)
         self.left = c.max_evaluations
+        self.tol = RESOLUTION * torch.finfo(x.dtype).eps * abs(f0)  # f's resolution at x
         # the lower end of the bracket: satisfies sufficient decrease, slope still < 0
         self.ta, self.fa, self.da = 0.0, f0, d0
 
@@ -245,7 +261,14 @@ class _Search:
             self.best = (self.ft, self.t, self.gt)
 
     def _above_wolfe_line(self) -> bool:
-        return self.ft > self.f0 + self.c.rho * self.t * self.d0
+        return self.ft > self.f0 + self.c.rho * self.t * self.d0 + self.tol
+
+    def _model_min(self, f_a: float, d_a: float, f_b: float, d_b: float, h: float) -> float:
+        """Offset from a of the next trial: the cubic's minimiser, or the secant step on the
+        slopes where f_a and f_b differ by less than f's resolution."""
+        if abs(f_b - f_a) > self.tol:
+            return _cubic_min(f_a, d_a, f_b, d_b, h)
+        return h * d_a / (d_a - d_b) if d_a < d_b else math.nan  # the slope's zero, if it rises
 
     def accepted(self) -> bool:
         """The strong Wolfe conditions at the current trial."""
@@ -269,7 +292,7 @@ class _Search:
                     or self.left == 0):
                 return
             t, ta = self.t, self.ta
-            new = ta + _cubic_min(self.fa, self.da, self.ft, self.dt, t - ta)
+            new = ta + self._model_min(self.fa, self.da, self.ft, self.dt, t - ta)
             if not math.isfinite(new) or new < 0 or new > t * c.extrapolate:
                 new = t * c.extrapolate
             elif new < t + c.interpolate * (t - ta):
@@ -290,11 +313,11 @@ class _Search:
                 return
             ta, fa, da = self.ta, self.fa, self.da
             h = tb - ta
-            if fb > self.f0:  # f rose a lot: the parabola through fa, da, fb is the safer model
+            if fb > self.f0 + self.tol:  # f rose a lot: the parabola through fa, da, fb is the safer model
                 curv = fb - fa - da * h
                 new = ta - 0.5 * da * h * h / curv if curv != 0.0 else math.nan
             else:
-                new = ta + _cubic_min(fa, da, fb, db, h)
+                new = ta + self._model_min(fa, da, fb, db, h)
             if not math.isfinite(new):
                 new = ta + 0.5 * h
             self.t = min(max(new, ta + c.interpolate * h), tb - c.interpolate * h)
