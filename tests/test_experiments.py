@@ -19,6 +19,7 @@ from deepbelief.experiments import (
     read_recorded_updown,
     variational_bound_exact,
 )
+from deepbelief.finetune import FinetuneConfig
 from deepbelief.rbm import RBM
 from deepbelief.stacking import pretrain_stack
 from deepbelief.training import RBMTrainConfig, make_generator
@@ -91,7 +92,8 @@ def test_three_layer_bound_with_transposed_top_equals_two_layer_bound():
 
 
 def test_posterior_example_small():
-    res = posterior_example(PosteriorConfig(n_visible=6, n_hidden=4, n_data=200, epochs=3), log=lambda s: None)
+    res = posterior_example(PosteriorConfig(n_visible=6, n_hidden=4, n_data=200,
+                                            rbm=RBMTrainConfig(epochs=3, batch_size=20, lr=0.05, weight_decay=0.0)), log=lambda s: None)
     b = res["bound"]
     assert b["2_init"] == pytest.approx(b["1"], abs=1e-9) and b["3_init"] == pytest.approx(b["2"], abs=1e-9)
     assert res["kl_factorial"] >= 0 and res["kl_prior"] >= 0
@@ -181,9 +183,10 @@ def test_lecture14_rows_are_the_recipes_and_the_dropout_row_shares_the_stack():
 
 
 def test_erhan_tiny_on_digits(tmp_path):
-    e = erhan(ErhanConfig(n_train=300, n_valid=100, n_test=200, width=8, depths=[1, 2], seeds=2, pretrain_epochs=1,
-                          finetune_epochs=2, batch_size=50, n_trajectory=10), device="cpu", data_dir="digits",
-              log=lambda s: None)
+    cfg = ErhanConfig(n_train=300, n_valid=100, n_test=200, width=8, depths=[1, 2], seeds=2, n_trajectory=10,
+                      pretrain=RBMTrainConfig(epochs=1, batch_size=50, lr=0.05, momentum_switch=0, weight_decay=2e-4),
+                      finetune=FinetuneConfig(epochs=2, batch_size=50, lr=0.1, top_only_epochs=0))
+    e = erhan(cfg, device="cpu", data_dir="digits", log=lambda s: None)
     assert len(e["runs"]) == 2 * 2 * 2 and e["runs"][0]["trajectory"].shape == (2, 10 * 10)
     s = next(x for x in e["summary"] if x["depth"] == 2 and x["pretrained"])
     errs = [r["test_error"] for r in e["runs"] if r["depth"] == 2 and r["pretrained"]]
@@ -204,6 +207,28 @@ def test_set_overrides_parse_as_toml_and_unknown_keys_are_named():
         parse_sets(["novalue"])
     with pytest.raises(ConfigError, match=r"unknown ErhanConfig option\(s\) \['depth'\]"):
         _from_dict(ErhanConfig, {"depth": [1]})
+
+
+def test_dotted_set_keys_change_one_field_of_a_nested_config_and_keep_the_preset():
+    import dataclasses
+
+    from deepbelief.errors import ConfigError
+    from deepbelief.experiments import _from_dict, parse_sets
+    from deepbelief.experiments.common import merge_settings
+
+    sets = parse_sets(["pretrain.epochs=3", "finetune.lr=0.05", "seeds=2"])
+    assert sets == {"pretrain": {"epochs": 3}, "finetune": {"lr": 0.05}, "seeds": 2}
+    preset = ErhanConfig.preset("quick")
+    cfg = _from_dict(ErhanConfig, merge_settings(dataclasses.asdict(preset), sets))
+    assert isinstance(cfg.pretrain, RBMTrainConfig) and isinstance(cfg.finetune, FinetuneConfig)
+    assert cfg.pretrain == dataclasses.replace(preset.pretrain, epochs=3)  # the preset's other fields kept
+    assert cfg.finetune == dataclasses.replace(preset.finetune, lr=0.05) and cfg.seeds == 2
+    with pytest.raises(ConfigError, match=r"unknown RBM training option\(s\) \['epoch'\]"):
+        _from_dict(ErhanConfig, {"pretrain": {"epoch": 3}})
+    with pytest.raises(ConfigError, match="lr must be"):
+        _from_dict(PosteriorConfig, {"rbm": {"lr": -1.0}})
+    with pytest.raises(ConfigError, match="a value and nested fields"):
+        parse_sets(["seeds=2", "seeds.x=1"])
 
 
 def _args(**kw):
@@ -248,7 +273,8 @@ def test_posterior_layers_fitted_by_exact_ml_never_lower_the_bound():
     CD-1 rows need not (seed 2 lowers it at layer 3 with the default config)."""
     from deepbelief.experiments import PosteriorConfig, posterior_example
 
-    res = posterior_example(PosteriorConfig(n_data=400, epochs=15), seed=2, log=lambda m: None)
+    res = posterior_example(PosteriorConfig(n_data=400, rbm=RBMTrainConfig(epochs=15, batch_size=20, lr=0.05,
+                                                                               weight_decay=0.0)), seed=2, log=lambda m: None)
     e, b = res["bound_exact_ml"], res["bound"]
     assert abs(e["2_init"] - b["1"]) < 1e-9  # the transposed layer leaves the bound where it was
     assert e["2"] >= e["2_init"] - 1e-9 and e["3"] >= e["3_init"] - 1e-9

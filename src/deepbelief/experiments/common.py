@@ -22,7 +22,29 @@ ERHAN_PUBLISHED = {1: (1.81, 1.41), 2: (1.77, 1.37)}
 
 
 def _from_dict(cls, d: dict):
-    return cls(**check_fields(cls, d, f"{cls.__name__} option"))
+    """An experiment's config from a dict of its fields; a field that holds a config of its own
+    (an ``RBMTrainConfig``, a ``FinetuneConfig``) takes a dict, read by that config's ``from_dict``."""
+    import dataclasses
+
+    d = dict(check_fields(cls, d, f"{cls.__name__} option"))
+    defaults = cls()
+    for f in dataclasses.fields(cls):
+        sub = getattr(defaults, f.name)
+        if f.name in d and isinstance(d[f.name], dict) and dataclasses.is_dataclass(sub):
+            d[f.name] = type(sub).from_dict(d[f.name])
+    return cls(**d)
+
+
+def merge_settings(base: dict, overrides: dict) -> dict:
+    """``base`` with ``overrides`` laid over it, nested tables merged key by key (so that
+    ``{"pretrain": {"epochs": 3}}`` changes one field of a preset's ``pretrain``)."""
+    out = dict(base)
+    for key, value in overrides.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = merge_settings(out[key], value)
+        else:
+            out[key] = value
+    return out
 
 
 # -- data -------------------------------------------------------------------------------

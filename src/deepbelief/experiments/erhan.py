@@ -26,34 +26,43 @@ from deepbelief.training import RBMTrainConfig, make_generator
 class ErhanConfig:
     """Sizes of the Erhan et al. experiment (their nets: 800-1200 units per layer, full MNIST)."""
 
-    #: MNIST images for training, validation (early stopping) and test
+    #: training images: the first n_train of MNIST's 60,000
     n_train: int = 20_000
+    #: validation images for early stopping: the last n_valid of the 60,000
     n_valid: int = 5_000
+    #: test images: the first n_test of the 10,000
     n_test: int = 10_000
     #: hidden units of every layer, and the depths compared (each with and without pre-training)
     width: int = 500
     depths: list = field(default_factory=lambda: [1, 2, 3, 4])
     #: networks of each kind and depth, one pre-trained stack per seed
     seeds: int = 3
-    #: CD-1 epochs per RBM (>= 1) and their learning rate
-    pretrain_epochs: int = 10
-    pretrain_lr: float = 0.05
-    #: SGD fine-tuning of every network: epochs, mini-batch (also pre-training's), learning rate
-    finetune_epochs: int = 20
-    batch_size: int = 100
-    lr: float = 0.1
     #: test images whose outputs trace each network's path in function space
     n_trajectory: int = 300
+    #: CD-1 pre-training of every RBM (``--set pretrain.epochs=5``)
+    pretrain: RBMTrainConfig = field(default_factory=lambda: _pretrain(10))
+    #: SGD fine-tuning of every network, early-stopped on the validation images (``--set finetune.lr=0.05``)
+    finetune: FinetuneConfig = field(default_factory=lambda: _finetune(20))
 
     @classmethod
     def preset(cls, size: str) -> "ErhanConfig":
         if size == "quick":
             return cls(n_train=5_000, n_valid=1_000, n_test=10_000, width=300, depths=[1, 2, 3], seeds=3,
-                       pretrain_epochs=5, finetune_epochs=20, n_trajectory=200)
+                       n_trajectory=200, pretrain=_pretrain(5), finetune=_finetune(20))
         if size == "reduced":
             return cls(n_train=10_000, n_valid=2_000, n_test=10_000, width=400, depths=[1, 2, 3, 4], seeds=3,
-                       pretrain_epochs=5, finetune_epochs=15)
+                       pretrain=_pretrain(5), finetune=_finetune(15))
         return cls()
+
+
+def _pretrain(epochs: int) -> RBMTrainConfig:
+    """The experiment's CD-1 settings: momentum 0.5 -> 0.9 half-way (at most after 5 epochs)."""
+    return RBMTrainConfig(epochs=epochs, batch_size=100, lr=0.05, momentum_switch=min(5, epochs // 2),
+                          weight_decay=2e-4)
+
+
+def _finetune(epochs: int) -> FinetuneConfig:
+    return FinetuneConfig(epochs=epochs, batch_size=100, lr=0.1, lr_decay=0.97, top_only_epochs=0)
 
 
 def erhan(cfg: ErhanConfig, *, device="auto", seed=0, data_dir=None, log=print) -> dict:
@@ -71,8 +80,7 @@ def erhan(cfg: ErhanConfig, *, device="auto", seed=0, data_dir=None, log=print) 
     n_in = x_tr.shape[1]
     log(f"[erhan] train {x_tr.shape[0]}, valid {x_va.shape[0]}, test {x_te.shape[0]}; width {cfg.width}, "
         f"depths {cfg.depths}, {cfg.seeds} seeds; {dev}")
-    rbm_cfg = RBMTrainConfig(epochs=cfg.pretrain_epochs, batch_size=cfg.batch_size, lr=cfg.pretrain_lr,
-                             momentum_switch=min(5, cfg.pretrain_epochs // 2), weight_decay=2e-4)
+    rbm_cfg, ft = cfg.pretrain.validate(), cfg.finetune.validate()
     runs, t_start = [], time.perf_counter()
     n_nets, prog = cfg.seeds * len(cfg.depths) * 2, Progress()
     n_rbms = max(cfg.depths)
@@ -82,8 +90,8 @@ def erhan(cfg: ErhanConfig, *, device="auto", seed=0, data_dir=None, log=print) 
 
         def rbm_epoch(i, epoch, m, s=s, t_rbm=t_rbm):  # progress of pre-training: RBM i, epoch i/N
             now = time.perf_counter()
-            log(f"  seed {seed + s} rbm {i + 1}/{n_rbms} epoch {epoch_of(epoch, cfg.pretrain_epochs)} "
-                f"({prog.times(epoch, cfg.pretrain_epochs, now - t_rbm[0], key=('rbm', s, i))})")
+            log(f"  seed {seed + s} rbm {i + 1}/{n_rbms} epoch {epoch_of(epoch, rbm_cfg.epochs)} "
+                f"({prog.times(epoch, rbm_cfg.epochs, now - t_rbm[0], key=('rbm', s, i))})")
             t_rbm[0] = now
 
         dbn = pretrain_stack(x_tr, [n_in] + [cfg.width] * max(cfg.depths), rbm_cfg, generator=gen,
@@ -96,8 +104,6 @@ def erhan(cfg: ErhanConfig, *, device="auto", seed=0, data_dir=None, log=print) 
                 else:
                     net = random_classifier([n_in] + [cfg.width] * depth, 10, generator=gen_ft, device=dev)
                 outputs = []
-                ft = FinetuneConfig(epochs=cfg.finetune_epochs, batch_size=cfg.batch_size, lr=cfg.lr, lr_decay=0.97,
-                                    top_only_epochs=0)
                 # the function-space trajectory: softmax outputs on a fixed test subset after each epoch
                 # (one small device-to-host copy per epoch, outside the batch loop)
                 hist = finetune(net, x_tr, y_tr, ft, generator=gen_ft, valid=(x_va, y_va),
@@ -126,8 +132,8 @@ def erhan_markdown(res: dict, size: str, figures: dict) -> str:
            f"`{m['command']}` on {m['device_name']} ({m['device']}), torch {m['torch']}, {m['date']}; "
            f"{res['seconds']:.0f} s in all.", "",
            f"{c['n_train']} MNIST training images ({c['n_valid']} for early stopping, {c['n_test']} test), "
-           f"{c['width']} sigmoid units per layer, {c['pretrain_epochs']} CD-1 epochs per layer, "
-           f"{c['finetune_epochs']} backprop epochs, {c['seeds']} seeds; test error at the best validation epoch.", "",
+           f"{c['width']} sigmoid units per layer, {c['pretrain']['epochs']} CD-1 epochs per layer, "
+           f"{c['finetune']['epochs']} backprop epochs, {c['seeds']} seeds; test error at the best validation epoch.", "",
            "| depth | pre-trained: mean ± sd | random init: mean ± sd | paper (random -> pre-trained) |",
            "| --- | --- | --- | --- |"]
     for depth in c["depths"]:

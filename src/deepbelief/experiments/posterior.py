@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 from deepbelief.experiments.common import machine_info
@@ -81,9 +81,9 @@ class PosteriorConfig:
     n_hidden: int = 6
     #: training vectors
     n_data: int = 2000
-    #: CD-1 epochs and learning rate of every RBM
-    epochs: int = 60
-    lr: float = 0.05
+    #: CD-1 training of every RBM (the monitor's sample is capped at ``n_data``)
+    rbm: RBMTrainConfig = field(default_factory=lambda: RBMTrainConfig(epochs=60, batch_size=20, lr=0.05,
+                                                                       weight_decay=0.0))
 
 
 def posterior_example(cfg: PosteriorConfig | None = None, *, seed: int = 0, log=print) -> dict:
@@ -110,8 +110,7 @@ def posterior_example(cfg: PosteriorConfig | None = None, *, seed: int = 0, log=
     flip = (torch.rand(cfg.n_data, cfg.n_visible, generator=gen) < 0.1).double()
     data = (protos[idx] - flip).abs()
 
-    train = RBMTrainConfig(epochs=cfg.epochs, batch_size=20, lr=cfg.lr, weight_decay=0.0,
-                           monitor_size=min(1000, cfg.n_data))
+    train = dataclasses.replace(cfg.rbm, monitor_size=min(cfg.rbm.monitor_size, cfg.n_data)).validate()
     r1 = RBM(cfg.n_visible, cfg.n_hidden, generator=gen).double()
     train_rbm(r1, data, train, generator=gen)
     bound1 = float(variational_bound_exact([r1], data).mean())
@@ -235,7 +234,7 @@ def posterior_markdown(res: dict) -> str:
            f"{res['seconds']:.0f} s; seed {res['seed']}; "
            "every number is exact (enumeration in float64, `deepbelief.exact`), none is sampled.", "",
            f"Data: {c['n_data']} noisy copies (10% bit flips) of four random {c['n_visible']}-bit prototypes. "
-           f"RBM 1: {c['n_visible']} visible, {c['n_hidden']} hidden units, CD-1, {c['epochs']} epochs.", "",
+           f"RBM 1: {c['n_visible']} visible, {c['n_hidden']} hidden units, CD-1, {c['rbm']['epochs']} epochs.", "",
            "## 1. The aggregated posterior q(h) = mean over the data of p(h | v)", "",
            f"- KL(q(h) || prod_j q(h_j)) = **{res['kl_factorial']:.4f} nats**: the hidden code's units are "
            "dependent when averaged over the data, although p(h | v) factorises for each v.",

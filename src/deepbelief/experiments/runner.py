@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 from deepbelief.errors import ConfigError
-from deepbelief.experiments.common import _from_dict
+from deepbelief.experiments.common import _from_dict, merge_settings
 from deepbelief.experiments.erhan import (
     ErhanConfig,
     erhan,
@@ -42,13 +42,13 @@ def main_from_args(args) -> int:
     if args.experiment == "lecture14":
         if args.reduced:
             raise ConfigError("--reduced applies to 'erhan'; lecture14 has --quick and the full size")
-        cfg = _from_dict(Lecture14Config, {**dataclasses.asdict(Lecture14Config.preset(size)), **overrides})
+        cfg = _from_dict(Lecture14Config, merge_settings(dataclasses.asdict(Lecture14Config.preset(size)), overrides))
         res = lecture14(cfg, device=args.device, seed=args.seed, data_dir=data_dir, results_dir=args.results)
         md, fig = results / f"lecture14-{size}.md", results / f"lecture14-{size}.png"
         lecture14_figure(res, fig)
         text = lecture14_markdown(res, size) + f"\n![lecture 14 table]({fig.name})\n"
     elif args.experiment == "erhan":
-        cfg = _from_dict(ErhanConfig, {**dataclasses.asdict(ErhanConfig.preset(size)), **overrides})
+        cfg = _from_dict(ErhanConfig, merge_settings(dataclasses.asdict(ErhanConfig.preset(size)), overrides))
         res = erhan(cfg, device=args.device, seed=args.seed, data_dir=data_dir)
         md = results / f"erhan-{size}.md"
         figs = {"hist": f"erhan-{size}-hist.png", "tsne": f"erhan-{size}-tsne.png"}
@@ -57,7 +57,7 @@ def main_from_args(args) -> int:
         for r in res["runs"]:  # the trajectories are in the figure; keep the JSON small
             r.pop("trajectory")
     else:
-        cfg = _from_dict(PosteriorConfig, {**dataclasses.asdict(PosteriorConfig()), **overrides})
+        cfg = _from_dict(PosteriorConfig, merge_settings(dataclasses.asdict(PosteriorConfig()), overrides))
         res = posterior_example(cfg, seed=args.seed)
         md = results / "posterior.md"
         text = posterior_markdown(res)
@@ -97,8 +97,9 @@ def _output_folder(args) -> Path:
 
 
 def parse_sets(items: list[str]) -> dict:
-    """``["a=1", "b=[1,2]", "c=name"]`` -> ``{"a": 1, "b": [1, 2], "c": "name"}`` (TOML values,
-    bare words as strings)."""
+    """``["a=1", "b=[1,2]", "c=name", "d.e=2"]`` -> ``{"a": 1, "b": [1, 2], "c": "name",
+    "d": {"e": 2}}`` (TOML values, bare words as strings; a dotted key sets a field of a nested
+    config, e.g. ``pretrain.epochs=3``)."""
     from deepbelief.config import _toml
 
     if _toml is None:  # pragma: no cover - Python 3.10 without tomli
@@ -109,9 +110,16 @@ def parse_sets(items: list[str]) -> dict:
         if not sep or not key.strip():
             raise ConfigError(f"--set expects KEY=VALUE, got {item!r}")
         try:
-            out[key.strip()] = _toml.loads(f"v = {value}")["v"]
+            parsed = _toml.loads(f"v = {value}")["v"]
         except _toml.TOMLDecodeError:
-            out[key.strip()] = value
+            parsed = value
+        *path, last = [part.strip() for part in key.split(".")]
+        table = out
+        for part in path:
+            table = table.setdefault(part, {})
+            if not isinstance(table, dict):
+                raise ConfigError(f"--set {key.strip()}: {part!r} is given a value and nested fields at once")
+        table[last] = parsed
     return out
 
 
