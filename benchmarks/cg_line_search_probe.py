@@ -43,6 +43,8 @@ def main(argv=None) -> int:
     p.add_argument("--checkpoint", required=True, help="a hinton2006 fine-tuning checkpoint (safetensors)")
     p.add_argument("--batches", type=int, default=30)
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--carry", action="store_true",
+                   help="start each batch's search at the scale of the previous batch's last step")
     p.add_argument("--show", type=int, default=0, help="print the line searches of the first SHOW batches")
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
@@ -59,13 +61,15 @@ def main(argv=None) -> int:
         test_error = 100 * float((net.eval()(ds.x_test).argmax(1) != ds.y_test).float().mean())
     print(f"checkpoint test error {test_error:.2f}%")
     fast = _Counting(net.train())
-    evals, before, after, searches = [], [], [], []
+    evals, before, after, searches, carry = [], [], [], [], None
     t0 = time.perf_counter()
     for i in range(args.batches):  # each batch from the checkpoint's weights
         net.load_state_dict(start)
         xb, yb = ds.x_train[i * 1000:(i + 1) * 1000], ds.y_train[i * 1000:(i + 1) * 1000].long()
         fast.calls, loss = 0, torch.zeros(())
-        res = cg_batch(net, xb, yb, cfg, fast, loss, top_only=False)
+        res = cg_batch(net, xb, yb, cfg, fast, loss, top_only=False, first_decrease=carry)
+        if args.carry and res.last_decrease is not None:
+            carry = res.last_decrease
         evals.append(fast.calls)
         searches.append([dataclasses.asdict(r) for r in res.line_searches])
         if i < args.show:

@@ -138,8 +138,8 @@ def test_cg_top_only_search_equals_the_full_objective_restricted_to_the_output_l
     assert torch.allclose(grad, torch.cat([W.grad.reshape(-1), b.grad]), atol=1e-6)
 
 
-@pytest.mark.parametrize("stop_at", [1, 3])
-def test_cg_interrupted_and_resumed_matches_straight_run(tmp_path, stop_at):
+@pytest.mark.parametrize("stop_at,carry", [(1, False), (3, False), (3, True)])
+def test_cg_interrupted_and_resumed_matches_straight_run(tmp_path, stop_at, carry):
     class Interrupt(Exception):
         pass
 
@@ -149,7 +149,8 @@ def test_cg_interrupted_and_resumed_matches_straight_run(tmp_path, stop_at):
 
     x, y = _data()
     xv, yv = x[:60], y[:60]
-    cfg = FinetuneConfig(epochs=5, method="cg", cg_batch_size=100, top_only_epochs=2, weight_decay=1e-3)
+    cfg = FinetuneConfig(epochs=5, method="cg", cg_batch_size=100, top_only_epochs=2, weight_decay=1e-3,
+                         cg_carry_scale=carry)
     net, g = _net()
     h_straight = finetune(net, x, y, cfg, generator=g, valid=(xv, yv))
     ckpt = tmp_path / "cg.safetensors"

@@ -191,14 +191,15 @@ class FastBackprop:
 
 
 def cg_batch(net: DeepClassifier, xb: Tensor, yb: Tensor, cfg, fast: FastBackprop | None, loss_sum: Tensor,
-             top_only: bool) -> cg.CGResult:
+             top_only: bool, first_decrease: float | None = None) -> cg.CGResult:
     """``cfg.cg_line_searches`` conjugate-gradient line searches on one batch (deepbelief.cg),
     a fresh search from steepest descent, as ``minimize`` was called per batch in Hinton &
     Salakhutdinov (2006)'s code. The objective is the batch's mean cross-entropy plus
     weight_decay / 2 * ||theta||^2 over the parameters trained (the objective whose gradient
     SGD's ``weight_decay`` follows). With ``top_only`` the features of the frozen layers are
     computed once and only the output layer's (W, b) are searched over, as their code did
-    for the first epochs. Adds the batch's cross-entropy before the update to ``loss_sum``;
+    for the first epochs. ``first_decrease``: minimize_cg's, e.g. the previous batch's
+    ``last_decrease``. Adds the batch's cross-entropy before the update to ``loss_sum``;
     returns the search's record (its line searches and function evaluations)."""
     def vector_to_parameters(v, ps):  # copies: torch's helper would make the parameters views of v
         i = 0
@@ -247,7 +248,7 @@ def cg_batch(net: DeepClassifier, xb: Tensor, yb: Tensor, cfg, fast: FastBackpro
 
     with torch.no_grad():
         x0 = torch.cat([p.detach().reshape(-1) for p in params])
-        res = cg.minimize_cg(loss_grad, x0, line_searches=cfg.cg_line_searches)
+        res = cg.minimize_cg(loss_grad, x0, line_searches=cfg.cg_line_searches, first_decrease=first_decrease)
         vector_to_parameters(res.x, params)
     loss_sum += first[0]
     return res

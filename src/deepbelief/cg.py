@@ -83,6 +83,9 @@ class CGResult:
     grad: Tensor
     line_searches: list = field(default_factory=list)
     evaluations: int = 0
+    #: t |d0| of the last accepted search (the decrease its step predicted), or None: pass it
+    #: as ``first_decrease`` to start the next call at the same scale
+    last_decrease: float | None = None
 
 
 def _cubic_min(f_a: float, d_a: float, f_b: float, d_b: float, h: float) -> float:
@@ -119,6 +122,7 @@ def minimize_cg(
     extrapolate: float = 3.0,
     interpolate: float = 0.1,
     max_slope_ratio: float = 100.0,
+    first_decrease: float | None = None,
     callback: Callable[[LineSearch, Tensor, float, Tensor], None] | None = None,
 ) -> CGResult:
     """Minimise ``fun`` from ``x0`` with ``line_searches`` Polak-Ribiere line searches.
@@ -134,6 +138,9 @@ def minimize_cg(
         extrapolate: a bracketing step grows by at most this factor.
         interpolate: new trial points stay this fraction of the bracket away from its ends.
         max_slope_ratio: cap on the growth of the first trial step from one search to the next.
+        first_decrease: the first search's trial step is ``first_decrease / |d0|`` (the step whose
+            linear decrease is this), e.g. a previous call's ``last_decrease`` on a similar
+            problem; None: ``minimize.m``'s 1 / (1 + |g|^2).
         callback: called after each line search as ``callback(record, x, f, g)`` at the
             point it ended on.
     Returns:
@@ -141,6 +148,8 @@ def minimize_cg(
         and the number of function evaluations.
     """
     _check_options(line_searches, max_evaluations, rho, sigma, extrapolate, interpolate, x0)
+    if first_decrease is not None:
+        check_float("first_decrease", first_decrease, minimum=0.0, strict_min=True)
     evaluate = _Counted(fun)
 
     wolfe = _Wolfe(rho, sigma, extrapolate, interpolate, max_evaluations)
@@ -150,8 +159,8 @@ def minimize_cg(
         raise ConfigError(f"fun is not finite at the starting point (f = {f0})")
     s = -g0
     d0 = -_dot(s, s)
-    step = 1.0 / (1.0 - d0)
-    records, failed_before = [], False
+    step = 1.0 / (1.0 - d0) if first_decrease is None or d0 == 0.0 else first_decrease / -d0
+    records, failed_before, last_decrease = [], False, None
     for _ in range(line_searches):
         if d0 == 0.0 or torch.equal(x + step * s, x):  # stationary, or a step below x's resolution
             break
@@ -162,6 +171,7 @@ def minimize_cg(
         used = max_evaluations - ls.left
         if ls.accepted():
             records.append(LineSearch(f0, d0, t, ft, dt, used, True))
+            last_decrease = -t * d0
             x = x + t * s
             s, d0, step = _polak_ribiere(s, g0, gt, d0, t, step, max_slope_ratio)
             f0, g0 = ft, gt
@@ -182,7 +192,8 @@ def minimize_cg(
             failed_before = True
         if callback is not None:
             callback(records[-1], x, f0, g0)
-    return CGResult(x=x, f=f0, grad=g0, line_searches=records, evaluations=evaluate.calls)
+    return CGResult(x=x, f=f0, grad=g0, line_searches=records, evaluations=evaluate.calls,
+                    last_decrease=last_decrease)
 
 
 def _check_options(line_searches, max_evaluations, rho, sigma, extrapolate, interpolate, x0) -> None:

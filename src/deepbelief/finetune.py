@@ -70,6 +70,11 @@ class FinetuneConfig:
     method: str = "sgd"
     cg_batch_size: int = 1000
     cg_line_searches: int = 3
+    #: start each batch's first line search at the scale of the previous batch's last accepted
+    #: step (deepbelief.cg, ``first_decrease``) instead of ``minimize.m``'s 1 / (1 + |g|^2):
+    #: once the loss is ~1e-8 that first step is ~1e6 times too short and a search spends
+    #: ~13 evaluations growing it (benchmarks/RESULTS.md, 2026-12-05 third session)
+    cg_carry_scale: bool = False
     #: max-norm (Srivastava et al. 2014): after every update of the hidden layers each hidden
     #: unit's incoming weight vector is scaled back to an L2 norm <= max_norm (0: off)
     max_norm: float = 0.0
@@ -92,7 +97,7 @@ class FinetuneConfig:
         check_int("patience", self.patience, minimum=0)
         check_float("dropout", self.dropout, minimum=0.0, maximum=0.99)
         check_float("input_dropout", self.input_dropout, minimum=0.0, maximum=0.99)
-        for name in ("fast", "dampen_momentum"):
+        for name in ("fast", "dampen_momentum", "cg_carry_scale"):
             value = getattr(self, name)
             if not isinstance(value, bool):
                 raise ConfigError(f"{name} must be true or false, got {value!r:.80} ({type(value).__name__})")
@@ -221,6 +226,7 @@ class Finetuner:
         self.epoch, self.history = 0, []
         self.lr, self.opt, self.phase = cfg.lr, None, None
         self.best, self.best_state, self.since, self.stopped = float("inf"), None, 0, False
+        self.cg_decrease = None  # the last accepted CG step's t |d0| (cfg.cg_carry_scale)
 
     def _build(self, which: str):  # conjugate gradients keep no state from one batch to the next
         return _sgd(self.top if which == "top" else self.everything, self.lr, self.cfg) if self.cfg.method == "sgd" \
@@ -248,7 +254,11 @@ class Finetuner:
         """One update on a batch; returns the function evaluations of CG's line searches (0 for SGD)."""
         net, opt, top_only = self.net, self.opt, self.phase == "top"
         if opt is None:
-            return cg_batch(net, xb, yb, self.cfg, self.fast, loss_sum, top_only=top_only).evaluations
+            res = cg_batch(net, xb, yb, self.cfg, self.fast, loss_sum, top_only=top_only,
+                           first_decrease=self.cg_decrease if self.cfg.cg_carry_scale else None)
+            if res.last_decrease is not None:
+                self.cg_decrease = res.last_decrease
+            return res.evaluations
         if self.fast is not None:
             self.fast.step(xb, yb, self.gen, loss_sum, top_only=top_only)
         else:
@@ -324,7 +334,8 @@ class Finetuner:
             t.update({f"best.{k}": v for k, v in self.best_state.items()})
         ck.save_run(path, kind="finetune_checkpoint", epoch=self.epoch, model=self.net.config(), train=self.cfg,
                     history=self.history, tensors=t, generator=self.gen, lr=self.lr, phase=self.phase,
-                    best=self.best, since=self.since, stopped=self.stopped, optim=opt_info)
+                    best=self.best, since=self.since, stopped=self.stopped, optim=opt_info,
+                    cg_decrease=self.cg_decrease)
 
     def load_checkpoint(self, path: str | Path) -> None:
         # fast only changes float rounding
@@ -336,6 +347,7 @@ class Finetuner:
         self.epoch, self.lr, self.phase = int(meta["epoch"]), float(meta["lr"]), meta["phase"]
         self.best, self.since, self.stopped = float(meta["best"]), int(meta["since"]), bool(meta["stopped"])
         self.history = list(meta["history"])
+        self.cg_decrease = meta.get("cg_decrease")  # checkpoints before 2026-12-05 (third session): None
         if self.phase is not None and self.cfg.method == "sgd":
             self.opt = self._build(self.phase)
             ck.load_optimizer_tensors(path, self.opt, tensors, meta["optim"])

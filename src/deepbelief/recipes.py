@@ -172,7 +172,8 @@ RECIPES: dict[str, Recipe] = {
         # term's largest eigenvalue times lr exceeds the stable step (measured: see
         # docs/2-training.md). Half the rate is stable and costs nothing measurable.
         layer_overrides=[{}, {"lr": 0.05}, {"lr": 0.05}],
-        finetune=FinetuneConfig(epochs=18, method="cg", cg_batch_size=1000, cg_line_searches=3, top_only_epochs=5),
+        finetune=FinetuneConfig(epochs=18, method="cg", cg_batch_size=1000, cg_line_searches=3, top_only_epochs=5,
+                                cg_carry_scale=True),
         n_valid=0,
         retrain_all=False,
     ),
