@@ -34,6 +34,7 @@ ROWS = {
                    {"Hinton & Salakhutdinov 2006": 1.2, "lecture 14b (pre-training + fine-tuning)": 1.15}),
     "hinton2006_dropout": ("lecture14_dropout_test_error_pct", 0.95, {"Srivastava et al. 2014": 0.92}),
     "random_init": ("lecture14_random_init_test_error_pct", 1.60, {"lecture 14b (backprop, random init)": 1.6}),
+    "random_init_cg": ("lecture14_random_init_test_error_pct", 1.60, {"lecture 14b (backprop, random init)": 1.6}),
 }
 
 
