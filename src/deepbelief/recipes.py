@@ -246,20 +246,6 @@ RECIPES.update({
         n_valid=10_000,
         retrain_all=True,
     ),
-    # the random-init row with the pre-trained row's optimiser: the same Glorot draw, then
-    # conjugate gradients as in hinton2006 (3 line searches per 1,000 images, the carried step
-    # scale), all layers from the first epoch; the epoch count chosen on the last 10,000
-    # training images (up to 60, patience 10), then retrained on all 60,000 for that count
-    "random_init_cg": Recipe(
-        name="random_init_cg",
-        dataset="mnist",
-        layers=[500, 500, 2000],
-        init="glorot",
-        finetune=FinetuneConfig(epochs=60, method="cg", cg_batch_size=1000, cg_line_searches=3, top_only_epochs=0,
-                                cg_carry_scale=True, patience=10),
-        n_valid=10_000,
-        retrain_all=True,
-    ),
 })
 
 
