@@ -246,3 +246,19 @@ def test_carrying_the_step_scale_saves_the_evaluations_that_grow_a_tiny_first_st
     assert warm.evaluations <= cold.evaluations - 5
     f_cold, f_warm = (float(_logistic_loss(X, y, r.x.double())[0]) for r in (cold, warm))
     assert f_warm <= 1.05 * f_cold
+
+
+def test_a_carried_step_too_short_to_change_x_falls_back_to_the_default_first_step():
+    """A scale carried from a fitted batch can be far too short for a batch with a large
+    gradient; a step that cannot change x would end the call with no search (and, with the
+    scale never updated, every later call too): the default first step is used instead."""
+    A, b = _quadratic(4, 5)
+
+    def fun(x):
+        return 0.5 * x @ A @ x - b @ x, A @ x - b
+
+    x0 = torch.ones(4, dtype=torch.float64)
+    default = minimize_cg(fun, x0, line_searches=2)
+    tiny = minimize_cg(fun, x0, line_searches=2, first_decrease=1e-300)
+    assert len(tiny.line_searches) == 2 and all(r.accepted for r in tiny.line_searches)
+    assert torch.equal(tiny.x, default.x)

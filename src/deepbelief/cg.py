@@ -140,7 +140,7 @@ def minimize_cg(
         max_slope_ratio: cap on the growth of the first trial step from one search to the next.
         first_decrease: the first search's trial step is ``first_decrease / |d0|`` (the step whose
             linear decrease is this), e.g. a previous call's ``last_decrease`` on a similar
-            problem; None: ``minimize.m``'s 1 / (1 + |g|^2).
+            problem; None, or a step too short to change x: ``minimize.m``'s 1 / (1 + |g|^2).
         callback: called after each line search as ``callback(record, x, f, g)`` at the
             point it ended on.
     Returns:
@@ -159,7 +159,11 @@ def minimize_cg(
         raise ConfigError(f"fun is not finite at the starting point (f = {f0})")
     s = -g0
     d0 = -_dot(s, s)
-    step = 1.0 / (1.0 - d0) if first_decrease is None or d0 == 0.0 else first_decrease / -d0
+    step = 1.0 / (1.0 - d0)
+    if first_decrease is not None and d0 != 0.0:
+        carried = first_decrease / -d0
+        if not torch.equal(x + carried * s, x):  # a carried step too short to change x: minimize.m's
+            step = carried
     records, failed_before, last_decrease = [], False, None
     for _ in range(line_searches):
         if d0 == 0.0 or torch.equal(x + step * s, x):  # stationary, or a step below x's resolution
