@@ -160,9 +160,9 @@ RECIPES: dict[str, Recipe] = {
     # epochs and no validation set, as their code did. They ran 200 epochs; we run 60: with the
     # line search's resolution allowance and the carried step scale (docs/2-training.md) a CG
     # epoch costs about 5-6 forward/backward passes over the data, and the whole recipe takes
-    # 22-23 min on the 2-core CPU at two threads. Test error, seeds 1 / 2 / 3: 1.18 / 1.13 /
-    # 1.23% (mean 1.18%); 18 epochs gave 1.30 / 1.27% for seeds 1 / 2 (benchmarks/RESULTS.md,
-    # 2026-12-05). After ~45 epochs the training loss is ~1e-8 per image and the test error
+    # 21-23 min on the 2-core CPU at two threads. Test error, seeds 0 / 1 / 2 / 3: 1.09 / 1.18 /
+    # 1.13 / 1.23% (mean 1.158%); 18 epochs gave 1.30 / 1.27% for seeds 1 / 2
+    # (benchmarks/RESULTS.md, 2026-12-05). After ~45 epochs the training loss is ~1e-8 per image and the test error
     # stops moving.
     "hinton2006": Recipe(
         name="hinton2006",
