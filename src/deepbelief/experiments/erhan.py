@@ -24,13 +24,14 @@ from deepbelief.training import RBMTrainConfig, make_generator
 # -- Erhan et al. -------------------------------------------------------------------------
 @dataclass
 class ErhanConfig:
-    """Sizes of the Erhan et al. experiment (their nets: 800-1200 units per layer, full MNIST)."""
+    """Sizes of the Erhan et al. experiment (their nets: 800-1200 units per layer, full MNIST).
 
-    #: training images: the first n_train of MNIST's 60,000
+    Images: the first ``n_train`` of MNIST's 60,000 train, the last ``n_valid`` of the 60,000
+    early-stop, the first ``n_test`` of the 10,000 test.
+    """
+
     n_train: int = 20_000
-    #: validation images for early stopping: the last n_valid of the 60,000
     n_valid: int = 5_000
-    #: test images: the first n_test of the 10,000
     n_test: int = 10_000
     #: hidden units of every layer, and the depths compared (each with and without pre-training)
     width: int = 500
