@@ -99,6 +99,49 @@ def test_finetune_fast_equals_autograd_run(act, dropout):
         assert a["valid_error"] == b["valid_error"]
 
 
+@pytest.mark.parametrize("dtype,tol", [(torch.float64, 1e-12), (torch.float32, 1e-5)])
+@pytest.mark.parametrize("top_only", [False, True])
+@pytest.mark.parametrize("momentum,dampening,wd", [(0.9, 0.0, 0.0), (0.5, 0.5, 1e-3), (0.99, 0.99, 0.0)])
+def test_fused_sgd_step_equals_step_then_torch_sgd(momentum, dampening, wd, top_only, dtype, tol):
+    # the oracle: FastBackprop's gradient into .grad, then torch.optim.SGD.step(); the fused
+    # step accumulates the gradient's product into the momentum buffer and updates in place
+    nets = [_net("sigmoid", 0.3, dtype) for _ in range(2)]
+    opts = []
+    for net in nets:
+        params = list(net.out.parameters()) if top_only else list(net.parameters())
+        opts.append(torch.optim.SGD(params, lr=0.3, momentum=momentum, dampening=dampening, weight_decay=wd))
+    assert FastBackprop.fuses(opts[1])
+    steps = [FastBackprop(net) for net in nets]
+    gens = [make_generator(3), make_generator(3)]
+    sums = [torch.zeros((), dtype=dtype) for _ in nets]
+    for t in range(4):  # the first step makes the buffers, the later ones decay them
+        x = torch.rand(8, 12, dtype=dtype, generator=make_generator(10 + t)) * 4 - 2
+        y = torch.randint(0, 5, (8,), generator=make_generator(20 + t))
+        steps[0].step(x, y, gens[0], sums[0], top_only=top_only)
+        opts[0].step()
+        steps[1].step(x, y, gens[1], sums[1], top_only=top_only, sgd=opts[1])
+    assert torch.equal(gens[0].get_state(), gens[1].get_state())
+    torch.testing.assert_close(sums[1], sums[0], rtol=tol, atol=0)
+    for (name, want), got in zip(nets[0].named_parameters(), nets[1].parameters()):
+        assert float((got - want).abs().max()) <= tol * float(want.abs().max()), name
+    for p0, p1 in zip(opts[0].param_groups[0]["params"], opts[1].param_groups[0]["params"]):
+        b0, b1 = opts[0].state[p0]["momentum_buffer"], opts[1].state[p1]["momentum_buffer"]
+        assert float((b1 - b0).abs().max()) <= tol * float(b0.abs().max())
+    if top_only:  # the frozen layers did not move
+        fresh = _net("sigmoid", 0.3, dtype)
+        for lin, lin0 in zip(nets[1].hidden, fresh.hidden):
+            assert torch.equal(lin.weight, lin0.weight) and torch.equal(lin.bias, lin0.bias)
+
+
+def test_fused_sgd_only_for_plain_momentum_sgd():
+    p = [torch.nn.Parameter(torch.zeros(3))]
+    assert FastBackprop.fuses(torch.optim.SGD(p, lr=0.1, momentum=0.9))
+    assert not FastBackprop.fuses(torch.optim.SGD(p, lr=0.1))  # no momentum buffer to fuse into
+    assert not FastBackprop.fuses(torch.optim.SGD(p, lr=0.1, momentum=0.9, nesterov=True))
+    assert not FastBackprop.fuses(torch.optim.Adam(p))
+    assert not FastBackprop.fuses(None)
+
+
 def test_fast_must_be_a_bool():
     with pytest.raises(ConfigError, match="fast must be true or false"):
         FinetuneConfig(fast="yes").validate()

@@ -127,9 +127,18 @@ class FastBackprop:
         torch.ge(u, p, out=keep)
         return torch.mul(a, keep, out=out).div_(1.0 - p)
 
+    @staticmethod
+    def fuses(opt) -> bool:
+        """True when ``step(..., sgd=opt)`` can apply ``opt``'s update itself: a plain momentum
+        SGD (one parameter group, momentum > 0, no Nesterov, minimising)."""
+        if type(opt) is not torch.optim.SGD or len(opt.param_groups) != 1:
+            return False
+        g = opt.param_groups[0]
+        return g["momentum"] > 0 and not g["nesterov"] and not g["maximize"]
+
     @torch.no_grad()
     def step(self, x: Tensor, y: Tensor, generator: torch.Generator | None, loss_sum: Tensor,
-             top_only: bool = False) -> None:
+             top_only: bool = False, sgd: torch.optim.SGD | None = None) -> None:
         """One forward/backward pass on a batch; adds the batch's mean loss to ``loss_sum``.
 
         Args:
@@ -137,14 +146,18 @@ class FastBackprop:
             generator: draws the dropout masks (unused without dropout or in eval mode).
             loss_sum: 0-d tensor on the device, incremented in place (no host sync).
             top_only: compute only the output layer's gradient.
-        After the call each parameter whose gradient was computed holds it in ``.grad``.
+            sgd: a momentum SGD over the parameters this step trains (``fuses(sgd)``): its
+                update is applied here, the gradient product accumulating straight into the
+                momentum buffer (``_fused_sgd_``), in place of ``.grad`` and ``sgd.step()``.
+        Without ``sgd``, after the call each parameter whose gradient was computed holds it in
+        ``.grad``.
         """
         net = self.net
         b = x.shape[0]
         B = self._buffers_for(b)
         p_in, p = (net.input_dropout, net.dropout) if net.training else (0.0, 0.0)
         layers = list(net.hidden) + [net.out]
-        for lin in layers[-1:] if top_only else layers:
+        for lin in [] if sgd is not None else layers[-1:] if top_only else layers:
             for par in (lin.weight, lin.bias):
                 if par.grad is None:
                     par.grad = torch.zeros_like(par)
@@ -167,12 +180,12 @@ class FastBackprop:
         loss, d = cross_entropy_and_delta(logits, onehot)
         loss_sum.add_(loss.mean())
         d.div_(b)  # (softmax - onehot) / b
-        torch.mm(d.T, h, out=net.out.weight.grad)
-        torch.sum(d, 0, out=net.out.bias.grad)
+        L = len(net.hidden)
+        # each layer's delta is sent down before the layer's update (sgd changes its weights)
+        g = torch.mm(d, net.out.weight, out=B["g"][L - 1]) if L and not top_only else None
+        self._gradient(net.out, d, h, sgd)
         if top_only:
             return
-        L = len(net.hidden)
-        g = torch.mm(d, net.out.weight, out=B["g"][L - 1]) if L else None
         for i in reversed(range(L)):
             lin, act = net.hidden[i], net.activations[i]
             if p > 0:  # the backward of a * keep / (1 - p), in autograd's order
@@ -184,10 +197,43 @@ class FastBackprop:
                 g.mul_(torch.sign(a, out=u))  # a >= 0, so sign(a) = [a > 0]
             elif act == "softplus":
                 g.mul_(torch.sigmoid(a, out=u))  # a holds z_l here
-            torch.mm(g.T, inputs[i], out=lin.weight.grad)
-            torch.sum(g, 0, out=lin.bias.grad)
-            if i > 0:
-                g = torch.mm(g, lin.weight, out=B["g"][i - 1])
+            below = torch.mm(g, lin.weight, out=B["g"][i - 1]) if i > 0 else None
+            self._gradient(lin, g, inputs[i], sgd)
+            g = below
+
+    @staticmethod
+    def _gradient(lin: nn.Linear, d: Tensor, h: Tensor, sgd) -> None:
+        """The layer's gradient dW = d^T h, db = sum of d's rows: into ``.grad``, or into
+        ``sgd``'s update."""
+        if sgd is None:
+            torch.mm(d.T, h, out=lin.weight.grad)
+            torch.sum(d, 0, out=lin.bias.grad)
+            return
+        _fused_sgd_(lin.weight, sgd, lambda buf, beta, alpha: torch.addmm(buf, d.T, h, beta=beta, alpha=alpha,
+                                                                          out=buf))
+        _fused_sgd_(lin.bias, sgd, lambda buf, beta, alpha: buf.mul_(beta).add_(d.sum(0), alpha=alpha))
+
+
+def _fused_sgd_(p: Tensor, sgd: torch.optim.SGD, accumulate) -> None:
+    """torch.optim.SGD's momentum update of ``p`` (its ``momentum_buffer`` state, so a
+    checkpoint or a later ``sgd.step()`` carries on) with the gradient G never stored:
+    ``accumulate(buf, beta, alpha)`` makes buf = beta buf + alpha G in one pass (for a weight,
+    one ``addmm``: the gradient's product itself). As torch: the first step sets buf = G + wd p,
+    later ones buf = m buf + (1 - dampening) (G + wd p); then p -= lr buf. The same sums as
+    ``sgd.step()`` in another order, so equal up to float rounding; it saves writing and
+    reading G and two passes over every buffer (benchmarks/finetune_throughput.py)."""
+    group, state = sgd.param_groups[0], sgd.state[p]
+    lr, m, wd, damp = group["lr"], group["momentum"], group["weight_decay"], group["dampening"]
+    buf = state.get("momentum_buffer")
+    if buf is None:
+        buf = state["momentum_buffer"] = accumulate(torch.zeros_like(p), 0.0, 1.0)
+        if wd:
+            buf.add_(p, alpha=wd)
+    else:
+        accumulate(buf, m, 1.0 - damp)
+        if wd:
+            buf.add_(p, alpha=(1.0 - damp) * wd)
+    p.add_(buf, alpha=-lr)
 
 
 def cg_batch(net: DeepClassifier, xb: Tensor, yb: Tensor, cfg, fast: FastBackprop | None, loss_sum: Tensor,

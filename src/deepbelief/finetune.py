@@ -259,14 +259,16 @@ class Finetuner:
             if res.last_decrease is not None:
                 self.cg_decrease = res.last_decrease
             return res.evaluations
+        fused = self.fast is not None and self.fast.fuses(opt)  # the update inside the step
         if self.fast is not None:
-            self.fast.step(xb, yb, self.gen, loss_sum, top_only=top_only)
+            self.fast.step(xb, yb, self.gen, loss_sum, top_only=top_only, sgd=opt if fused else None)
         else:
             loss = F.cross_entropy(net(xb, self.gen), yb)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             loss_sum += loss.detach()
-        opt.step()
+        if not fused:
+            opt.step()
         if constrain:
             _max_norm_(net, self.cfg.max_norm)
         return 0
