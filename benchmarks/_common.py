@@ -75,13 +75,16 @@ def run_reproduce(experiment: str) -> int:
 
 
 def git_commit() -> str:
-    """The commit this benchmark's checkout is at (with '+dirty' if it has local changes)."""
+    """The commit this benchmark's checkout is at (with '+dirty' if it has local changes;
+    records, benchmarks/results/ and Markdown, do not count: a run writes its own JSON there
+    before its headline entry)."""
     import subprocess
 
     try:
         head = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True,
                               text=True, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "-C", str(ROOT), "status", "--porcelain", "--untracked-files=no"],
+        dirty = subprocess.run(["git", "-C", str(ROOT), "status", "--porcelain", "--untracked-files=no", "--", ".",
+                                ":(exclude)benchmarks/results", ":(exclude)*.md"],
                                capture_output=True, text=True, check=True).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
