@@ -27,6 +27,7 @@ from _common import field_values, machine_info, machine_name, parser, record_hea
 
 from deepbelief.data import load_dataset
 from deepbelief.finetune import FinetuneConfig
+from deepbelief.training import RBMTrainConfig
 from deepbelief.recipes import get_recipe
 from deepbelief.runner import run_recipe
 
@@ -50,6 +51,10 @@ def main() -> None:
     p.add_argument("--finetune", action="append", default=[], metavar="FIELD=VALUE",
                    help="override a fine-tuning field (FinetuneConfig) of the recipe, e.g. --finetune batch_size=20 "
                         "--finetune lr=0.02 (an ablation: not with --headline)")
+    p.add_argument("--rbm", action="append", default=[], metavar="FIELD=VALUE",
+                   help="override a pre-training field (RBMTrainConfig) for every layer, the recipe's per-layer "
+                        "values of that field giving way, e.g. --rbm weight_std=0.1 (an ablation: not with "
+                        "--headline)")
     p.add_argument("--headline", action="store_true",
                    help="record the figures in benchmarks/results/headline.json (full runs only)")
     args = p.parse_args()
@@ -74,6 +79,12 @@ def main() -> None:
             p.error("--finetune changes the recipe: its figures are not the recipe's, so not with --headline")
         recipe.finetune = dataclasses.replace(recipe.finetune, **field_values("--finetune", FinetuneConfig,
                                                                               args.finetune)).validate()
+    if args.rbm:
+        if args.headline:
+            p.error("--rbm changes the recipe: its figures are not the recipe's, so not with --headline")
+        values = field_values("--rbm", RBMTrainConfig, args.rbm)
+        recipe.rbm = dataclasses.replace(recipe.rbm, **values).validate()
+        recipe.layer_overrides = [{k: v for k, v in o.items() if k not in values} for o in recipe.layer_overrides]
     work = Path(args.work or f"hinton2006-work/{args.recipe}{'-quick' if args.quick else ''}")
     resume = (work / "run.json").exists()
     t0 = time.perf_counter()
