@@ -319,3 +319,22 @@ def test_benchmark_field_values_read_each_field_by_its_type(monkeypatch):
     for bad, said in (("persistent=maybe", "bool"), ("gibbs_steps=3;6", "list"), ("chains=4", "FIELD=VALUE")):
         with pytest.raises(SystemExit, match=said):
             field_values("--updown", UpDownConfig, [bad])
+
+
+def test_minutes_to_reach_counts_the_cd_start_and_skips_its_copied_point(monkeypatch):
+    """mnist_loglik's rbm500_minutes_to_86_3: training minutes at the first curve point at or
+    above the level, a PCD model's own seconds offset by the CD model it started from."""
+    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    from mnist_loglik import minutes_to_reach
+
+    cd = {"train_seconds": 120.0, "curve": [{"test_loglik": -130.0, "train_seconds": 60.0},
+                                            {"test_loglik": -110.0, "train_seconds": 120.0}]}
+    pcd = {"started_from": "CD-1", "curve": [dict(cd["curve"][-1]),  # the CD model's end, copied first
+                                             {"test_loglik": -90.0, "train_seconds": 300.0},
+                                             {"test_loglik": -86.2, "train_seconds": 600.0},
+                                             {"test_loglik": -86.0, "train_seconds": 900.0}]}
+    results = {"models": {"CD-1": cd, "CD-1+PCD-1": pcd}}
+    assert minutes_to_reach(results, "CD-1+PCD-1", -86.3) == pytest.approx((120 + 600) / 60)
+    assert minutes_to_reach(results, "CD-1+PCD-1", -85.0) is None
+    assert minutes_to_reach(results, "CD-1+PCD-1", -115.0) == pytest.approx(2.0)  # reached during CD
+    assert minutes_to_reach(results, "CD-1", -131.0) == pytest.approx(1.0)
