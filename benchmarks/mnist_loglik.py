@@ -65,13 +65,13 @@ def minutes_to_reach(results: dict, name: str, level: float) -> float | None:
     return None
 
 def parse_models(text: str) -> list[tuple[str, int]]:
-    """'cd1,pcd1,cd25' -> [('cd', 1), ('pcd', 1), ('cd', 25)]."""
+    """'cd1,pcd1,cd25,fpcd1' -> [('cd', 1), ('pcd', 1), ('cd', 25), ('fpcd', 1)]."""
     out = []
     for tok in text.split(","):
         tok = tok.strip().lower()
-        method = "pcd" if tok.startswith("pcd") else "cd" if tok.startswith("cd") else None
+        method = next((m for m in ("fpcd", "pcd", "cd") if tok.startswith(m)), None)
         if method is None or not tok[len(method):].isdigit():
-            raise SystemExit(f"--models entries must look like cd1, cd25 or pcd1, got {tok!r}")
+            raise SystemExit(f"--models entries must look like cd1, cd25, pcd1 or fpcd1, got {tok!r}")
         out.append((method, int(tok[len(method):])))
     return out
 
@@ -169,13 +169,14 @@ def main(argv=None) -> int:
     for method, k in parse_models(args.models):
         name = f"{method.upper()}-{k}"
         start, offset = None, 0
-        if method == "pcd" and args.pcd_from_cd and last_cd is not None:
+        persistent = method in ("pcd", "fpcd")  # the PCD settings apply to both
+        if persistent and args.pcd_from_cd and last_cd is not None:
             start, offset = last_cd[1], last_cd[2]
             name = f"{last_cd[0]}+{name}"
         n_ep = cd_epochs if method == "cd" else epochs
         cfg = RBMTrainConfig(epochs=n_ep, batch_size=args.batch_size, weight_decay=args.weight_decay,
                              method=method, k=k)
-        if method == "pcd":
+        if persistent:
             # Tieleman (2008): a small learning rate decayed towards zero keeps the
             # persistent chains close to the model's distribution
             cfg.lr, cfg.lr_final, cfg.n_chains = args.pcd_lr, args.pcd_lr / 100, args.batch_size
@@ -325,7 +326,7 @@ def main(argv=None) -> int:
         # the best-RBM keys come from runs with a PCD model (our best); a CD-only run
         # (e.g. --models cd25) records only its own row
         figures = {}
-        if any(m["method"] == "pcd" for m in results["models"].values()):
+        if any(m["method"] in ("pcd", "fpcd") for m in results["models"].values()):
             figures["rbm500_loglik_ais_nats"] = round(results["models"][best[0]]["test_loglik"], 2)
             if "raise" in results:
                 figures["rbm500_loglik_raise_nats"] = round(results["raise"]["raise_loglik"], 2)

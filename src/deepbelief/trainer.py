@@ -23,6 +23,7 @@ from deepbelief.checkpoint import kept_note, load_run, restore_training_state, s
 from deepbelief.errors import ConfigError, DivergenceError
 from deepbelief.loop import run_epochs
 from deepbelief.rbm import RBM, batched
+from deepbelief.fpcd import FPCD
 from deepbelief.sampling import make_sampler
 
 __all__ = ["History", "RBMTrainer"]
@@ -57,8 +58,10 @@ class RBMTrainer:
 
             check_temperable(rbm)
             betas = pt_betas(config.pt_temperatures, config.pt_spacing, config.pt_min_beta)
-        self.sampler = make_sampler(config.method, config.k, sample_visible=config.sample_visible,
-                                    n_chains=config.n_chains, betas=betas)
+        self.sampler = FPCD(config.k, n_chains=config.n_chains, fast_decay=config.fast_decay, fast_lr=config.lr
+                            if config.fast_lr is None else config.fast_lr) if config.method == "fpcd" else \
+            make_sampler(config.method, config.k, sample_visible=config.sample_visible, n_chains=config.n_chains,
+                         betas=betas)
         if config.centering:
             from deepbelief.centering import check_centerable
 
@@ -165,7 +168,8 @@ class RBMTrainer:
             g_w, vel_w = self._grads[self.w_index], self.velocities[self.w_index]
             # one process, fp32/tf32: the two matmuls write W's velocity directly,
             # momentum as addmm_'s beta (two fewer passes over W-sized buffers per step)
-            direct = world == 1 and self.precision != "bf16" and self.w_index == 0 and not cfg.centering
+            direct = world == 1 and self.precision != "bf16" and self.w_index == 0 and not cfg.centering and \
+                not getattr(self.sampler, "needs_gradient", False)
             if self.precision == "bf16":  # autocast ignores out= / in-place matmuls
                 g_w.copy_(torch.mm(a0.T, s0)).mul_(1.0 / b).sub_(torch.mm(an.T, sn), alpha=1.0 / nb)
             elif direct:
@@ -187,6 +191,8 @@ class RBMTrainer:
             self._sparsity(b, vel_w if direct else g_w, lr if direct else 1.0)
         if any(s != 1.0 for s in self.lr_scales):
             torch._foreach_mul_(self._grads, self.lr_scales)
+        if getattr(self.sampler, "needs_gradient", False):  # FPCD's fast weights learn from it too
+            self.sampler.learn_(self.names, self._grads)
         lo = g_w.numel() if direct else 0  # W is first in the flat buffers
         self._vel_flat[lo:].mul_(momentum).add_(self._flat[lo : self._n_param], alpha=lr)
         torch._foreach_add_(self.params, self.velocities)

@@ -48,7 +48,8 @@ class RBMTrainConfig(Schedule):
     final_momentum: float = 0.9
     #: first epoch (0-based) that uses final_momentum
     momentum_switch: int = 5
-    #: negative phase: cd (CD-k), pcd (persistent chains) or pt (parallel tempering, sampling.PT)
+    #: negative phase: cd (CD-k), pcd (persistent chains), fpcd (PCD with fast weights,
+    #: fpcd.FPCD) or pt (parallel tempering, sampling.PT)
     method: str = "cd"
     k: int = 1
     #: Gibbs steps reached, linearly, at the last epoch (cd and pcd; None: k all along).
@@ -61,6 +62,9 @@ class RBMTrainConfig(Schedule):
     pt_temperatures: int = 10
     pt_spacing: str = "linear"
     pt_min_beta: float = 0.0
+    #: fpcd: the fast weights' learning rate (None: lr's initial value) and their decay per update
+    fast_lr: float | None = None
+    fast_decay: float = 0.95
     #: centred RBM update (centering.py; Bernoulli layers): offsets slide towards the data
     #: means with rate centering_rate per update (Melchior et al. 2016: 0.01 to 0.1)
     centering: bool = False
@@ -82,7 +86,7 @@ class RBMTrainConfig(Schedule):
         self.validate_schedule()
         check_float("final_momentum", self.final_momentum, minimum=0.0, maximum=1.0)
         check_int("momentum_switch", self.momentum_switch, minimum=0)
-        check_choice("method", self.method, {"cd", "pcd", "pt"})
+        check_choice("method", self.method, {"cd", "pcd", "fpcd", "pt"})
         if self.method == "pt":
             from deepbelief.sampling import pt_betas
 
@@ -96,7 +100,10 @@ class RBMTrainConfig(Schedule):
         check_int("k", self.k, minimum=1)
         if self.k_final is not None:
             check_int("k_final", self.k_final, minimum=1)
-            check_choice("method (with k_final)", self.method, {"cd", "pcd"})
+            check_choice("method (with k_final)", self.method, {"cd", "pcd", "fpcd"})
+        if self.fast_lr is not None:
+            check_float("fast_lr", self.fast_lr, minimum=0.0)
+        check_float("fast_decay", self.fast_decay, minimum=0.0, maximum=1.0)
         if self.n_chains is not None:
             check_int("n_chains", self.n_chains, minimum=1)
         if self.sparsity_target is not None:

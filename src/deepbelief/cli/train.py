@@ -132,7 +132,8 @@ TRAIN_FLAGS: dict[str, tuple[tuple[str, ...], str]] = {
     "--weight-decay": (("rbm.weight_decay",), "RBM L2 weight decay"),
     "--sparsity-target": (("rbm.sparsity_target",), "RBM hidden-unit sparsity target"),
     "--sparsity-cost": (("rbm.sparsity_cost",), "weight of the sparsity penalty"),
-    "--method": (("rbm.method",), "negative phase: cd, pcd (persistent chains) or pt (parallel tempering, PT-PCD)"),
+    "--method": (("rbm.method",), "negative phase: cd, pcd (persistent chains), fpcd (PCD with fast weights) or pt "
+                 "(parallel tempering, PT-PCD)"),
     "--k": (("rbm.k",), "Gibbs steps per update (CD-k / PCD-k / PT-k)"),
     "--k-final": (("rbm.k_final",), "cd/pcd: Gibbs steps reached linearly at the last epoch, from --k "
                   "(Salakhutdinov & Murray 2008 raised k to 25 this way); default: --k all along"),
@@ -141,6 +142,8 @@ TRAIN_FLAGS: dict[str, tuple[tuple[str, ...], str]] = {
     "--pt-temperatures": (("rbm.pt_temperatures",),
                           "--method pt: number of inverse temperatures K, 1 down to --pt-min-beta (default 10)"),
     "--pt-spacing": (("rbm.pt_spacing",), "--method pt: linear (default) or geometric"),
+    "--fast-lr": (("rbm.fast_lr",), "--method fpcd: the fast weights' learning rate (default: --lr)"),
+    "--fast-decay": (("rbm.fast_decay",), "--method fpcd: the fast weights' decay per update (default 0.95)"),
     "--pt-min-beta": (("rbm.pt_min_beta",),
                       "--method pt: the lowest inverse temperature (default 0: uniform; geometric needs > 0)"),
     "--centering": (("rbm.centering",),
