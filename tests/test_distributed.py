@@ -24,6 +24,8 @@ pytestmark = pytest.mark.skipif(not dist.is_available(), reason="torch.distribut
 CONFIGS = {
     "cd-sparsity": dict(epochs=2, batch_size=12, lr=0.1, sparsity_target=0.1, sparsity_cost=0.3),
     "pcd": dict(epochs=2, batch_size=12, lr=0.05, method="pcd", n_chains=8),
+    # chains shard by rows, the fast weights learn from the all-reduced gradient on every rank
+    "fpcd": dict(epochs=2, batch_size=12, lr=0.05, method="fpcd", n_chains=8, fast_lr=0.1),
     # replica sets shard by rows, all temperatures of a set on one rank (sampling.PT)
     "pt": dict(epochs=2, batch_size=12, lr=0.05, method="pt", n_chains=8, pt_temperatures=3),
     # the offsets slide with the global batch's means (carried in the one all-reduce)
