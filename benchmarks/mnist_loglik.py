@@ -130,6 +130,9 @@ def main(argv=None) -> int:
                         "rbm500_minutes_to_86_3 (training minutes to the first curve point at or above -86.3 "
                         "nats; with --curve-betas 14500 only) in benchmarks/results/headline.json (500 hidden "
                         "units only)")
+    p.add_argument("--headline-keys", default=None,
+                   help="with --headline: record only these keys (comma list), e.g. rbm500_minutes_to_86_3 for a "
+                        "short run that should not replace the best model's figures")
     p.add_argument("--figure", default=None,
                    help="PNG to write (default docs/results/mnist_loglik.png; none with --quick); '' for none")
     args = p.parse_args(argv)
@@ -338,6 +341,8 @@ def main(argv=None) -> int:
                 figures["rbm500_minutes_to_86_3"] = round(results["reach"]["minutes"], 1)
         if "CD-25" in results["models"]:
             figures["rbm500_cd25_loglik_nats"] = round(results["models"]["CD-25"]["test_loglik"], 2)
+        if args.headline_keys is not None:
+            figures = {k: v for k, v in figures.items() if k in args.headline_keys.split(",")}
         if figures:
             record_headline(figures, machine=machine_name() if dev.type == "cpu" else str(dev))
     results["machine"] = {**machine_info(str(dev)), "device": str(dev)}
