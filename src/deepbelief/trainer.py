@@ -18,13 +18,18 @@ from typing import Callable
 import torch
 from torch import Tensor
 
+from deepbelief import distributed
+from deepbelief.batching import BalancedOrder
 from deepbelief.cd_fast import binary_cd_step
+from deepbelief.centering import centred_directions_, check_centerable, update_offsets_
 from deepbelief.checkpoint import kept_note, load_run, restore_training_state, save_run
 from deepbelief.errors import ConfigError, DivergenceError
-from deepbelief.loop import run_epochs
-from deepbelief.rbm import RBM, batched
 from deepbelief.fpcd import FPCD
-from deepbelief.sampling import make_sampler
+from deepbelief.loop import run_epochs
+from deepbelief.precision import check_precision, matmul_precision
+from deepbelief.rbm import RBM, batched
+from deepbelief.sampling import CD, PCD, check_temperable, make_sampler, pt_betas
+from deepbelief.units import Bernoulli, Units
 
 __all__ = ["History", "RBMTrainer"]
 
@@ -54,17 +59,15 @@ class RBMTrainer:
         self.gen = generator
         betas = None
         if config.method == "pt":
-            from deepbelief.sampling import check_temperable, pt_betas
-
             check_temperable(rbm)
             betas = pt_betas(config.pt_temperatures, config.pt_spacing, config.pt_min_beta)
-        self.sampler = FPCD(config.k, n_chains=config.n_chains, fast_decay=config.fast_decay, fast_lr=config.lr
-                            if config.fast_lr is None else config.fast_lr) if config.method == "fpcd" else \
-            make_sampler(config.method, config.k, sample_visible=config.sample_visible, n_chains=config.n_chains,
-                         betas=betas)
+        if config.method == "fpcd":
+            fast_lr = config.lr if config.fast_lr is None else config.fast_lr
+            self.sampler = FPCD(config.k, n_chains=config.n_chains, fast_lr=fast_lr, fast_decay=config.fast_decay)
+        else:
+            self.sampler = make_sampler(config.method, config.k, sample_visible=config.sample_visible,
+                                        n_chains=config.n_chains, betas=betas)
         if config.centering:
-            from deepbelief.centering import check_centerable
-
             check_centerable(rbm)
             if not rbm.centered:
                 rbm.add_offsets_()  # 0.5 until fit() sets mu to the data mean
@@ -78,8 +81,6 @@ class RBMTrainer:
         self.epoch = 0
         self.history = History()
         self._first_recon: float | None = None
-        from deepbelief.precision import check_precision
-
         self.precision = check_precision(config.precision, rbm.W.device)
         self._alloc_buffers()
         self._others = [i for i in range(len(self.params)) if i != self.w_index]
@@ -109,8 +110,6 @@ class RBMTrainer:
         """Units whose only parameter is a bias with the base class's linear energy, scale
         and statistics: d(-F)/db_h = E[h | v] = stat and d(-F)/db_v = v, so the bias
         gradients are column sums of the W statistics' operands."""
-        from deepbelief.units import Units
-
         def plain(u):
             t = type(u)
             return (t.grad_energy is Units.grad_energy and t.grad_free_energy is Units.grad_free_energy
@@ -123,9 +122,6 @@ class RBMTrainer:
         """Whether ``step`` may take the binary fast path (``cd_fast.binary_cd_step``): binary visible
         and hidden units, CD-k or PCD-k, no sparsity target, equal learning rates, fp32 or
         tf32 matmuls. (Checked once; the process count is checked at every step.)"""
-        from deepbelief.sampling import CD, PCD
-        from deepbelief.units import Bernoulli
-
         rbm = self.rbm
         return (self._plain_biases and type(rbm.visible) is Bernoulli and type(rbm.hidden) is Bernoulli
                 and type(self.sampler) in (CD, PCD) and not self._sparse and not self.cfg.centering
@@ -146,9 +142,6 @@ class RBMTrainer:
         the plain rule: velocity <- momentum * velocity + lr * (E_data - E_model -
         weight_decay * W), W <- W + velocity, with dF/dW = -s_v(v)^T E[s_h | v].
         """
-        from deepbelief import distributed
-        from deepbelief.precision import matmul_precision
-
         rbm, cfg = self.rbm, self.cfg
         world = distributed.world_size()
         if self._fast and world == 1:
@@ -227,8 +220,6 @@ class RBMTrainer:
         """The centred update (centering.py): slide the offsets towards this (global)
         batch's data means, then turn the ordinary gradients into equation (2)'s
         directions, weight decay included."""
-        from deepbelief.centering import centred_directions_, update_offsets_
-
         rbm, n_h = self.rbm, self.rbm.n_hidden
         extra = self._flat[self._n_param:]
         mu, lam = rbm.visible_offset, rbm.hidden_offset
@@ -280,8 +271,6 @@ class RBMTrainer:
         """Train on ``data`` (n, n_visible), already on the model's device, for the
         remaining epochs. Returns the history. See ``train_rbm`` for the arguments."""
         cfg = self.cfg
-        from deepbelief import distributed
-
         n = data.shape[0]
         if cfg.batch_size > n:
             raise ConfigError(f"batch_size must be <= the number of training rows ({n}), got {cfg.batch_size}")
@@ -341,8 +330,6 @@ class RBMTrainer:
             raise ConfigError("balanced_batches=True needs the training labels (labels=...), got None")
         if labels.shape[0] != n:
             raise ConfigError(f"labels must hold one label per training row ({n}), got {labels.shape[0]}")
-        from deepbelief.batching import BalancedOrder
-
         return BalancedOrder(labels, self.cfg.batch_size)
 
     def _guard(self, metrics: dict, bad: list[str], checkpoint) -> None:
@@ -366,8 +353,6 @@ class RBMTrainer:
     def state_tensors(self) -> dict[str, Tensor]:
         """Everything a checkpoint restores. In a data-parallel run every rank must call
         this (PCD chains are gathered from all ranks); only rank 0 writes the file."""
-        from deepbelief import distributed
-
         t = {f"model.{k}": v for k, v in self.rbm.state_dict().items()}
         # velocities are views of one buffer: clone so the file holds separate tensors
         t.update({f"velocity.{n}": v.clone() for n, v in zip(self.names, self.velocities)})
@@ -380,8 +365,6 @@ class RBMTrainer:
         return t
 
     def save_checkpoint(self, path: str | Path) -> None:
-        from deepbelief import distributed
-
         tensors = self.state_tensors()  # collective: every rank takes part
         if distributed.is_main():
             save_run(path, kind="rbm_checkpoint", epoch=self.epoch, model=self.rbm.config(), train=self.cfg,
@@ -393,8 +376,6 @@ class RBMTrainer:
         tensors, meta = load_run(path, kind="rbm_checkpoint", model=self.rbm.config(), train=self.cfg,
                                  device=self.rbm.W.device, generator=self.gen)
         restore_training_state(path, self.rbm, tensors, self.names, self.velocities)
-        from deepbelief import distributed
-
         sampler_state = {k[len("sampler."):]: v for k, v in tensors.items() if k.startswith("sampler.")}
         rank, world = distributed.rank(), distributed.world_size()
         if world > 1:  # chains were saved whole: keep this rank's shard
