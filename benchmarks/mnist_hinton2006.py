@@ -40,6 +40,14 @@ ROWS = {
 }
 
 
+def override_rbm(recipe, items: list[str]) -> None:
+    """``--rbm FIELD=VALUE``: set each RBMTrainConfig field for every layer; the recipe's
+    per-layer values of those fields give way (``layer_overrides``)."""
+    values = field_values("--rbm", RBMTrainConfig, items)
+    recipe.rbm = dataclasses.replace(recipe.rbm, **values).validate()
+    recipe.layer_overrides = [{k: v for k, v in o.items() if k not in values} for o in recipe.layer_overrides]
+
+
 def main() -> None:
     p = parser(__doc__.splitlines()[0])
     p.add_argument("--recipe", default="hinton2006", choices=sorted(ROWS))
@@ -82,9 +90,7 @@ def main() -> None:
     if args.rbm:
         if args.headline:
             p.error("--rbm changes the recipe: its figures are not the recipe's, so not with --headline")
-        values = field_values("--rbm", RBMTrainConfig, args.rbm)
-        recipe.rbm = dataclasses.replace(recipe.rbm, **values).validate()
-        recipe.layer_overrides = [{k: v for k, v in o.items() if k not in values} for o in recipe.layer_overrides]
+        override_rbm(recipe, args.rbm)
     work = Path(args.work or f"hinton2006-work/{args.recipe}{'-quick' if args.quick else ''}")
     resume = (work / "run.json").exists()
     t0 = time.perf_counter()

@@ -338,3 +338,24 @@ def test_minutes_to_reach_counts_the_cd_start_and_skips_its_copied_point(monkeyp
     assert minutes_to_reach(results, "CD-1+PCD-1", -85.0) is None
     assert minutes_to_reach(results, "CD-1+PCD-1", -115.0) == pytest.approx(2.0)  # reached during CD
     assert minutes_to_reach(results, "CD-1", -131.0) == pytest.approx(1.0)
+
+
+def test_hinton2006_rbm_overrides_reach_every_layer(monkeypatch):
+    """mnist_hinton2006 --rbm: a field set for every layer, the recipe's per-layer value of it
+    giving way, the other per-layer values kept."""
+    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    from mnist_hinton2006 import override_rbm
+
+    from deepbelief.recipes import get_recipe
+
+    recipe = get_recipe("hinton2006")
+    assert recipe.layer_overrides[1] == {"lr": 0.05}
+    override_rbm(recipe, ["weight_std=0.1", "init_visible_bias=false"])
+    configs = recipe.rbm_configs()
+    assert [c.weight_std for c in configs] == [0.1, 0.1, 0.1]
+    assert [c.init_visible_bias for c in configs] == [False, False, False]
+    assert [c.lr for c in configs] == [0.1, 0.05, 0.05]  # untouched fields keep their per-layer values
+    override_rbm(recipe, ["lr=0.02"])
+    assert [c.lr for c in recipe.rbm_configs()] == [0.02, 0.02, 0.02]
+    with pytest.raises(SystemExit, match="FIELD=VALUE"):
+        override_rbm(get_recipe("hinton2006"), ["learning_rate=0.1"])
