@@ -160,16 +160,17 @@ RECIPES: dict[str, Recipe] = {
     # epochs and no validation set, as their code did. They ran 200 epochs; we run 60: with the
     # line search's resolution allowance and the carried step scale (docs/2-training.md) a CG
     # epoch costs about 5-6 forward/backward passes over the data, and the whole recipe takes
-    # 21-23 min on the 2-core CPU at two threads. Test error, seeds 0 / 1 / 2 / 3: 1.09 / 1.18 /
-    # 1.13 / 1.23% (mean 1.158%); 18 epochs gave 1.30 / 1.27% for seeds 1 / 2
-    # (benchmarks/RESULTS.md, 2026-12-05). After ~45 epochs the training loss is ~1e-8 per image and the test error
-    # stops moving.
+    # 20-23 min on the 2-core CPU at two threads. The RBMs start as their rbm.m did: weights
+    # 0.1 N(0, 1) and zero visible biases (the guide's 0.01 and log-odds biases gave, seeds
+    # 0 / 1 / 2 / 3, 1.09 / 1.18 / 1.13 / 1.23%, mean 1.158%); test error with their start:
+    # 1.09 / 1.13 / 1.11 / 1.07% (mean 1.100%; benchmarks/RESULTS.md, 2026-12-05). After ~45
+    # epochs the training loss is ~1e-8 per image and the test error stops moving.
     "hinton2006": Recipe(
         name="hinton2006",
         dataset="mnist",
         layers=[500, 500, 2000],
         rbm=RBMTrainConfig(epochs=50, batch_size=100, lr=0.1, momentum=0.5, final_momentum=0.9,
-                           momentum_switch=5, weight_decay=2e-4),
+                           momentum_switch=5, weight_decay=2e-4, weight_std=0.1, init_visible_bias=False),
         # With lr 0.1 the RBMs above the first can fall into a state where every hidden unit
         # is off: their inputs are real-valued, dense and strongly correlated, so the Hebbian
         # term's largest eigenvalue times lr exceeds the stable step (measured: see
@@ -228,7 +229,8 @@ RECIPES.update({
     # c = 3-4, see docs/2-training.md); max_norm is there to try. 500 epochs with the rate
     # decaying by 0.99: about 50 min of fine-tuning on the 2-core CPU at two threads (the
     # papers: 1,000 and more); 100 epochs at 0.98 gave 1.13%, 300 at 0.98 1.08%, 500 at 0.99
-    # 1.04% (benchmarks/RESULTS.md).
+    # 1.04% (benchmarks/RESULTS.md), all on the stack from before hinton2006's RBMs started as
+    # Hinton & Salakhutdinov's did (0.01 weights, log-odds visible biases): not re-run since.
     "hinton2006_dropout": dataclasses.replace(
         copy.deepcopy(RECIPES["hinton2006"]), name="hinton2006_dropout",
         finetune=FinetuneConfig(epochs=500, batch_size=100, lr=1.0, lr_decay=0.99, momentum=0.5, final_momentum=0.99,
