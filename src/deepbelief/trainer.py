@@ -88,6 +88,7 @@ class RBMTrainer:
         if self._plain_biases:
             self._vb, self._hb = self.names.index("visible.bias"), self.names.index("hidden.bias")
         self._fast = self._fast_ok()
+        self._sampler_learns = getattr(self.sampler, "needs_gradient", False)  # FPCD: materialise the gradient
         self._bufs: dict[int, dict[str, Tensor]] = {}  # binary_cd_step's buffers, per batch size
 
     def _alloc_buffers(self) -> None:
@@ -162,7 +163,7 @@ class RBMTrainer:
             # one process, fp32/tf32: the two matmuls write W's velocity directly,
             # momentum as addmm_'s beta (two fewer passes over W-sized buffers per step)
             direct = world == 1 and self.precision != "bf16" and self.w_index == 0 and not cfg.centering and \
-                not getattr(self.sampler, "needs_gradient", False)
+                not self._sampler_learns
             if self.precision == "bf16":  # autocast ignores out= / in-place matmuls
                 g_w.copy_(torch.mm(a0.T, s0)).mul_(1.0 / b).sub_(torch.mm(an.T, sn), alpha=1.0 / nb)
             elif direct:
@@ -184,7 +185,7 @@ class RBMTrainer:
             self._sparsity(b, vel_w if direct else g_w, lr if direct else 1.0)
         if any(s != 1.0 for s in self.lr_scales):
             torch._foreach_mul_(self._grads, self.lr_scales)
-        if getattr(self.sampler, "needs_gradient", False):  # FPCD's fast weights learn from it too
+        if self._sampler_learns:  # FPCD's fast weights learn from the gradient too
             self.sampler.learn_(self.names, self._grads)
         lo = g_w.numel() if direct else 0  # W is first in the flat buffers
         self._vel_flat[lo:].mul_(momentum).add_(self._flat[lo : self._n_param], alpha=lr)
