@@ -19,6 +19,7 @@ import torch
 from torch import Tensor
 
 from deepbelief import distributed
+from deepbelief.averaging import IterateAverage
 from deepbelief.batching import BalancedOrder
 from deepbelief.cd_fast import binary_cd_step
 from deepbelief.centering import centred_directions_, check_centerable, update_offsets_
@@ -90,6 +91,7 @@ class RBMTrainer:
         self._fast = self._fast_ok()
         self._sampler_learns = getattr(self.sampler, "needs_gradient", False)  # FPCD: materialise the gradient
         self._bufs: dict[int, dict[str, Tensor]] = {}  # binary_cd_step's buffers, per batch size
+        self.average = IterateAverage(self.params, config.average_decay)  # no-ops unless average_decay > 0
 
     def _alloc_buffers(self) -> None:
         """Buffers allocated once (docs/7-performance.md): every parameter's gradient is a
@@ -134,8 +136,14 @@ class RBMTrainer:
         return self.cfg.sparsity_target is not None and self.cfg.sparsity_cost > 0
 
     # -- one update ------------------------------------------------------------------
-    @torch.no_grad()
     def step(self, v0: Tensor, lr: float, momentum: float) -> None:
+        """One CD/PCD update from the batch ``v0`` (b, n_visible) (``_update``), then the
+        iterates' average moves (``average_decay``; averaging.py)."""
+        self._update(v0, lr, momentum)
+        self.average.update_()
+
+    @torch.no_grad()
+    def _update(self, v0: Tensor, lr: float, momentum: float) -> None:
         """One CD/PCD update from the batch ``v0`` (b, n_visible).
 
         In a data-parallel run ``v0`` is this rank's share of the global batch and the
@@ -281,10 +289,13 @@ class RBMTrainer:
                               f"data-parallel run, got {cfg.batch_size}")
         local = cfg.batch_size // world  # rank r trains on rows [r*local, (r+1)*local) of each global batch
         fresh = self.epoch == 0 and not self.history.epochs
+        self.average.restore_()  # a later fit() goes on from the iterate
         if fresh and cfg.init_visible_bias:
             self.rbm.init_visible_bias_(data)
         if fresh and cfg.centering:  # Melchior et al. 2016: mu starts at the data mean, lambda at 0.5
             self.rbm.add_offsets_(data.mean(0), None)
+        if fresh:
+            self.average.reset_()
         train_m = data[: cfg.monitor_size]
         valid_m = None if valid is None else valid[: cfg.monitor_size]
         n_batches = n // cfg.batch_size  # the ragged tail is covered by the next permutation
@@ -310,8 +321,10 @@ class RBMTrainer:
             self._guard(metrics, bad, checkpoint)
             return metrics
 
+        # callbacks see the model fit() would return (the average, if any)
         run_epochs(self, one_epoch, epochs=cfg.epochs, history=self.history.epochs, checkpoint=checkpoint,
-                   checkpoint_every=checkpoint_every, callback=callback)
+                   checkpoint_every=checkpoint_every, callback=self.average.wrap(callback))
+        self.average.install_()
         return self.history
 
     def _swap_rates(self, before) -> dict:
@@ -354,7 +367,9 @@ class RBMTrainer:
     def state_tensors(self) -> dict[str, Tensor]:
         """Everything a checkpoint restores. In a data-parallel run every rank must call
         this (PCD chains are gathered from all ranks); only rank 0 writes the file."""
-        t = {f"model.{k}": v for k, v in self.rbm.state_dict().items()}
+        with self.average.iterate():  # the iterate, which training goes on from, and the average
+            t = {f"model.{k}": v.clone() for k, v in self.rbm.state_dict().items()}
+        t.update(self.average.state(self.names))
         # velocities are views of one buffer: clone so the file holds separate tensors
         t.update({f"velocity.{n}": v.clone() for n, v in zip(self.names, self.velocities)})
         # rows of sharded state (PCD chains, PT replica sets) live on their ranks: gather them
@@ -376,7 +391,9 @@ class RBMTrainer:
         # a different schedule would give a run that is neither the old one nor the new one
         tensors, meta = load_run(path, kind="rbm_checkpoint", model=self.rbm.config(), train=self.cfg,
                                  device=self.rbm.W.device, generator=self.gen)
+        self.average.restore_()
         restore_training_state(path, self.rbm, tensors, self.names, self.velocities)
+        self.average.load_(path, tensors, self.names)
         sampler_state = {k[len("sampler."):]: v for k, v in tensors.items() if k.startswith("sampler.")}
         rank, world = distributed.rank(), distributed.world_size()
         if world > 1:  # chains were saved whole: keep this rank's shard

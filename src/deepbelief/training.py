@@ -73,6 +73,10 @@ class RBMTrainConfig(Schedule):
     sparsity_cost: float = 0.0
     sparsity_decay: float = 0.95
     init_visible_bias: bool = True
+    #: Polyak-Ruppert averaging (averaging.py): the model returned, and the one callbacks see,
+    #: is the moving average a <- d a + (1 - d) theta over updates, d = average_decay; training
+    #: goes on from the iterate theta. 0: off (the last iterate)
+    average_decay: float = 0.0
     #: std of the initial weights, N(0, weight_std^2) (Hinton's 2006 code: 0.1; the guide: 0.01)
     weight_std: float = 0.01
     #: rows of the training (and validation) data used for the per-epoch monitors
@@ -114,6 +118,12 @@ class RBMTrainConfig(Schedule):
         check_float("divergence_factor", self.divergence_factor, minimum=1.0)
         check_choice("precision", self.precision, {"fp32", "tf32", "bf16"})
         check_float("weight_std", self.weight_std, minimum=0.0)
+        check_float("average_decay", self.average_decay, minimum=0.0)
+        if self.average_decay >= 1.0:
+            raise ConfigError(f"average_decay must be in [0, 1) (0: no averaging), got {self.average_decay!r}")
+        if self.average_decay > 0 and self.centering:
+            raise ConfigError("average_decay > 0 does not combine with centering (the offsets move the "
+                              f"parameters' meaning during the run); got average_decay={self.average_decay!r}")
         return self
 
     def k_at(self, epoch: int) -> int:

@@ -146,6 +146,9 @@ TRAIN_FLAGS: dict[str, tuple[tuple[str, ...], str]] = {
     "--fast-decay": (("rbm.fast_decay",), "--method fpcd: the fast weights' decay per update (default 0.95)"),
     "--pt-min-beta": (("rbm.pt_min_beta",),
                       "--method pt: the lowest inverse temperature (default 0: uniform; geometric needs > 0)"),
+    "--average-decay": (("rbm.average_decay",),
+                        "keep a moving average of the RBM parameters over updates with this decay per "
+                        "update and return it as the model (e.g. 0.999; default 0: the last iterate)"),
     "--centering": (("rbm.centering",),
                     "centred RBM update (Bernoulli layers; Melchior et al. 2016); offsets stored in the model"),
     "--centering-rate": (("rbm.centering_rate",),

@@ -1,0 +1,127 @@
+"""Averaging of the parameter iterates (``average_decay``, averaging.py): the average follows
+its closed form over the recorded iterates, averaging never changes the iterates themselves,
+callbacks and the returned model see the average, and a resumed run equals an unbroken one."""
+
+import pytest
+import torch
+
+from deepbelief.averaging import IterateAverage
+from deepbelief.errors import ConfigError, ModelFileError
+from deepbelief.rbm import RBM
+from deepbelief.trainer import RBMTrainer
+from deepbelief.training import RBMTrainConfig, train_rbm
+
+DATA = (torch.rand(60, 7, generator=torch.Generator().manual_seed(0)) < 0.4).double()
+
+
+def _config(decay, epochs=3, method="pcd", **kw):
+    return RBMTrainConfig(epochs=epochs, batch_size=10, method=method, n_chains=10, lr=0.1, momentum=0.5,
+                          final_momentum=0.5, average_decay=decay, **kw)
+
+
+def _trainer(decay, seed=3, **kw):
+    gen = torch.Generator().manual_seed(seed)
+    rbm = RBM(7, 4, generator=gen).double()
+    return RBMTrainer(rbm, _config(decay, **kw), gen)
+
+
+@pytest.mark.parametrize("method", ["pcd", "cd", "fpcd"])
+def test_average_is_the_closed_form_over_the_iterates(method):
+    d = 0.9
+    t = _trainer(d, method=method)
+    iterates = []
+    update = t.average.update_
+
+    def record():
+        iterates.append([p.detach().clone() for p in t.params])
+        update()
+
+    t.average.update_ = record
+
+    def first(epoch, m):  # noqa: ARG001 (the callback's signature)
+        pass
+
+    t.fit(DATA, callback=first)
+    start = t.average._held  # the iterate, kept while the average is in the model
+    n = len(iterates)
+    assert n == 3 * 6
+    # a_n = d^n theta_0 + sum_t (1 - d) d^(n - t) theta_t, theta_0 the parameters at the start
+    # of fit (the visible biases already set from the data) = the iterate before update 1
+    theta0 = _trainer(d, method=method)
+    theta0.rbm.init_visible_bias_(DATA)
+    for i, p in enumerate(t.params):
+        want = d ** n * theta0.params[i].detach()
+        for step, th in enumerate(iterates, start=1):
+            want = want + (1 - d) * d ** (n - step) * th[i]
+        torch.testing.assert_close(p.detach(), want, rtol=1e-12, atol=1e-12)  # the model holds the average
+        assert torch.equal(start[i], iterates[-1][i])  # and the trainer keeps the last iterate
+
+
+def test_averaging_leaves_the_iterates_alone_and_callbacks_see_the_average():
+    plain, averaged = _trainer(0.0), _trainer(0.95)
+    seen = []
+
+    def look(epoch, m):  # noqa: ARG001
+        seen.append((averaged.rbm.W.detach().clone(), averaged.average.values[averaged.w_index].clone()))
+
+    plain.fit(DATA)
+    averaged.fit(DATA, callback=look)
+    assert len(seen) == 3 and all(torch.equal(w, a) for w, a in seen)
+    # bit for bit the same iterates (the same random numbers, the same updates)
+    with averaged.average.iterate():
+        for p, q in zip(averaged.params, plain.params):
+            assert torch.equal(p, q)
+    assert not torch.allclose(averaged.rbm.W, plain.rbm.W, atol=1e-3)  # the model returned differs
+    # a second fit() goes on from the iterate, not from the average
+    more = _config(0.95, epochs=4)
+    averaged.cfg, plain.cfg = more, _config(0.0, epochs=4)
+    plain.fit(DATA)
+    averaged.fit(DATA)
+    with averaged.average.iterate():
+        assert torch.equal(averaged.rbm.W, plain.rbm.W)
+
+
+def test_a_resumed_run_equals_an_unbroken_one(tmp_path):
+    def run(epochs, ck=None, resume=False, seed=6):
+        gen = torch.Generator().manual_seed(seed)
+        rbm = RBM(7, 4, generator=gen)
+        train_rbm(rbm, DATA.float(), _config(0.9, epochs=epochs), generator=gen, checkpoint=ck, resume=resume)
+        return rbm
+
+    straight = run(3)
+    ck = tmp_path / "ck.safetensors"
+    run(1, ck=ck)
+    resumed = run(3, ck=ck, resume=True, seed=99)
+    for a, b in zip(resumed.parameters(), straight.parameters()):
+        assert torch.equal(a, b)
+
+
+def test_a_checkpoint_without_the_average_is_refused(tmp_path):
+    t = _trainer(0.9)
+    t.fit(DATA)
+    tensors = t.state_tensors()
+    del tensors["average.W"]
+    with pytest.raises(ModelFileError, match="average of 'W'"):
+        t.average.load_(tmp_path / "x", tensors, t.names)
+
+
+def test_install_swap_and_iterate_restore_exactly():
+    p = [torch.tensor([1.0, 2.0]), torch.tensor([3.0])]
+    a = IterateAverage(p, 0.5)
+    p[0].add_(2.0)
+    a.update_()  # a = 0.5 * [1, 2] + 0.5 * [3, 4]
+    assert torch.equal(a.values[0], torch.tensor([2.0, 3.0]))
+    with a.swapped():
+        assert torch.equal(p[0], torch.tensor([2.0, 3.0]))
+        with a.iterate():
+            assert torch.equal(p[0], torch.tensor([3.0, 4.0]))
+        assert torch.equal(p[0], torch.tensor([2.0, 3.0]))
+    assert torch.equal(p[0], torch.tensor([3.0, 4.0])) and not a.installed
+
+
+@pytest.mark.parametrize("kw,said", [({"average_decay": 1.0}, r"average_decay must be in \[0, 1\)"),
+                                     ({"average_decay": -0.1}, "average_decay"),
+                                     ({"average_decay": 0.9, "centering": True}, "does not combine with centering")])
+def test_bad_settings_are_named(kw, said):
+    with pytest.raises(ConfigError, match=said):
+        RBMTrainConfig(**kw).validate()
