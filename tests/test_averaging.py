@@ -125,3 +125,96 @@ def test_install_swap_and_iterate_restore_exactly():
 def test_bad_settings_are_named(kw, said):
     with pytest.raises(ConfigError, match=said):
         RBMTrainConfig(**kw).validate()
+
+
+# -- fine-tuning (FinetuneConfig.average_decay) ------------------------------------------------
+import sys  # noqa: E402
+
+from deepbelief import averaging  # noqa: E402
+from deepbelief.finetune import FinetuneConfig, error_rate, finetune, random_classifier  # noqa: E402
+
+finetune_module = sys.modules["deepbelief.finetune"]  # the package exports the function under that name
+from deepbelief.training import make_generator  # noqa: E402
+
+
+def _xy(n=200, d=12, seed=5):
+    g = make_generator(seed)
+    x = torch.rand(n, d, generator=g)
+    return x, (x[:, 0] > 0.5).long() + 2 * (x[:, 1] > 0.5).long()
+
+
+def _ft_config(decay, epochs=4, **kw):
+    return FinetuneConfig(epochs=epochs, batch_size=20, lr=0.3, momentum=0.5, top_only_epochs=1, dropout=0.2,
+                          average_decay=decay, **kw)
+
+
+def _closed_form(start, iterates, d):
+    out = [d ** len(iterates) * s for s in start]
+    for step, th in enumerate(iterates, start=1):
+        out = [o + (1 - d) * d ** (len(iterates) - step) * t for o, t in zip(out, th)]
+    return out
+
+
+def test_finetuning_returns_the_average_of_the_best_epoch_and_validates_it(monkeypatch):
+    log, ends = [], []
+
+    class Recording(averaging.IterateAverage):
+        def update_(self):
+            log.append([p.detach().double().clone() for p in self.params])
+            super().update_()
+
+    monkeypatch.setattr(finetune_module, "IterateAverage", Recording)
+    x, y = _xy()
+    xv, yv = _xy(100, seed=6)
+    d = 0.8
+    net = random_classifier([12, 10, 8], 4, generator=make_generator(0))
+    start = [p.detach().double().clone() for p in net.parameters()]
+    hist = finetune(net, x, y, _ft_config(d), generator=make_generator(7), valid=(xv, yv),
+                    callback=lambda e, m: ends.append(len(log)))
+    assert ends == [10, 20, 30, 40]  # 200 rows / 20 per batch, every epoch (the top-only one too)
+    probe = random_classifier([12, 10, 8], 4, generator=make_generator(0))
+    for epoch, n in enumerate(ends):  # each epoch's validation error is the average's
+        with torch.no_grad():
+            for p, a in zip(probe.parameters(), _closed_form(start, log[:n], d)):
+                p.copy_(a)
+        assert hist[epoch]["valid_error"] == pytest.approx(float(error_rate(probe, xv, yv)), abs=1e-12)
+    best = hist[-1]["best_epoch"]
+    for p, a in zip(net.parameters(), _closed_form(start, log[: ends[best]], d)):
+        torch.testing.assert_close(p.detach().double(), a, rtol=1e-5, atol=1e-6)
+
+
+def test_finetuning_iterates_are_unchanged_and_resume_bit_for_bit(tmp_path):
+    x, y = _xy()
+    plain = random_classifier([12, 10, 8], 4, generator=make_generator(0))
+    finetune(plain, x, y, _ft_config(0.0), generator=make_generator(7))
+    straight = random_classifier([12, 10, 8], 4, generator=make_generator(0))
+    ck = tmp_path / "ft.ckpt"
+    finetune(straight, x, y, _ft_config(0.9), generator=make_generator(7), checkpoint=ck)
+    tensors, _ = finetune_module.ck.load_run(ck, kind="finetune_checkpoint", model=straight.config(),
+                                             train=_ft_config(0.9), device="cpu", generator=make_generator(1))
+    for k, v in plain.state_dict().items():  # the checkpoint's weights are the iterate: the plain run's
+        assert torch.equal(tensors[f"net.{k}"], v)
+    assert not torch.allclose(straight.out.weight, plain.out.weight, atol=1e-4)  # the returned average differs
+    ck2 = tmp_path / "ft2.ckpt"
+
+    class Stop(Exception):
+        pass
+
+    def stop_after(epoch, row):
+        if epoch == 1:
+            raise Stop
+
+    net = random_classifier([12, 10, 8], 4, generator=make_generator(0))
+    with pytest.raises(Stop):
+        finetune(net, x, y, _ft_config(0.9), generator=make_generator(7), checkpoint=ck2, callback=stop_after)
+    resumed = random_classifier([12, 10, 8], 4, generator=make_generator(0))
+    finetune(resumed, x, y, _ft_config(0.9), generator=make_generator(99), checkpoint=ck2, resume=True)
+    for a, b in zip(resumed.parameters(), straight.parameters()):
+        assert torch.equal(a, b)
+
+
+def test_finetuning_average_decay_is_checked():
+    with pytest.raises(ConfigError, match=r"average_decay must be in \[0, 1\)"):
+        FinetuneConfig(average_decay=1.5).validate()
+    with pytest.raises(ConfigError, match="average_decay is for method 'sgd'"):
+        FinetuneConfig(method="cg", average_decay=0.9).validate()

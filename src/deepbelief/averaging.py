@@ -21,7 +21,15 @@ from contextlib import contextmanager
 import torch
 from torch import Tensor
 
-from deepbelief.errors import ModelFileError
+from deepbelief.errors import ConfigError, ModelFileError, check_float
+
+
+def check_average_decay(decay) -> float:
+    """``average_decay`` as a float in [0, 1) (0: no averaging), or ConfigError naming it."""
+    decay = check_float("average_decay", decay, minimum=0.0)
+    if decay >= 1.0:
+        raise ConfigError(f"average_decay must be in [0, 1) (0: no averaging), got {decay!r}")
+    return decay
 
 
 class IterateAverage:

@@ -34,6 +34,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from deepbelief import checkpoint as ck
+from deepbelief.averaging import IterateAverage, check_average_decay
 from deepbelief.backprop import FastBackprop, cg_batch
 from deepbelief.classifier import DeepClassifier, random_classifier, unroll
 from deepbelief.errors import ConfigError, as_data, as_labels, check_choice, check_fields, check_float, check_int
@@ -85,6 +86,9 @@ class FinetuneConfig:
     #: scale each gradient by (1 - momentum), the update of Hinton et al. (2012):
     #: v <- m v - (1 - m) lr g, so the step's long-run size stays lr as the momentum rises
     dampen_momentum: bool = False
+    #: sgd: evaluate, keep and return the moving average of the weights over updates,
+    #: a <- d a + (1 - d) w with d = average_decay (deepbelief.averaging; 0: off)
+    average_decay: float = 0.0
 
     def validate(self) -> "FinetuneConfig":
         check_int("epochs", self.epochs, minimum=0)
@@ -108,6 +112,10 @@ class FinetuneConfig:
         if self.final_momentum is not None:
             check_float("final_momentum", self.final_momentum, minimum=0.0, maximum=1.0)
         check_int("momentum_ramp_epochs", self.momentum_ramp_epochs, minimum=0)
+        self.average_decay = check_average_decay(self.average_decay)
+        if self.method == "cg" and self.average_decay > 0:
+            raise ConfigError(f"average_decay is for method 'sgd' (CG takes exact line-search steps); got "
+                              f"average_decay={self.average_decay!r} with method 'cg'")
         if self.method == "cg" and (self.dropout > 0 or self.input_dropout > 0 or self.max_norm > 0):
             raise ConfigError(f"method 'cg' minimises one fixed objective per batch by line searches: it cannot "
                               f"use dropout (a new random objective at every evaluation) or max_norm (a projection "
@@ -206,6 +214,7 @@ def finetune(
                history=run.history, checkpoint=checkpoint, checkpoint_every=checkpoint_every,
                callback=callback, stopped=lambda: run.stopped)
     history = run.history
+    run.average.install_()  # the model returned is the average (the best one's, with valid)
     if run.best_state is not None:
         net.load_state_dict(run.best_state)
         history[-1]["best_epoch"] = max(i for i, r in enumerate(history) if r.get("best"))
@@ -227,6 +236,8 @@ class Finetuner:
         self.lr, self.opt, self.phase = cfg.lr, None, None
         self.best, self.best_state, self.since, self.stopped = float("inf"), None, 0, False
         self.cg_decrease = None  # the last accepted CG step's t |d0| (cfg.cg_carry_scale)
+        self.average = IterateAverage(self.everything, cfg.average_decay)  # no-ops unless average_decay > 0
+        self.names = [n for n, _ in net.named_parameters()]
 
     def _build(self, which: str):  # conjugate gradients keep no state from one batch to the next
         return _sgd(self.top if which == "top" else self.everything, self.lr, self.cfg) if self.cfg.method == "sgd" \
@@ -271,6 +282,7 @@ class Finetuner:
             opt.step()
         if constrain:
             _max_norm_(net, self.cfg.max_norm)
+        self.average.update_()
         return 0
 
     def one_epoch(self, epoch: int, x: Tensor, y: Tensor, valid, checkpoint) -> dict:
@@ -291,13 +303,14 @@ class Finetuner:
             row["cg_evaluations_per_batch"] = evaluations / max(1, n // bs)
         if momentum is not None and cfg.final_momentum is not None:
             row["momentum"] = momentum
-        if valid is not None:
-            row["valid_error"] = error_rate(net, *valid)
         row["finite"] = torch.stack([torch.isfinite(p).all() for p in self.everything]).all()
-        row = {k: (float(v) if isinstance(v, Tensor) else v) for k, v in row.items()}  # one sync per epoch
-        self._check_finite(row.pop("finite") == 1.0, row["loss"], epoch, checkpoint)
-        if valid is not None:
-            self._early_stopping(row)
+        with self.average.swapped():  # validation (and the best weights) are the average's
+            if valid is not None:
+                row["valid_error"] = error_rate(net, *valid)
+            row = {k: (float(v) if isinstance(v, Tensor) else v) for k, v in row.items()}  # one sync per epoch
+            self._check_finite(row.pop("finite") == 1.0, row["loss"], epoch, checkpoint)
+            if valid is not None:
+                self._early_stopping(row)
         if not self.stopped:
             self.lr *= cfg.lr_decay
         return row
@@ -330,7 +343,9 @@ class Finetuner:
     def save_checkpoint(self, path: str | Path) -> None:
         opt = self.opt
         opt_t, opt_info = ck.optimizer_tensors(opt) if opt is not None else ({}, {"n_params": 0, "other": {}})
-        t = {f"net.{k}": v for k, v in self.net.state_dict().items()}
+        with self.average.iterate():  # the weights training goes on from, and their average
+            t = {f"net.{k}": v.clone() for k, v in self.net.state_dict().items()}
+        t.update(self.average.state(self.names))
         t.update(opt_t)
         if self.best_state is not None:
             t.update({f"best.{k}": v for k, v in self.best_state.items()})
@@ -345,6 +360,7 @@ class Finetuner:
                                     device=self.net.out.weight.device, generator=self.gen,
                                     allowed=("epochs", "fast"))
         load_state_into(path, self.net, {k[4:]: v for k, v in tensors.items() if k.startswith("net.")})
+        self.average.load_(path, tensors, self.names)
         self.best_state = {k[5:]: v for k, v in tensors.items() if k.startswith("best.")} or None
         self.epoch, self.lr, self.phase = int(meta["epoch"]), float(meta["lr"]), meta["phase"]
         self.best, self.since, self.stopped = float(meta["best"]), int(meta["since"]), bool(meta["stopped"])

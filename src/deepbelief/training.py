@@ -24,6 +24,7 @@ from typing import Callable
 import torch
 from torch import Tensor
 
+from deepbelief.averaging import check_average_decay
 from deepbelief.errors import (
     ConfigError,
     check_choice,
@@ -118,9 +119,7 @@ class RBMTrainConfig(Schedule):
         check_float("divergence_factor", self.divergence_factor, minimum=1.0)
         check_choice("precision", self.precision, {"fp32", "tf32", "bf16"})
         check_float("weight_std", self.weight_std, minimum=0.0)
-        check_float("average_decay", self.average_decay, minimum=0.0)
-        if self.average_decay >= 1.0:
-            raise ConfigError(f"average_decay must be in [0, 1) (0: no averaging), got {self.average_decay!r}")
+        self.average_decay = check_average_decay(self.average_decay)
         if self.average_decay > 0 and self.centering:
             raise ConfigError("average_decay > 0 does not combine with centering (the offsets move the "
                               f"parameters' meaning during the run); got average_decay={self.average_decay!r}")

@@ -172,6 +172,9 @@ TRAIN_FLAGS: dict[str, tuple[tuple[str, ...], str]] = {
     "--input-dropout": (("finetune.input_dropout",), "input dropout during fine-tuning (0.2 keeps 0.8)"),
     "--max-norm": (("finetune.max_norm",),
                    "fine-tuning: cap on each hidden unit's incoming weight norm after every update (0: off)"),
+    "--finetune-average-decay": (("finetune.average_decay",),
+                                 "sgd fine-tuning: validate and return the moving average of the weights over "
+                                 "updates with this decay per update (e.g. 0.9998; default 0: off)"),
     "--finetune-method": (("finetune.method",),
                           "fine-tuning optimiser: sgd (momentum) or cg (conjugate gradients, 3 line searches per "
                           "1,000-image batch: hinton2006's)"),
