@@ -218,3 +218,50 @@ def test_finetuning_average_decay_is_checked():
         FinetuneConfig(average_decay=1.5).validate()
     with pytest.raises(ConfigError, match="average_decay is for method 'sgd'"):
         FinetuneConfig(method="cg", average_decay=0.9).validate()
+
+
+# -- up-down (UpDownConfig.average_decay) -------------------------------------------------------
+from deepbelief.dbn import GenerativeDBN  # noqa: E402
+from deepbelief.wake_sleep import UpDownConfig, UpDownTrainer, up_down  # noqa: E402
+
+
+def test_updown_average_closed_form_validation_and_unchanged_iterates(monkeypatch):
+    log, ends = [], []
+    wake_sleep = sys.modules["deepbelief.wake_sleep"]
+
+    class Recording(averaging.IterateAverage):
+        def update_(self):
+            log.append([p.detach().clone() for p in self.params])
+            super().update_()
+
+    g = torch.Generator().manual_seed(0)
+    base = GenerativeDBN.build([6, 4, 5], 3, generator=g, weight_std=0.3).double()
+    x = (torch.rand(40, 6, generator=g) < 0.5).double()
+    y = torch.randint(0, 3, (40,), generator=g)
+    cfg = dict(epochs=3, batch_size=10, lr=0.1, momentum=0.5, gibbs_steps=[1, 2], persistent=True)
+    plain = GenerativeDBN.from_config(base.config()).double()
+    plain.load_state_dict(base.state_dict())
+    up_down(plain, x, y, UpDownConfig(**cfg), generator=torch.Generator().manual_seed(3))
+    monkeypatch.setattr(wake_sleep, "IterateAverage", Recording)
+    m = GenerativeDBN.from_config(base.config()).double()
+    m.load_state_dict(base.state_dict())
+    t = UpDownTrainer(m, UpDownConfig(**cfg, average_decay=0.8), torch.Generator().manual_seed(3))
+    start = [p.detach().clone() for p in t.params]
+    hist = t.fit(x, y, valid=(x, y), callback=lambda e, mt: ends.append(len(log)))
+    assert ends == [4, 8, 12]
+    with t.average.iterate():  # the iterates are the plain run's, bit for bit
+        for (n, a), b in zip(m.state_dict().items(), plain.state_dict().values()):
+            assert torch.equal(a, b), n
+    probe = GenerativeDBN.from_config(base.config()).double()
+    probe.load_state_dict(base.state_dict())
+    probe.untie_()  # as the trainer's model: recognition weights of its own
+    assert [n for n, p in probe.named_parameters() if p.requires_grad] == t.names
+    for epoch, n in enumerate(ends):  # each epoch's validation error is the average's
+        with torch.no_grad():
+            for p, a in zip([p for p in probe.parameters() if p.requires_grad], _closed_form(start, log[:n], 0.8)):
+                p.copy_(a)
+        assert hist[epoch]["valid_error"] == pytest.approx(float(probe.error_rate(x, y)), abs=1e-12)
+    for p, a in zip(t.params, _closed_form(start, log, 0.8)):  # and fit() leaves the average in the model
+        torch.testing.assert_close(p.detach(), a, rtol=1e-12, atol=1e-12)
+    with pytest.raises(ConfigError, match="average_decay"):
+        UpDownConfig(average_decay=1.0).validate()

@@ -256,14 +256,15 @@ def test_up_down_does_not_decrease_exact_log_probability():
     assert lls[-1] < 0
 
 
-@pytest.mark.parametrize("persistent", [False, True])
-def test_resume_is_bit_exact(tmp_path, persistent):
+@pytest.mark.parametrize("persistent,decay", [(False, 0.0), (True, 0.0), (True, 0.9)])
+def test_resume_is_bit_exact(tmp_path, persistent, decay):
     """A run stopped after its first epoch and resumed from the checkpoint (with a generator
     seeded otherwise: its state comes from the file) ends with the same weights; with
-    persistent chains that needs the chains in the checkpoint too."""
+    persistent chains that needs the chains in the checkpoint too, with averaging the average."""
     x, y = _toy_data(60, seed=1)
     base = tiny_model(8, sizes=(6, 4, 5), n_labels=3, scale=0.1).float()
-    cfg = UpDownConfig(epochs=3, batch_size=10, lr=0.05, momentum=0.5, gibbs_steps=[1, 2, 3], persistent=persistent)
+    cfg = UpDownConfig(epochs=3, batch_size=10, lr=0.05, momentum=0.5, gibbs_steps=[1, 2, 3], persistent=persistent,
+                       average_decay=decay)
     straight = GenerativeDBN.from_config(base.config())
     straight.load_state_dict(base.state_dict())
     up_down(straight, x, y, cfg, generator=torch.Generator().manual_seed(3))

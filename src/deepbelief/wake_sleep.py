@@ -43,6 +43,7 @@ from typing import Callable
 import torch
 from torch import Tensor
 
+from deepbelief.averaging import IterateAverage, check_average_decay
 from deepbelief.checkpoint import load_run, restore_training_state, save_run
 from deepbelief.dbn import GenerativeDBN
 from deepbelief.errors import (
@@ -81,6 +82,9 @@ class UpDownConfig(Schedule):
     #: the fused all-Bernoulli step (UpDownTrainer._fast_step); False: up_down_grads, the
     #: reference the tests check against autograd (the same update up to rounding)
     fast: bool = True
+    #: validate and return the moving average of all parameters over updates (averaging.py;
+    #: 0: off); each ``up_down`` call starts its own average (the final epochs: from the first's)
+    average_decay: float = 0.0
 
     def validate(self) -> "UpDownConfig":
         self.validate_schedule()
@@ -93,6 +97,7 @@ class UpDownConfig(Schedule):
         if not isinstance(self.persistent, bool):
             raise ConfigError(f"persistent must be true or false, got {self.persistent!r}")
         check_int("final_epochs", self.final_epochs, minimum=0)
+        self.average_decay = check_average_decay(self.average_decay)
         return self
 
     def gibbs_at(self, epoch: int) -> int:
@@ -228,13 +233,19 @@ class UpDownTrainer:
         #: persistent=True: the top RBM's hidden states (batch_size, n_hidden) that the next
         #: step's Gibbs run starts from; None until the first step
         self.chains: Tensor | None = None
+        self.average = IterateAverage(self.params, self.cfg.average_decay)  # no-ops unless average_decay > 0
 
     @torch.no_grad()
     def step(self, x: Tensor, y: Tensor, lr: float, momentum: float, k: int) -> Tensor:
         """One update from images ``x`` (b, n_0) and one-hot labels ``y`` (b, n_labels);
         returns the summed squared error of the wake reconstruction of x (a 0-d tensor)."""
-        if self.cfg.fast and self.model.lower:
-            return self._fast_step(x, y, lr, momentum, k)
+        sse = self._fast_step(x, y, lr, momentum, k) if self.cfg.fast and self.model.lower else \
+            self._step(x, y, lr, momentum, k)
+        self.average.update_()
+        return sse
+
+    def _step(self, x: Tensor, y: Tensor, lr: float, momentum: float, k: int) -> Tensor:
+        """``step`` by ``up_down_grads``: the reference path."""
         pcd = self.cfg.persistent
         u = step_uniforms(self.model, x, k, self.gen, persistent=pcd, fresh=self.chains is None)
         grads, states = up_down_grads(self.model, x, y, k, u, persistent=pcd, chains=self.chains)
@@ -340,6 +351,7 @@ class UpDownTrainer:
         """
         cfg, model = self.cfg, self.model
         dev, dt = model.top.W.device, model.top.W.dtype
+        self.average.restore_()  # a later fit() goes on from the iterate
         x = model._check_x(x)
         y1 = model.one_hot(y, n_rows=x.shape[0], name="y").to(dev)
         n = x.shape[0]
@@ -364,7 +376,8 @@ class UpDownTrainer:
                 sse += self.step(x.index_select(0, idx), y1.index_select(0, idx), lr, cfg.momentum, k)
             out = {"recon_error": sse / (n_batches * cfg.batch_size)}
             if valid is not None:
-                out["valid_error"] = model.error_rate(xv, yv)
+                with self.average.swapped():
+                    out["valid_error"] = model.error_rate(xv, yv)
             finite = torch.stack([torch.isfinite(p).all() for p in self.params]).to(dt)
             vals = torch.cat([torch.stack(list(out.values())).to(dt), finite]).tolist()  # one sync per epoch
             metrics = dict(zip(out, vals[: len(out)]))
@@ -375,12 +388,16 @@ class UpDownTrainer:
             metrics.update(epoch=epoch, gibbs_steps=k, lr=lr)
             return metrics
 
-        return run_epochs(self, one_epoch, epochs=cfg.epochs, history=self.history, checkpoint=checkpoint,
-                          checkpoint_every=checkpoint_every, callback=callback)
+        run_epochs(self, one_epoch, epochs=cfg.epochs, history=self.history, checkpoint=checkpoint,
+                   checkpoint_every=checkpoint_every, callback=self.average.wrap(callback))
+        self.average.install_()  # the model fit() leaves is the average
+        return self.history
 
     # -- checkpoints ---------------------------------------------------------------------
     def save_checkpoint(self, path: str | Path) -> None:
-        t = {f"model.{k}": v for k, v in self.model.state_dict().items()}
+        with self.average.iterate():
+            t = {f"model.{k}": v.clone() for k, v in self.model.state_dict().items()}
+        t.update(self.average.state(self.names))
         t.update({f"velocity.{n}": v for n, v in zip(self.names, self.velocities)})
         if self.chains is not None:
             t["chains"] = self.chains
@@ -390,7 +407,9 @@ class UpDownTrainer:
     def load_checkpoint(self, path: str | Path) -> None:
         tensors, meta = load_run(path, kind="updown_checkpoint", model=self.model.config(), train=self.cfg,
                                  device=self.model.top.W.device, generator=self.gen, allowed=("epochs", "fast"))
+        self.average.restore_()
         restore_training_state(path, self.model, tensors, self.names, self.velocities)
+        self.average.load_(path, tensors, self.names)
         self.epoch = int(meta["epoch"])
         self.history = list(meta.get("history", []))
         self.chains = tensors.get("chains")

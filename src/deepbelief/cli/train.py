@@ -165,6 +165,9 @@ TRAIN_FLAGS: dict[str, tuple[tuple[str, ...], str]] = {
     "--updown-lr-final": (("updown.lr_final",),
                           "generative recipes: up-down's learning rate at its last epoch, reached linearly "
                           "(the final epochs on all the data continue at it); default: constant"),
+    "--updown-average-decay": (("updown.average_decay",),
+                               "generative recipes: validate and keep the moving average of the up-down "
+                               "parameters over updates with this decay per update (default 0: off)"),
     "--updown-persistent": (("updown.persistent",),
                             "generative recipes: up-down's top level by PCD-K from persistent fantasy chains "
                             "(negative and sleep phases) instead of CD-K from each batch's wake state"),
