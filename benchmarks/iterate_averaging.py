@@ -1,8 +1,9 @@
 """The PCD iterate against averages of the iterates (``RBMTrainConfig.average_decay``).
 
 A 500-hidden RBM on binarised MNIST (Salakhutdinov & Murray's set-up, as mnist_loglik.py):
-CD-1 (lr 0.1, momentum 0.5 -> 0.9, as mnist_loglik.py) for ``--cd-epochs``, then PCD-1 on a schedule of ``--schedule`` epochs (lr annealed
-linearly to 1/100 of ``--lr``), stopped after ``--epochs`` of them. At ``--points`` evenly
+CD-1 (lr 0.1, momentum 0.5 -> 0.9, as mnist_loglik.py) for ``--cd-epochs``, then PCD-1 on
+a schedule of ``--schedule`` epochs (lr annealed linearly to 1/100 of ``--lr``, momentum
+0.5, 100 chains), stopped after ``--epochs`` of them. At ``--points`` evenly
 spaced epochs the test log-likelihood (forward AIS) is measured for the iterate (the
 parameters training goes on from, what PCD returns) and for each moving average of the
 iterates, a <- d a + (1 - d) theta after every update, one per ``--decays`` value (started
