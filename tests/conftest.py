@@ -31,3 +31,22 @@ def mnist():
     from deepbelief.data import load_dataset
 
     return load_dataset("mnist", data_dir=d, download=False)
+
+
+class _Interrupt:
+    """``interrupt(e)``: an epoch callback that stops a run after its epoch ``e`` (0-based) by
+    raising ``interrupt.Stop``, leaving the checkpoint as a killed run would."""
+
+    class Stop(Exception):
+        pass
+
+    def __call__(self, last_epoch: int):
+        def callback(epoch, metrics):
+            if epoch >= last_epoch:
+                raise self.Stop
+        return callback
+
+
+@pytest.fixture
+def interrupt():
+    return _Interrupt()

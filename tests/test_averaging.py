@@ -183,7 +183,7 @@ def test_finetuning_returns_the_average_of_the_best_epoch_and_validates_it(monke
         torch.testing.assert_close(p.detach().double(), a, rtol=1e-5, atol=1e-6)
 
 
-def test_finetuning_iterates_are_unchanged_and_resume_bit_for_bit(tmp_path):
+def test_finetuning_iterates_are_unchanged_and_resume_bit_for_bit(tmp_path, interrupt):
     x, y = _xy()
     plain = random_classifier([12, 10, 8], 4, generator=make_generator(0))
     finetune(plain, x, y, _ft_config(0.0), generator=make_generator(7))
@@ -196,17 +196,9 @@ def test_finetuning_iterates_are_unchanged_and_resume_bit_for_bit(tmp_path):
         assert torch.equal(tensors[f"net.{k}"], v)
     assert not torch.allclose(straight.out.weight, plain.out.weight, atol=1e-4)  # the returned average differs
     ck2 = tmp_path / "ft2.ckpt"
-
-    class Stop(Exception):
-        pass
-
-    def stop_after(epoch, row):
-        if epoch == 1:
-            raise Stop
-
     net = random_classifier([12, 10, 8], 4, generator=make_generator(0))
-    with pytest.raises(Stop):
-        finetune(net, x, y, _ft_config(0.9), generator=make_generator(7), checkpoint=ck2, callback=stop_after)
+    with pytest.raises(interrupt.Stop):
+        finetune(net, x, y, _ft_config(0.9), generator=make_generator(7), checkpoint=ck2, callback=interrupt(1))
     resumed = random_classifier([12, 10, 8], 4, generator=make_generator(0))
     finetune(resumed, x, y, _ft_config(0.9), generator=make_generator(99), checkpoint=ck2, resume=True)
     for a, b in zip(resumed.parameters(), straight.parameters()):

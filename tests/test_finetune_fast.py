@@ -159,23 +159,16 @@ def test_subclass_with_its_own_forward_uses_autograd():
     assert FastBackprop.supports(DeepClassifier([4, 3], ["sigmoid"], 2))
 
 
-def test_checkpoint_resumes_across_paths(tmp_path):
+def test_checkpoint_resumes_across_paths(tmp_path, interrupt):
     x, y = _data()
     cfg = FinetuneConfig(epochs=4, batch_size=20, lr=0.1, top_only_epochs=1, dropout=0.2)
     straight = random_classifier([20, 16, 12], 4, generator=make_generator(0))
     finetune(straight, x, y, cfg, generator=make_generator(7))
 
-    class Stop(Exception):
-        pass
-
-    def stop_after(epoch, row):
-        if epoch == 1:
-            raise Stop
-
     ckpt = tmp_path / "ft.ckpt"
     net = random_classifier([20, 16, 12], 4, generator=make_generator(0))
-    with pytest.raises(Stop):
-        finetune(net, x, y, cfg, generator=make_generator(7), checkpoint=ckpt, callback=stop_after)
+    with pytest.raises(interrupt.Stop):
+        finetune(net, x, y, cfg, generator=make_generator(7), checkpoint=ckpt, callback=interrupt(1))
     resumed = random_classifier([20, 16, 12], 4, generator=make_generator(0))
     slow = FinetuneConfig(**{**cfg.__dict__, "fast": False})
     finetune(resumed, x, y, slow, generator=make_generator(99), checkpoint=ckpt, resume=True)
@@ -199,7 +192,7 @@ def test_gradients_equal_autograd_on_cuda(act):
 
 
 @cuda
-def test_fused_sgd_on_cuda_resumes_bit_for_bit_and_matches_autograd(tmp_path):
+def test_fused_sgd_on_cuda_resumes_bit_for_bit_and_matches_autograd(tmp_path, interrupt):
     x, y = (t.cuda() for t in _data())
     cfg = FinetuneConfig(epochs=4, batch_size=20, lr=0.1, top_only_epochs=1, dropout=0.2)
 
@@ -213,15 +206,8 @@ def test_fused_sgd_on_cuda_resumes_bit_for_bit_and_matches_autograd(tmp_path):
     finetune(slow, x, y, FinetuneConfig(**{**cfg.__dict__, "fast": False}), generator=make_generator(7, "cuda"))
     ckpt = tmp_path / "ft.ckpt"
 
-    class Stop(Exception):
-        pass
-
-    def stop_after(epoch, row):
-        if epoch == 1:
-            raise Stop
-
-    with pytest.raises(Stop):
-        finetune(fresh(), x, y, cfg, generator=make_generator(7, "cuda"), checkpoint=ckpt, callback=stop_after)
+    with pytest.raises(interrupt.Stop):
+        finetune(fresh(), x, y, cfg, generator=make_generator(7, "cuda"), checkpoint=ckpt, callback=interrupt(1))
     resumed = fresh()
     finetune(resumed, x, y, cfg, generator=make_generator(99, "cuda"), checkpoint=ckpt, resume=True)
     for k, v in straight.state_dict().items():

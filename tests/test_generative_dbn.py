@@ -257,7 +257,7 @@ def test_up_down_does_not_decrease_exact_log_probability():
 
 
 @pytest.mark.parametrize("persistent,decay", [(False, 0.0), (True, 0.0), (True, 0.9)])
-def test_resume_is_bit_exact(tmp_path, persistent, decay):
+def test_resume_is_bit_exact(tmp_path, persistent, decay, interrupt):
     """A run stopped after its first epoch and resumed from the checkpoint (with a generator
     seeded otherwise: its state comes from the file) ends with the same weights; with
     persistent chains that needs the chains in the checkpoint too, with averaging the average."""
@@ -269,17 +269,11 @@ def test_resume_is_bit_exact(tmp_path, persistent, decay):
     straight.load_state_dict(base.state_dict())
     up_down(straight, x, y, cfg, generator=torch.Generator().manual_seed(3))
 
-    class Stop(Exception):
-        pass
-
-    def stop(epoch, metrics):
-        raise Stop
-
     ckpt = tmp_path / "ud.ckpt.safetensors"
     first = GenerativeDBN.from_config(base.config())
     first.load_state_dict(base.state_dict())
-    with pytest.raises(Stop):
-        up_down(first, x, y, cfg, generator=torch.Generator().manual_seed(3), checkpoint=ckpt, callback=stop)
+    with pytest.raises(interrupt.Stop):
+        up_down(first, x, y, cfg, generator=torch.Generator().manual_seed(3), checkpoint=ckpt, callback=interrupt(0))
     resumed = GenerativeDBN.from_config(base.config())
     resumed.load_state_dict(base.state_dict())
     hist = up_down(resumed, x, y, cfg, generator=torch.Generator().manual_seed(99), checkpoint=ckpt, resume=True)
