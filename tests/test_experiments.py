@@ -338,6 +338,8 @@ def test_minutes_to_reach_counts_the_cd_start_and_skips_its_copied_point(monkeyp
     assert minutes_to_reach(results, "CD-1+PCD-1", -85.0) is None
     assert minutes_to_reach(results, "CD-1+PCD-1", -115.0) == pytest.approx(2.0)  # reached during CD
     assert minutes_to_reach(results, "CD-1", -131.0) == pytest.approx(1.0)
+    cd["resumed"] = True  # a resumed run's seconds are its resumed part's: no figure
+    assert minutes_to_reach(results, "CD-1+PCD-1", -86.3) is None and minutes_to_reach(results, "CD-1", -131.0) is None
 
 
 def test_hinton2006_rbm_overrides_reach_every_layer(monkeypatch):
