@@ -49,13 +49,19 @@ from deepbelief.training import RBMTrainConfig, make_generator, train_rbm  # noq
 REACH = -86.3
 
 
+def resumed(results: dict, name: str) -> bool:
+    """Whether model ``name`` or the CD model it started from was resumed from a checkpoint
+    (its seconds then cover the resumed part only)."""
+    m = results["models"][name]
+    return bool(m.get("resumed") or (m.get("started_from") and results["models"][m["started_from"]].get("resumed")))
+
+
 def minutes_to_reach(results: dict, name: str, level: float) -> float | None:
     """Training minutes of model ``name`` (with the CD model it started from; the curve's
     AIS runs not counted) at its first curve point, or its end, whose test log-likelihood
-    is at least ``level``; None when none is, or when the model or its CD start was resumed
-    from a checkpoint (its seconds then cover the resumed part only)."""
+    is at least ``level``; None when none is, or when it was ``resumed``."""
     m = results["models"][name]
-    if m.get("resumed") or (m.get("started_from") and results["models"][m["started_from"]].get("resumed")):
+    if resumed(results, name):
         return None
     runs = [(0.0, m["curve"])]
     if m.get("started_from"):
@@ -219,8 +225,8 @@ def main(argv=None) -> int:
         ckpt = Path(args.checkpoint_dir) / f"{name}.ckpt.safetensors" if args.checkpoint_dir else None
         if ckpt is not None:
             ckpt.parent.mkdir(parents=True, exist_ok=True)
-        resumed = ckpt is not None and ckpt.exists()  # then its seconds are the resumed part's only
-        train_rbm(rbm, x_train, cfg, generator=gen, callback=on_epoch, checkpoint=ckpt, resume=resumed)
+        from_ckpt = ckpt is not None and ckpt.exists()  # then its seconds are the resumed part's only
+        train_rbm(rbm, x_train, cfg, generator=gen, callback=on_epoch, checkpoint=ckpt, resume=from_ckpt)
         if dev.type == "cuda":
             torch.cuda.synchronize()
         train_s = time.perf_counter() - t0 - curve_s[0]  # the curve's AIS runs are not training
@@ -241,7 +247,7 @@ def main(argv=None) -> int:
             "train_seconds": train_s, "curve_ais_seconds": curve_s[0], "log_z": res.log_z, "log_z_low": res.log_z_low, "log_z_high": res.log_z_high,
             "ess": res.ess, "ais_runs": res.n_runs, "ais_betas": res.n_betas, "ais_seconds": res.seconds,
             "test_loglik": ll, "test_loglik_low": ll - up, "test_loglik_high": ll + down,
-            "train_loglik_first10k": ll_train, "curve": curve, "config": dict(cfg.__dict__), "resumed": resumed,
+            "train_loglik_first10k": ll_train, "curve": curve, "config": dict(cfg.__dict__), "resumed": from_ckpt,
         }
         if best is None or ll > results["models"][best[0]]["test_loglik"]:
             best = (name, rbm, cfg)
@@ -325,10 +331,8 @@ def main(argv=None) -> int:
         results["reach"] = {"level": REACH, "model": best[0], "curve_betas": args.curve_betas,
                             "minutes": minutes_to_reach(results, best[0], REACH)}
         r = results["reach"]
-        m = results["models"][best[0]]
-        resumed = m["resumed"] or (m["started_from"] and results["models"][m["started_from"]]["resumed"])
         print(f"{best[0]}: {REACH} nats " + (
-            "not timed (resumed from a checkpoint)" if resumed else "not reached by the end of training"
+            "not timed (resumed from a checkpoint)" if resumed(results, best[0]) else "not reached by the end of training"
             if r["minutes"] is None else
             f"reached after {r['minutes']:.1f} training minutes (curve AIS {args.curve_betas} temperatures)"))
     results["total_seconds"] = time.perf_counter() - started

@@ -19,6 +19,14 @@ def _config(decay, epochs=3, method="pcd", **kw):
                           final_momentum=0.5, average_decay=decay, **kw)
 
 
+def _closed_form(start, iterates, d):
+    """a_n = d^n theta_0 + sum_t (1 - d) d^(n - t) theta_t over the recorded iterates theta_1..n."""
+    out = [d ** len(iterates) * s for s in start]
+    for step, th in enumerate(iterates, start=1):
+        out = [o + (1 - d) * d ** (len(iterates) - step) * t for o, t in zip(out, th)]
+    return out
+
+
 def _trainer(decay, seed=3, **kw):
     gen = torch.Generator().manual_seed(seed)
     rbm = RBM(7, 4, generator=gen).double()
@@ -37,24 +45,16 @@ def test_average_is_the_closed_form_over_the_iterates(method):
         update()
 
     t.average.update_ = record
-
-    def first(epoch, m):  # noqa: ARG001 (the callback's signature)
-        pass
-
-    t.fit(DATA, callback=first)
-    start = t.average._held  # the iterate, kept while the average is in the model
-    n = len(iterates)
-    assert n == 3 * 6
-    # a_n = d^n theta_0 + sum_t (1 - d) d^(n - t) theta_t, theta_0 the parameters at the start
-    # of fit (the visible biases already set from the data) = the iterate before update 1
+    t.fit(DATA)
+    held = t.average._held  # the iterate, kept while the average is in the model
+    assert len(iterates) == 3 * 6
+    # theta_0: the parameters at the start of fit (visible biases already set from the data)
     theta0 = _trainer(d, method=method)
     theta0.rbm.init_visible_bias_(DATA)
+    want = _closed_form([p.detach() for p in theta0.params], iterates, d)
     for i, p in enumerate(t.params):
-        want = d ** n * theta0.params[i].detach()
-        for step, th in enumerate(iterates, start=1):
-            want = want + (1 - d) * d ** (n - step) * th[i]
-        torch.testing.assert_close(p.detach(), want, rtol=1e-12, atol=1e-12)  # the model holds the average
-        assert torch.equal(start[i], iterates[-1][i])  # and the trainer keeps the last iterate
+        torch.testing.assert_close(p.detach(), want[i], rtol=1e-12, atol=1e-12)  # the model holds the average
+        assert torch.equal(held[i], iterates[-1][i])  # and the trainer keeps the last iterate
 
 
 def test_averaging_leaves_the_iterates_alone_and_callbacks_see_the_average():
@@ -146,13 +146,6 @@ def _xy(n=200, d=12, seed=5):
 def _ft_config(decay, epochs=4, **kw):
     return FinetuneConfig(epochs=epochs, batch_size=20, lr=0.3, momentum=0.5, top_only_epochs=1, dropout=0.2,
                           average_decay=decay, **kw)
-
-
-def _closed_form(start, iterates, d):
-    out = [d ** len(iterates) * s for s in start]
-    for step, th in enumerate(iterates, start=1):
-        out = [o + (1 - d) * d ** (len(iterates) - step) * t for o, t in zip(out, th)]
-    return out
 
 
 def test_finetuning_returns_the_average_of_the_best_epoch_and_validates_it(monkeypatch):
