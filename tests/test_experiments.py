@@ -158,27 +158,41 @@ def test_lecture14_tiny_on_digits(tmp_path):
     assert [line for line in lines if "random initialisation" in line][0].split("|")[3].strip() == "not run"
 
 
-def test_lecture14_rows_are_the_recipes_and_the_dropout_row_shares_the_stack():
-    """At full size a row's settings are its recipe's, unchanged; and fine-tuning the shared
-    stack equals running the dropout recipe from scratch (same weights, same generator)."""
+def test_lecture14_rows_are_the_recipes_and_a_stack_is_shared_only_by_the_same_pre_training():
+    """At full size a row's settings are its recipe's, unchanged; the two pre-trained rows
+    start their RBMs differently, so their keys differ and each pre-trains its own stack; and
+    where two recipes' pre-training is the same, fine-tuning the shared stack equals running
+    the second recipe from scratch (same weights, same generator)."""
+    import dataclasses
+
     from deepbelief.experiments import LECTURE14_ROWS
-    from deepbelief.recipes import get_recipe
+    from deepbelief.recipes import get_recipe, pretraining_key
     from deepbelief.runner import run_recipe
 
     for recipe_name in LECTURE14_ROWS.values():
         assert Lecture14Config().recipe(recipe_name).to_dict() == get_recipe(recipe_name).to_dict()
+    cg, drop = get_recipe("hinton2006"), get_recipe("hinton2006_dropout")
+    assert pretraining_key(cg, 0) != pretraining_key(drop, 0)
+    assert (cg.rbm.weight_std, cg.rbm.init_visible_bias) == (0.1, False)  # rbm.m's start
+    assert (drop.rbm.weight_std, drop.rbm.init_visible_bias) == (0.01, True)  # the guide's start
+    assert dataclasses.replace(drop.rbm, weight_std=0.1, init_visible_bias=False) == cg.rbm  # nothing else differs
     from deepbelief.experiments import _subset_dataset
 
     cfg = _tiny_lecture14()
     ds = _subset_dataset(400, 200, data_dir="digits")
-    first = run_recipe(cfg.recipe("hinton2006"), dataset=ds, device="cpu", seed=3, log=None)
-    shared = run_recipe(cfg.recipe("hinton2006_dropout"), dataset=ds, device="cpu", seed=3, log=None,
-                        pretrained=first["pretrained"])
-    alone = run_recipe(cfg.recipe("hinton2006_dropout"), dataset=ds, device="cpu", seed=3, log=None)
+    first_recipe = cfg.recipe("hinton2006")
+    same_stack = dataclasses.replace(first_recipe, name="cg_stack_dropout",
+                                     finetune=cfg.recipe("hinton2006_dropout").finetune)
+    assert pretraining_key(same_stack, 3) == pretraining_key(first_recipe, 3)
+    first = run_recipe(first_recipe, dataset=ds, device="cpu", seed=3, log=None)
+    shared = run_recipe(same_stack, dataset=ds, device="cpu", seed=3, log=None, pretrained=first["pretrained"])
+    alone = run_recipe(same_stack, dataset=ds, device="cpu", seed=3, log=None)
     for k, v in alone["net"].state_dict().items():
         assert torch.equal(v, shared["net"].state_dict()[k]), k
     with pytest.raises(ConfigError, match="another pre-training or seed"):
-        run_recipe(cfg.recipe("hinton2006_dropout"), dataset=ds, device="cpu", seed=4, log=None,
+        run_recipe(same_stack, dataset=ds, device="cpu", seed=4, log=None, pretrained=first["pretrained"])
+    with pytest.raises(ConfigError, match="another pre-training or seed"):
+        run_recipe(cfg.recipe("hinton2006_dropout"), dataset=ds, device="cpu", seed=3, log=None,
                    pretrained=first["pretrained"])
 
 

@@ -117,9 +117,11 @@ def lecture14(cfg: Lecture14Config, *, device="auto", seed=0, data_dir=None, res
     Each row is its recipe (LECTURE14_ROWS) run by ``runner.run_recipe`` for ``cfg.seeds``
     seeds; a row's ``test_errors`` are the seeds' test errors (%), ``test_error`` their mean,
     ``std`` their sample standard deviation. Rows not in ``cfg.rows`` have ``test_error``
-    None ("not run"). The two pre-trained rows use the same pre-training, so the second
-    reuses the first's stack (``run_recipe(pretrained=...)``: the same weights and the same
-    generator state as pre-training afresh); its time is counted in both rows. The
+    None ("not run"). A row whose pre-training (``pretraining_key``) and seed equal an
+    earlier row's reuses that row's stack (``run_recipe(pretrained=...)``: the same weights and
+    the same generator state as pre-training afresh), its time counted in both rows; today's
+    two pre-trained rows start their RBMs differently (each the start measured best for its
+    fine-tuning), so each pre-trains its own. The
     generative DBN's row is never run here (``benchmarks/mnist_hot2006.py`` trains it); with
     ``results_dir`` a recorded run's figure is attached as ``recorded``, reported beside,
     never in place of, what this run measured.
@@ -238,8 +240,9 @@ def lecture14_markdown(res: dict, size: str) -> str:
         src = r["source"] + (f"; not run here, a recorded run (`{rec['file']}`, another machine) measured "
                              f"{rec['test_error']:.2f}%" if rec else "")
         out.append(f"| {names[r['name']]} | `{r.get('recipe', '-')}` | {ours} | {r['published']}% | {secs} | {src} |")
-    out += ["", "The pre-trained rows use the same pre-training (the same stack for each seed); its time is "
-            "included in both.", ""]
+    out += ["", "A pre-trained row reuses an earlier row's stack only where their pre-training and seed are "
+            "identical (its time is then counted in both); `hinton2006` and `hinton2006_dropout` start their "
+            "RBMs differently, each as measured best for its fine-tuning, so each pre-trains its own.", ""]
     if changed:
         out.append("The settings differ from the recipes (above): compare the ordering of the rows, not the "
                    "absolute numbers, with the published column.")
