@@ -1,6 +1,7 @@
 """Averaging of the parameter iterates (``average_decay``, averaging.py): the average follows
 its closed form over the recorded iterates, averaging never changes the iterates themselves,
-callbacks and the returned model see the average, and a resumed run equals an unbroken one."""
+callbacks and the returned model see the average, and a resumed run equals an unbroken one
+(the warm-up's clock included)."""
 
 import pytest
 import torch
@@ -20,11 +21,44 @@ def _config(decay, epochs=3, method="pcd", **kw):
 
 
 def _closed_form(start, iterates, d):
-    """a_n = d^n theta_0 + sum_t (1 - d) d^(n - t) theta_t over the recorded iterates theta_1..n."""
-    out = [d ** len(iterates) * s for s in start]
-    for step, th in enumerate(iterates, start=1):
-        out = [o + (1 - d) * d ** (len(iterates) - step) * t for o, t in zip(out, th)]
+    """a_n = sum_t c_t theta_t over the recorded iterates theta_1..n, with w_t = max(1 - d, 1 / t)
+    and c_t = w_t prod_{s > t} (1 - w_s): the plain mean for the first 1 / (1 - d) updates, then
+    weights falling as d^(n - t). The start theta_0 has weight prod_s (1 - w_s) = 0 (w_1 = 1);
+    with no update the average is the start."""
+    n = len(iterates)
+    if n == 0:
+        return [s.clone() for s in start]
+    w = [max(1 - d, 1 / t) for t in range(1, n + 1)]
+    out = [torch.zeros_like(s) for s in start]
+    for t, th in enumerate(iterates, start=1):
+        c = w[t - 1]
+        for s_ in range(t + 1, n + 1):
+            c *= 1 - w[s_ - 1]
+        out = [o + c * x for o, x in zip(out, th)]
     return out
+
+
+def test_the_average_warms_up_as_the_plain_mean_then_forgets_geometrically():
+    """The weights: the first 1 / (1 - d) updates are averaged uniformly (the start drops out
+    at the first update), after that each earlier iterate's weight shrinks by d per update."""
+    d = 0.75  # 1 / (1 - d) = 4
+    p = torch.zeros(3, dtype=torch.float64)
+    avg = IterateAverage([p], d)
+    seen = []
+    for t in range(1, 9):
+        p.copy_(torch.full((3,), float(t * t)))
+        seen.append(p.clone())
+        avg.update_()
+        if t <= 4:
+            assert torch.allclose(avg.values[0], torch.stack(seen).mean(0), rtol=0, atol=1e-12)
+    want = _closed_form([torch.full((3,), 123.0, dtype=torch.float64)], [[x] for x in seen], d)[0]
+    assert torch.allclose(avg.values[0], want, rtol=0, atol=1e-12)
+    # after the warm-up: exactly the moving average with weight 1 - d
+    mean4 = torch.stack(seen[:4]).mean(0)
+    ema = mean4
+    for x in seen[4:]:
+        ema = d * ema + (1 - d) * x
+    assert torch.allclose(avg.values[0], ema, rtol=0, atol=1e-12)
 
 
 def _trainer(decay, seed=3, **kw):
@@ -105,11 +139,28 @@ def test_a_checkpoint_without_the_average_is_refused(tmp_path):
         t.average.load_(tmp_path / "x", tensors, t.names)
 
 
+def test_the_count_is_checkpointed_and_an_older_checkpoint_continues_the_plain_moving_average(tmp_path):
+    """A checkpoint holds the warm-up's clock (a resumed run in its warm-up resumes it, see the
+    test above); one written before the warm-up existed has no clock and goes on with the
+    weight 1 - d, as the run that wrote it did."""
+    from deepbelief.averaging import COUNT_KEY
+
+    t = _trainer(0.9)
+    t.fit(DATA)
+    tensors = t.state_tensors()
+    assert int(tensors[COUNT_KEY][0]) == 3 * 6 == t.average.count
+    del tensors[COUNT_KEY]
+    fresh = IterateAverage([p.detach().clone() for p in t.params], 0.9)
+    fresh.load_(tmp_path / "x", tensors, t.names)
+    assert fresh.weight(fresh.count + 1) == 1 - 0.9 and fresh.weight(fresh.count + 1000) == 1 - 0.9
+
+
 def test_install_swap_and_iterate_restore_exactly():
     p = [torch.tensor([1.0, 2.0]), torch.tensor([3.0])]
     a = IterateAverage(p, 0.5)
+    a.update_()  # update 1: a = theta_1 = [1, 2]
     p[0].add_(2.0)
-    a.update_()  # a = 0.5 * [1, 2] + 0.5 * [3, 4]
+    a.update_()  # update 2: w = max(0.5, 1/2): a = 0.5 * [1, 2] + 0.5 * [3, 4]
     assert torch.equal(a.values[0], torch.tensor([2.0, 3.0]))
     with a.swapped():
         assert torch.equal(p[0], torch.tensor([2.0, 3.0]))

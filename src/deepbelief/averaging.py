@@ -7,21 +7,29 @@ effect is large: the persistent chains mix partly *because* the parameters move
 (Tieleman & Hinton 2009), so the iterate at any moment is a noisy model while the
 average of the last few thousand updates is a good one. ``IterateAverage`` keeps
 
-    a <- decay * a + (1 - decay) * theta        after every update,
+    a <- a + w_t * (theta_t - a),   w_t = max(1 - decay, 1 / t)   after update t = 1, 2, ...
 
-starting from the parameters at the start of training. Training always continues from
-the iterate theta; the average is swapped into the model only for a caller to look at
-(``swapped``) or at the end of training (``install_``).
+that is the plain mean of the iterates for the first 1 / (1 - decay) updates (a warm-up),
+then the exponential moving average with weight ``decay``. The warm-up keeps the
+starting parameters out of the average (w_1 = 1): without it they would keep the weight
+decay^t, which for a short run (a few times 1 / (1 - decay) updates) is most of the model.
+Training always continues from the iterate theta; the average is swapped into the model
+only for a caller to look at (``swapped``) or at the end of training (``install_``).
 """
 
 from __future__ import annotations
 
+import math
 from contextlib import contextmanager
 
 import torch
 from torch import Tensor
 
 from deepbelief.errors import ConfigError, ModelFileError, check_float
+
+
+#: the checkpoint key of the number of updates averaged (the warm-up's clock)
+COUNT_KEY = "average_count"
 
 
 def check_average_decay(decay) -> float:
@@ -41,7 +49,9 @@ class IterateAverage:
         self.params = params
         self.decay = float(decay)
         self.on = self.decay > 0
+        # before the first update the average is the parameters themselves (update 1 replaces them)
         self.values = [p.detach().clone() for p in params] if self.on else []
+        self.count = 0  # updates averaged so far (a host-side int: no device sync)
         self._held: list[Tensor] | None = None  # the iterate, while the average is installed
 
     @torch.no_grad()
@@ -49,16 +59,25 @@ class IterateAverage:
         """Restart the average at the current parameters (a fresh run's start)."""
         if self.on:
             torch._foreach_copy_(self.values, self.params)
+            self.count = 0
+
+    def weight(self, t: int) -> float:
+        """The weight of update ``t`` (1-based) in the average: max(1 - decay, 1 / t)."""
+        return max(1.0 - self.decay, 1.0 / t)
 
     @torch.no_grad()
     def update_(self) -> None:
-        """One update: a <- decay a + (1 - decay) theta (a single fused kernel per tensor list)."""
+        """One update: a <- a + w (theta - a) (a single fused kernel per tensor list)."""
         if self.on:
-            torch._foreach_lerp_(self.values, self.params, 1.0 - self.decay)
+            self.count += 1
+            torch._foreach_lerp_(self.values, self.params, self.weight(self.count))
 
     def state(self, names: list[str]) -> dict[str, Tensor]:
-        """The checkpoint's ``average.<name>`` tensors (none without averaging)."""
-        return {f"average.{n}": a.clone() for n, a in zip(names, self.values)}
+        """The checkpoint's ``average.<name>`` tensors and ``average_count`` (none without averaging)."""
+        if not self.on:
+            return {}
+        return {**{f"average.{n}": a.clone() for n, a in zip(names, self.values)},
+                COUNT_KEY: torch.tensor([self.count], dtype=torch.int64)}
 
     @property
     def installed(self) -> bool:
@@ -88,6 +107,12 @@ class IterateAverage:
                 raise ModelFileError(f"checkpoint {str(path)!r}: the parameter average of {n!r} is missing or "
                                      f"misshapen (the run was started with average_decay > 0?)")
             a.copy_(saved)
+        if self.on:
+            saved = tensors.get(COUNT_KEY)
+            # checkpoints written before the warm-up (2026-12-05) hold no count: their average is
+            # the plain moving average, which the warmed-up rule continues exactly
+            self.count = (int(saved.reshape(-1)[0]) if saved is not None
+                          else int(math.ceil(1.0 / (1.0 - self.decay))))
 
     @contextmanager
     def swapped(self):

@@ -87,7 +87,7 @@ class FinetuneConfig:
     #: v <- m v - (1 - m) lr g, so the step's long-run size stays lr as the momentum rises
     dampen_momentum: bool = False
     #: sgd: evaluate, keep and return the moving average of the weights over updates,
-    #: a <- d a + (1 - d) w with d = average_decay (deepbelief.averaging; 0: off)
+    #: a <- d a + (1 - d) w with d = average_decay after a warm-up (deepbelief.averaging; 0: off)
     average_decay: float = 0.0
 
     def validate(self) -> "FinetuneConfig":

@@ -75,8 +75,9 @@ class RBMTrainConfig(Schedule):
     sparsity_decay: float = 0.95
     init_visible_bias: bool = True
     #: Polyak-Ruppert averaging (averaging.py): the model returned, and the one callbacks see,
-    #: is the moving average a <- d a + (1 - d) theta over updates, d = average_decay; training
-    #: goes on from the iterate theta. 0: off (the last iterate)
+    #: is the moving average a <- d a + (1 - d) theta over updates (after a warm-up: the plain
+    #: mean of the first 1/(1 - d)), d = average_decay; training goes on from the iterate
+    #: theta. 0: off (the last iterate)
     average_decay: float = 0.0
     #: std of the initial weights, N(0, weight_std^2) (Hinton's 2006 code: 0.1; the guide: 0.01)
     weight_std: float = 0.01
