@@ -6,8 +6,10 @@ a schedule of ``--schedule`` epochs (lr annealed linearly to 1/100 of ``--lr``, 
 0.5, 100 chains), stopped after ``--epochs`` of them. At ``--points`` evenly
 spaced epochs the test log-likelihood (forward AIS) is measured for the iterate (the
 parameters training goes on from, what PCD returns) and for each moving average of the
-iterates, a <- d a + (1 - d) theta after every update, one per ``--decays`` value (started
-at the PCD start). All averages ride along one training run, so the iterate is the same
+iterates, one per ``--decays`` value (deepbelief.averaging: the plain mean of the first
+1/(1 - d) updates from the PCD start, then a <- d a + (1 - d) theta; runs before 2026-12-05's
+warm-up started the moving average at the PCD start itself, which with d = 0.9999 still
+weighed about 5% at PCD epoch 50). All averages ride along one training run, so the iterate is the same
 for every row, and averaging never changes it (tests/test_averaging.py).
 
     python benchmarks/iterate_averaging.py --data-dir ../shared/data/mnist --out avg.json   # ~9 min on 2 CPU cores

@@ -2,8 +2,8 @@
 
 ``--recipe hinton2006`` (default): greedy CD-1 pre-training, then conjugate-gradient
 fine-tuning as in Hinton & Salakhutdinov (2006)'s code (published 1.2%; the lecture quotes
-1.15% -> 1.0%). ``--recipe hinton2006_dropout``: the same stack fine-tuned with dropout
-(Srivastava et al. 2014: 0.92%). ``--recipe random_init``: the same net from a random
+1.15% -> 1.0%). ``--recipe hinton2006_dropout``: the same net, its RBMs started as the
+practical guide says, fine-tuned with dropout (Srivastava et al. 2014: 0.92%). ``--recipe random_init``: the same net from a random
 draw, no pre-training (the lecture's 1.6%). The recipes hold the settings (src/deepbelief/
 recipes.py); this script runs one, the same way ``deepbelief train --recipe`` and
 ``deepbelief reproduce lecture14`` do, and reports the 10,000 test images once.

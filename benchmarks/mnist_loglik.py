@@ -167,6 +167,18 @@ def main(argv=None) -> int:
     epochs = args.epochs if args.epochs is not None else 150
     cd_epochs = args.cd_epochs if args.cd_epochs is not None else 30
     l2_epochs = args.layer2_epochs if args.layer2_epochs is not None else 60
+    # the second layer's settings, checked before any training (a mistake would end a long run late)
+    if l2_epochs < 0:
+        raise SystemExit(f"--layer2-epochs must be >= 0, got {l2_epochs}")
+    layer2_fields = field_values("--layer2-rbm", RBMTrainConfig, args.layer2_rbm)
+    owned = sorted(set(layer2_fields) & {"epochs", "lr", "lr_final", "init_visible_bias"})
+    if owned:
+        raise SystemExit(f"--layer2-rbm cannot set {', '.join(owned)}: use --layer2-epochs / --layer2-lr (epochs, "
+                         f"lr, lr_final = lr / 100); the visible biases come from the start. Got {args.layer2_rbm}")
+    if args.layer2 and l2_epochs == 0 and (args.layer2 != 784 or args.layer3 not in (0, args.hidden)):
+        raise SystemExit(f"--layer2-epochs 0 trains nothing, so it needs the transposed starts, where the bound is "
+                         f"the RBM's: --layer2 784 and --layer3 0 or {args.hidden}; got --layer2 {args.layer2} "
+                         f"--layer3 {args.layer3}")
     dev = resolve_device(args.device)
     started = time.perf_counter()
 
@@ -275,12 +287,9 @@ def main(argv=None) -> int:
                 rbm2.W.copy_(rbm1.W.T)
                 rbm2.visible.bias.copy_(rbm1.hidden.bias)
                 rbm2.hidden.bias.copy_(rbm1.visible.bias)
-        if l2_epochs == 0 and not transposed:
-            raise SystemExit(f"--layer2-epochs 0 needs --layer2 {rbm1.n_visible} (the transposed start); "
-                             f"got --layer2 {args.layer2}")
-        cfg2 = RBMTrainConfig(**{**cfg1.__dict__, "epochs": max(l2_epochs, 1), "init_visible_bias": not transposed,
-                                 "lr": args.layer2_lr, "lr_final": args.layer2_lr / 100,
-                                 **field_values("--layer2-rbm", RBMTrainConfig, args.layer2_rbm)})
+        cfg2 = RBMTrainConfig(**{**cfg1.__dict__, **layer2_fields, "epochs": max(l2_epochs, 1),
+                                 "init_visible_bias": not transposed, "lr": args.layer2_lr,
+                                 "lr_final": args.layer2_lr / 100}).validate()
         t0 = time.perf_counter()
         if l2_epochs > 0:
             train_rbm(rbm2, h1, cfg2, generator=gen)
@@ -304,7 +313,7 @@ def main(argv=None) -> int:
               f"10,000) {bound_train.value:.2f} vs RBM {rbm_ll_train:.2f}", flush=True)
         results["dbn"] = {
             "layer1": name, "layer2_hidden": args.layer2, "layer2_epochs": l2_epochs, "layer2_init_transposed": transposed,
-            "layer2_lr": args.layer2_lr, "layer2_overrides": list(args.layer2_rbm),
+            "layer2_lr": args.layer2_lr, "layer2_overrides": list(args.layer2_rbm), "layer2_config": dict(cfg2.__dict__),
             "train_seconds": train_s, "top_log_z": res2.log_z, "top_log_z_low": res2.log_z_low,
             "top_log_z_high": res2.log_z_high, "ess": res2.ess, "ais_seconds": res2.seconds,
             "test_bound": bound.value, "test_bound_stderr": bound.stderr, "bound_samples": bound.n_samples,

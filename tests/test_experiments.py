@@ -146,6 +146,9 @@ def test_lecture14_tiny_on_digits(tmp_path):
     md = lecture14_markdown(res, "quick")
     assert "| not run |" in md and "0.92%" in md and res["rows"][3]["test_error"] is None
     assert "commit" in md and "(2)" in md
+    # the two pre-trained rows start their RBMs differently: neither reuses the other's stack
+    assert [r.get("stack_from") for r in res["rows"][1:3]] == [None, None]
+    assert "Each pre-trained row pre-trained its own stack" in md and "reused" not in md
     # a recorded run elsewhere is cited beside the row, never shown as this run's number
     (tmp_path / "hot2006_updown.json").write_text(json.dumps({"updown_test_error": 0.024, "updown_seconds": 5.0}))
     res = lecture14(_tiny_lecture14(rows=["hinton2006"]), device="cpu", data_dir="digits", results_dir=tmp_path,
@@ -156,6 +159,27 @@ def test_lecture14_tiny_on_digits(tmp_path):
     # rows left out say so, with no number
     assert [r["test_error"] is None for r in res["rows"]] == [True, False, True, True]
     assert [line for line in lines if "random initialisation" in line][0].split("|")[3].strip() == "not run"
+
+
+def test_lecture14_reuses_a_stack_where_the_pre_training_is_the_same():
+    """With the RBM start overridden to be the same for both pre-trained rows, the dropout row
+    reuses the CG row's stack: its errors equal a run of its recipe alone, and the report
+    names the row it took the stack from."""
+    from deepbelief.experiments import _subset_dataset
+    from deepbelief.runner import run_recipe
+
+    same_start = {"finetune": {"cg_batch_size": 100, "batch_size": 50},
+                  "rbm": {"weight_std": 0.05, "init_visible_bias": True}}
+    cfg = Lecture14Config(n_train=400, n_test=200, n_valid=100, layers=[16, 16], pretrain_epochs=1, finetune_epochs=3,
+                          recipe_overrides=same_start, rows=["hinton2006", "hinton2006_dropout"])
+    res = lecture14(cfg, device="cpu", data_dir="digits", seed=2, log=lambda s: None)
+    cg_row, drop_row = res["rows"][1], res["rows"][2]
+    assert cg_row["stack_from"] is None and drop_row["stack_from"] == "pretrain_backprop"
+    alone = run_recipe(cfg.recipe("hinton2006_dropout"), dataset=_subset_dataset(400, 200, data_dir="digits"),
+                       device="cpu", seed=2, log=None)
+    assert drop_row["test_errors"] == [100 * alone["test_error"]]
+    md = lecture14_markdown(res, "quick")
+    assert "pre-training + dropout backprop reused the pre-trained stack of pre-training + backprop" in md
 
 
 def test_lecture14_rows_are_the_recipes_and_a_stack_is_shared_only_by_the_same_pre_training():

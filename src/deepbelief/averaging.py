@@ -111,8 +111,13 @@ class IterateAverage:
             saved = tensors.get(COUNT_KEY)
             # checkpoints written before the warm-up (2026-12-05) hold no count: their average is
             # the plain moving average, which the warmed-up rule continues exactly
-            self.count = (int(saved.reshape(-1)[0]) if saved is not None
-                          else int(math.ceil(1.0 / (1.0 - self.decay))))
+            if saved is None:
+                self.count = int(math.ceil(1.0 / (1.0 - self.decay)))
+            elif saved.numel() != 1 or saved.is_floating_point() or int(saved.reshape(-1)[0]) < 0:
+                raise ModelFileError(f"checkpoint {str(path)!r}: {COUNT_KEY} must hold one non-negative integer, "
+                                     f"got a {saved.dtype} tensor of shape {tuple(saved.shape)}")
+            else:
+                self.count = int(saved.reshape(-1)[0])
 
     @contextmanager
     def swapped(self):

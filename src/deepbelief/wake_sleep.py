@@ -83,7 +83,8 @@ class UpDownConfig(Schedule):
     #: reference the tests check against autograd (the same update up to rounding)
     fast: bool = True
     #: validate and return the moving average of all parameters over updates (averaging.py;
-    #: 0: off); each ``up_down`` call starts its own average (the final epochs: from the first's)
+    #: 0: off); each ``up_down`` call starts a new average (the final epochs start from the
+    #: first call's average, with a new average of their own)
     average_decay: float = 0.0
 
     def validate(self) -> "UpDownConfig":

@@ -140,7 +140,7 @@ def lecture14(cfg: Lecture14Config, *, device="auto", seed=0, data_dir=None, res
     ds = _subset_dataset(cfg.n_train, cfg.n_test, data_dir=data_dir)
     log(f"[lecture14] {ds.x_train.shape[0]} training and {ds.x_test.shape[0]} test images; rows {cfg.rows}; "
         f"{cfg.seeds} seed(s) from {seed}; {dev}")
-    rows, stacks = [], {}
+    rows, stacks, owners = [], {}, {}
     for name, recipe_name in LECTURE14_ROWS.items():
         pub, src = PUBLISHED[name]
         row = {"name": name, "recipe": recipe_name, "published": pub, "source": src, "test_error": None,
@@ -148,6 +148,7 @@ def lecture14(cfg: Lecture14Config, *, device="auto", seed=0, data_dir=None, res
         if recipe_name in cfg.rows:
             recipe = cfg.recipe(recipe_name)
             row["settings"] = recipe.to_dict()
+            row["stack_from"] = None  # the row whose pre-trained stack this one reused, if any
             seconds = []
             for s in range(seed, seed + cfg.seeds):
                 key = pretraining_key(recipe, s)
@@ -156,8 +157,11 @@ def lecture14(cfg: Lecture14Config, *, device="auto", seed=0, data_dir=None, res
                 res = run_recipe(recipe, dataset=ds, device=dev, seed=s, log=log, pretrained=stacks.get(key))
                 _sync(dev)
                 extra = res["pretrain_seconds"] if key in stacks else 0.0  # the shared stack's time, counted here too
+                if key in stacks:
+                    row["stack_from"] = owners[key]
                 if "pretrained" in res:
                     stacks.setdefault(key, res["pretrained"])
+                    owners.setdefault(key, name)
                 seconds.append(time.perf_counter() - t0 + extra)
                 row["test_errors"].append(100 * res["test_error"])
                 log(f"  {name} ({recipe_name}) seed {s}: test error {100 * res['test_error']:.2f}% "
@@ -240,9 +244,15 @@ def lecture14_markdown(res: dict, size: str) -> str:
         src = r["source"] + (f"; not run here, a recorded run (`{rec['file']}`, another machine) measured "
                              f"{rec['test_error']:.2f}%" if rec else "")
         out.append(f"| {names[r['name']]} | `{r.get('recipe', '-')}` | {ours} | {r['published']}% | {secs} | {src} |")
-    out += ["", "A pre-trained row reuses an earlier row's stack only where their pre-training and seed are "
-            "identical (its time is then counted in both); `hinton2006` and `hinton2006_dropout` start their "
-            "RBMs differently, each as measured best for its fine-tuning, so each pre-trains its own.", ""]
+    shared = [r for r in res["rows"] if r.get("stack_from")]
+    pretrained_rows = [r for r in res["rows"] if r.get("test_error") is not None
+                       and (r.get("settings") or {}).get("init") == "pretrained"]
+    if shared:
+        out += [""] + [f"{names[r['name']]} reused the pre-trained stack of {names[r['stack_from']]} (the same "
+                       "pre-training and seed); that pre-training's time is counted in both rows." for r in shared]
+    elif len(pretrained_rows) > 1:
+        out += ["", "Each pre-trained row pre-trained its own stack (their pre-training settings differ)."]
+    out += [""]
     if changed:
         out.append("The settings differ from the recipes (above): compare the ordering of the rows, not the "
                    "absolute numbers, with the published column.")
