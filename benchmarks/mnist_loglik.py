@@ -56,6 +56,20 @@ def resumed(results: dict, name: str) -> bool:
     return bool(m.get("resumed") or (m.get("started_from") and results["models"][m["started_from"]].get("resumed")))
 
 
+def transpose_into(below: RBM, above: RBM) -> bool:
+    """Start ``above`` as the transpose of ``below`` (weights transposed, the two bias vectors
+    swapped) when its hidden layer is ``below``'s visible one: then its marginal over its visible
+    units is ``below``'s prior over its hidden ones, so the stacked bound equals the shallower
+    one. Returns whether it could (sizes permitting)."""
+    if above.n_hidden != below.n_visible:
+        return False
+    with torch.no_grad():
+        above.W.copy_(below.W.T)
+        above.visible.bias.copy_(below.hidden.bias)
+        above.hidden.bias.copy_(below.visible.bias)
+    return True
+
+
 def minutes_to_reach(results: dict, name: str, level: float) -> float | None:
     """Training minutes of model ``name`` (with the CD model it started from; the curve's
     AIS runs not counted) at its first curve point, or its end, whose test log-likelihood
@@ -281,12 +295,7 @@ def main(argv=None) -> int:
         with torch.no_grad():
             h1 = batched(lambda v: rbm1.sample_hidden(v, gen), x_train)
         rbm2 = RBM(args.hidden, args.layer2, generator=gen)
-        transposed = args.layer2 == rbm1.n_visible
-        if transposed:  # start where the bound equals the RBM's log-likelihood
-            with torch.no_grad():
-                rbm2.W.copy_(rbm1.W.T)
-                rbm2.visible.bias.copy_(rbm1.hidden.bias)
-                rbm2.hidden.bias.copy_(rbm1.visible.bias)
+        transposed = transpose_into(rbm1, rbm2)  # where possible, start where the bound is the RBM's
         cfg2 = RBMTrainConfig(**{**cfg1.__dict__, **layer2_fields, "epochs": max(l2_epochs, 1),
                                  "init_visible_bias": not transposed, "lr": args.layer2_lr,
                                  "lr_final": args.layer2_lr / 100}).validate()
@@ -327,12 +336,7 @@ def main(argv=None) -> int:
             with torch.no_grad():
                 h2 = batched(lambda h: rbm2.sample_hidden(h, gen), h1)
             rbm3 = RBM(args.layer2, args.layer3, generator=gen)
-            transposed3 = args.layer3 == rbm2.n_visible
-            if transposed3:
-                with torch.no_grad():
-                    rbm3.W.copy_(rbm2.W.T)
-                    rbm3.visible.bias.copy_(rbm2.hidden.bias)
-                    rbm3.hidden.bias.copy_(rbm2.visible.bias)
+            transposed3 = transpose_into(rbm2, rbm3)
             cfg3 = RBMTrainConfig(**{**cfg2.__dict__, "init_visible_bias": not transposed3})
             t0 = time.perf_counter()
             if l2_epochs > 0:

@@ -49,13 +49,17 @@ def test_one_layer_bound_is_the_exact_log_likelihood():
     assert torch.allclose(variational_bound_exact([r], v), exact.log_prob(r, v), atol=1e-12)
 
 
-def test_transposed_second_layer_leaves_the_bound_exactly_unchanged():
+def test_transposed_second_layer_leaves_the_bound_exactly_unchanged(monkeypatch):
+    """mnist_loglik's transposed start (its --layer2 784 and --layer2-epochs 0 rest on it)."""
+    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    from mnist_loglik import transpose_into
+
     r1 = _rbm(5, 3, 1)
+    other = RBM(3, 4).double()
+    before = other.W.detach().clone()
+    assert not transpose_into(r1, other) and torch.equal(other.W, before)  # sizes do not allow it
     r2 = RBM(3, 5).double()
-    with torch.no_grad():
-        r2.W.copy_(r1.W.T)
-        r2.visible.bias.copy_(r1.hidden.bias)
-        r2.hidden.bias.copy_(r1.visible.bias)
+    assert transpose_into(r1, r2)
     v = exact.all_binary(5)
     assert torch.allclose(variational_bound_exact([r1, r2], v), exact.log_prob(r1, v), atol=1e-10)
     # and then the DBN's own log p(v) equals the RBM's (the same model, written two ways)
@@ -357,6 +361,25 @@ def test_benchmark_field_values_read_each_field_by_its_type(monkeypatch):
     for bad, said in (("persistent=maybe", "bool"), ("gibbs_steps=3;6", "list"), ("chains=4", "FIELD=VALUE")):
         with pytest.raises(SystemExit, match=said):
             field_values("--updown", UpDownConfig, [bad])
+
+
+@pytest.mark.parametrize("flags,said", [
+    (["--layer2-epochs", "-1"], "--layer2-epochs must be >= 0"),
+    (["--layer2-rbm", "lr=0.1"], "--layer2-rbm cannot set lr"),
+    (["--layer2-rbm", "nosuch=1"], "FIELD one of"),
+    (["--layer2-epochs", "0", "--layer2", "300"], "needs the transposed starts"),
+    (["--layer2-epochs", "0", "--layer3", "7"], "needs the transposed starts"),
+])
+def test_mnist_loglik_refuses_bad_second_layer_flags_before_loading_anything(monkeypatch, flags, said):
+    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    import mnist_loglik
+
+    def no_data(*a, **k):  # the checks come first: a mistake must not wait for a long run
+        raise AssertionError("loaded data before checking the flags")
+
+    monkeypatch.setattr(mnist_loglik, "load_dataset", no_data)
+    with pytest.raises(SystemExit, match=said):
+        mnist_loglik.main(["--data-dir", "nowhere", *flags])
 
 
 def test_minutes_to_reach_counts_the_cd_start_and_skips_its_copied_point(monkeypatch):
