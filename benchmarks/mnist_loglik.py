@@ -131,6 +131,11 @@ def main(argv=None) -> int:
     p.add_argument("--layer2-lr", type=float, default=0.005,
                    help="learning rate of the second RBM, annealed linearly to 1/100 of it (small: the "
                         "transposed start is already good, large noisy steps lower the bound)")
+    p.add_argument("--layer2-data", choices=("sample", "resample"), default="sample",
+                   help="what the upper RBMs train on: 'sample' one binary draw of Q(h | v) per training image, "
+                        "fixed for all epochs (the earlier runs); 'resample' a fresh draw of it in every "
+                        "mini-batch (RBMTrainConfig.sample_data on the probabilities: unbiased samples of the "
+                        "aggregated posterior whose log-probability under the upper RBM the bound contains)")
     p.add_argument("--layer2-epochs", type=int, default=None,
                    help="epochs of the second RBM (default 60); 0 with --layer2 784 trains nothing and reads the "
                         "bound at the transposed start, which equals the RBM's log-likelihood exactly: the "
@@ -185,10 +190,11 @@ def main(argv=None) -> int:
     if l2_epochs < 0:
         raise SystemExit(f"--layer2-epochs must be >= 0, got {l2_epochs}")
     layer2_fields = field_values("--layer2-rbm", RBMTrainConfig, args.layer2_rbm)
-    owned = sorted(set(layer2_fields) & {"epochs", "lr", "lr_final", "init_visible_bias"})
+    owned = sorted(set(layer2_fields) & {"epochs", "lr", "lr_final", "init_visible_bias", "sample_data"})
     if owned:
         raise SystemExit(f"--layer2-rbm cannot set {', '.join(owned)}: use --layer2-epochs / --layer2-lr (epochs, "
-                         f"lr, lr_final = lr / 100); the visible biases come from the start. Got {args.layer2_rbm}")
+                         f"lr, lr_final = lr / 100) and --layer2-data (sample_data); the visible biases come from "
+                         f"the start. Got {args.layer2_rbm}")
     if args.layer2 and l2_epochs == 0 and (args.layer2 != 784 or args.layer3 not in (0, args.hidden)):
         raise SystemExit(f"--layer2-epochs 0 trains nothing, so it needs the transposed starts, where the bound is "
                          f"the RBM's: --layer2 784 and --layer3 0 or {args.hidden}; got --layer2 {args.layer2} "
@@ -291,14 +297,16 @@ def main(argv=None) -> int:
 
     if args.layer2 and best is not None:
         name, rbm1, cfg1 = best
-        # one binary sample of Q(h1 | v) per training image: the data the top RBM should model
+        # the data the second RBM should model: samples of Q(h1 | v) over the training images,
+        # one fixed draw per image ('sample') or a fresh draw in every mini-batch ('resample')
+        resample = args.layer2_data == "resample"
         with torch.no_grad():
-            h1 = batched(lambda v: rbm1.sample_hidden(v, gen), x_train)
+            h1 = batched(rbm1.mean_hidden if resample else (lambda v: rbm1.sample_hidden(v, gen)), x_train)
         rbm2 = RBM(args.hidden, args.layer2, generator=gen)
         transposed = transpose_into(rbm1, rbm2)  # where possible, start where the bound is the RBM's
         cfg2 = RBMTrainConfig(**{**cfg1.__dict__, **layer2_fields, "epochs": max(l2_epochs, 1),
                                  "init_visible_bias": not transposed, "lr": args.layer2_lr,
-                                 "lr_final": args.layer2_lr / 100}).validate()
+                                 "lr_final": args.layer2_lr / 100, "sample_data": resample}).validate()
         t0 = time.perf_counter()
         if l2_epochs > 0:
             train_rbm(rbm2, h1, cfg2, generator=gen)
@@ -322,6 +330,7 @@ def main(argv=None) -> int:
               f"10,000) {bound_train.value:.2f} vs RBM {rbm_ll_train:.2f}", flush=True)
         results["dbn"] = {
             "layer1": name, "layer2_hidden": args.layer2, "layer2_epochs": l2_epochs, "layer2_init_transposed": transposed,
+            "layer2_data": args.layer2_data,
             "layer2_lr": args.layer2_lr, "layer2_overrides": list(args.layer2_rbm), "layer2_config": dict(cfg2.__dict__),
             "train_seconds": train_s, "top_log_z": res2.log_z, "top_log_z_low": res2.log_z_low,
             "top_log_z_high": res2.log_z_high, "ess": res2.ess, "ais_seconds": res2.seconds,
@@ -332,9 +341,13 @@ def main(argv=None) -> int:
             "train_improvement": bound_train.value - rbm_ll_train,
         }
         if args.layer3:
-            # the same construction one level up: h2 ~ Q(h2 | h1) for the third RBM's data
+            # the same construction one level up: h2 ~ Q(h2 | h1) for the third RBM's data ('resample':
+            # one fixed draw of h1 per image, and Q(h2 | h1) drawn afresh in every mini-batch)
             with torch.no_grad():
-                h2 = batched(lambda h: rbm2.sample_hidden(h, gen), h1)
+                if resample:
+                    h2 = batched(lambda p: rbm2.mean_hidden(torch.bernoulli(p, generator=gen)), h1)
+                else:
+                    h2 = batched(lambda h: rbm2.sample_hidden(h, gen), h1)
             rbm3 = RBM(args.layer2, args.layer3, generator=gen)
             transposed3 = transpose_into(rbm2, rbm3)
             cfg3 = RBMTrainConfig(**{**cfg2.__dict__, "init_visible_bias": not transposed3})

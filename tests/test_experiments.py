@@ -367,6 +367,7 @@ def test_benchmark_field_values_read_each_field_by_its_type(monkeypatch):
     (["--layer2-epochs", "-1"], "--layer2-epochs must be >= 0"),
     (["--layer2-rbm", "lr=0.1"], "--layer2-rbm cannot set lr"),
     (["--layer2-rbm", "nosuch=1"], "FIELD one of"),
+    (["--layer2-rbm", "sample_data=true"], "--layer2-rbm cannot set sample_data.*--layer2-data"),
     (["--layer2-epochs", "0", "--layer2", "300"], "needs the transposed starts"),
     (["--layer2-epochs", "0", "--layer3", "7"], "needs the transposed starts"),
 ])

@@ -288,6 +288,9 @@ class RBMTrainer:
             raise ConfigError(f"batch_size must be a multiple of the number of processes ({world}) in a "
                               f"data-parallel run, got {cfg.batch_size}")
         local = cfg.batch_size // world  # rank r trains on rows [r*local, (r+1)*local) of each global batch
+        if cfg.sample_data and type(self.rbm.visible) is not Bernoulli:  # (Bernoulli units check [0, 1])
+            raise ConfigError(f"sample_data=True needs Bernoulli visible units (it draws binary rows from "
+                              f"probabilities), got {type(self.rbm.visible).__name__}")
         fresh = self.epoch == 0 and not self.history.epochs
         self.average.restore_()  # a later fit() goes on from the iterate
         if fresh and cfg.init_visible_bias:
@@ -311,7 +314,10 @@ class RBMTrainer:
             swaps0 = self._swap_counts()
             for i in range(n_batches):
                 start = i * cfg.batch_size + rank * local
-                self.step(data.index_select(0, perm[start : start + local]), lr, mom)
+                v0 = data.index_select(0, perm[start : start + local])
+                if cfg.sample_data:  # a fresh binary draw of this batch's probability rows
+                    v0 = torch.bernoulli(v0, generator=self.gen)
+                self.step(v0, lr, mom)
             metrics, bad = self.monitor(train_m, valid_m)
             if swaps0 is not None:
                 metrics.update(self._swap_rates(swaps0))

@@ -57,6 +57,12 @@ class RBMTrainConfig(Schedule):
     #: Salakhutdinov & Murray (2008) raised k gradually for their CD-25 model
     k_final: int | None = None
     sample_visible: bool = False
+    #: the data are probabilities of binary visible units (e.g. Q(h | v) of the layer below);
+    #: every mini-batch is a fresh Bernoulli draw of its rows, so training sees unbiased samples
+    #: of the data's mixture of factorial distributions instead of one fixed sample (or the
+    #: probabilities themselves). A DBN's variational bound is a bound under those samples
+    #: (docs/5-evaluation.md). Bernoulli visible units only; data in [0, 1]
+    sample_data: bool = False
     #: persistent chains (pcd) or replica sets (pt); None: the batch size
     n_chains: int | None = None
     #: pt: number of inverse temperatures K, their spacing (linear | geometric) and the lowest one
@@ -97,6 +103,8 @@ class RBMTrainConfig(Schedule):
             from deepbelief.sampling import pt_betas
 
             pt_betas(self.pt_temperatures, self.pt_spacing, self.pt_min_beta)  # validates the three
+        if not isinstance(self.sample_data, bool):
+            raise ConfigError(f"sample_data must be true or false, got {self.sample_data!r}")
         if not isinstance(self.centering, bool):
             raise ConfigError(f"centering must be true or false, got {self.centering!r}")
         check_float("centering_rate", self.centering_rate, minimum=0.0, maximum=1.0)
