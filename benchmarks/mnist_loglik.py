@@ -4,8 +4,9 @@ Reproduces the set-up of Salakhutdinov & Murray (2008), "On the quantitative ana
 deep belief networks": RBMs with 500 hidden units trained on the 60,000 stochastically
 binarised MNIST training images (seed 0) with CD-k and with PCD, their partition
 functions estimated by AIS (100 runs, 14,500 intermediate distributions by default),
-the average log-probability of the 10,000 test images; then a second RBM trained on the
-first one's hidden samples, and the variational lower bound of the 2-layer DBN. The
+the average log-probability of the 10,000 test images; then a second RBM trained on
+samples of the first one's posterior Q(h | v) (a fresh draw in every mini-batch), and the
+variational lower bound of the 2-layer DBN. The
 paper: CD-1 -125.53, CD-3 -105.50, CD-25 -86.34 nats; DBN bound -85.97.
 
 The second RBM starts as the transpose of the first (W2 = W1^T, biases swapped), where
@@ -131,11 +132,12 @@ def main(argv=None) -> int:
     p.add_argument("--layer2-lr", type=float, default=0.005,
                    help="learning rate of the second RBM, annealed linearly to 1/100 of it (small: the "
                         "transposed start is already good, large noisy steps lower the bound)")
-    p.add_argument("--layer2-data", choices=("sample", "resample"), default="sample",
-                   help="what the upper RBMs train on: 'sample' one binary draw of Q(h | v) per training image, "
-                        "fixed for all epochs (the earlier runs); 'resample' a fresh draw of it in every "
+    p.add_argument("--layer2-data", choices=("sample", "resample"), default="resample",
+                   help="what the upper RBMs train on: 'resample' (default) a fresh draw of Q(h | v) in every "
                         "mini-batch (RBMTrainConfig.sample_data on the probabilities: unbiased samples of the "
-                        "aggregated posterior whose log-probability under the upper RBM the bound contains)")
+                        "aggregated posterior whose log-probability under the upper RBM the bound contains); "
+                        "'sample' one draw per training image, fixed for all epochs (the runs before d593eb1: "
+                        "the second RBM over-fits those draws and the bound falls)")
     p.add_argument("--layer2-epochs", type=int, default=None,
                    help="epochs of the second RBM (default 60); 0 with --layer2 784 trains nothing and reads the "
                         "bound at the transposed start, which equals the RBM's log-likelihood exactly: the "
