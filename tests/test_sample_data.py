@@ -133,3 +133,27 @@ def test_sample_data_refuses_what_it_cannot_draw():
         train_rbm(RBM(3, 2, generator=g), torch.tensor([[-0.5, 1.0, 0.2]] * 4), cfg, generator=g)
     with pytest.raises(ConfigError, match="sample_data must be true or false, got 'yes'"):
         RBMTrainConfig(sample_data="yes").validate()
+
+
+def test_a_stack_layer_with_sample_data_trains_on_draws_of_the_layer_below():
+    """pretrain_stack hands the next RBM the hidden means of the one below; with
+    sample_data on that RBM's config, each of its batches is a binary draw of them."""
+    from deepbelief import stacking
+
+    data = (torch.rand(40, 6, generator=torch.Generator().manual_seed(4)) < 0.5).float()
+    seen = []
+    real_step = RBMTrainer.step
+
+    def spy(self, v0, lr, mom):
+        if self.rbm.n_visible == 4:  # the second RBM
+            seen.append(v0.clone())
+        return real_step(self, v0, lr, mom)
+
+    cfgs = [RBMTrainConfig(epochs=2, batch_size=10), RBMTrainConfig(epochs=2, batch_size=10, sample_data=True)]
+    try:
+        RBMTrainer.step = spy
+        dbn = stacking.pretrain_stack(data, [6, 4, 3], cfgs, generator=torch.Generator().manual_seed(0))
+    finally:
+        RBMTrainer.step = real_step
+    assert len(seen) == 8 and all(set(b.unique().tolist()) <= {0.0, 1.0} for b in seen)
+    assert len(dbn.rbms) == 2
