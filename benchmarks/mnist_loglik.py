@@ -153,6 +153,10 @@ def main(argv=None) -> int:
     p.add_argument("--curve-betas", type=int, default=5000, help="AIS temperatures for the per-epoch curve")
     p.add_argument("--curve-points", type=int, default=4, help="AIS evaluations during each training run")
     p.add_argument("--bound-samples", type=int, default=10)
+    p.add_argument("--start-check", action=argparse.BooleanOptionalAction, default=True,
+                   help="with a transposed second layer that trains: also estimate the bound at its start (one more "
+                        "AIS), which equals the RBM's log-likelihood exactly, so the two AIS estimates' disagreement "
+                        "and the layer's gain by one estimator are reported beside the bound")
     p.add_argument("--train-size", type=int, default=None, help="use the first N training images")
     p.add_argument("--checkpoint-dir", default=None,
                    help="checkpoint every RBM's training here (<model>.ckpt.safetensors); a rerun of the same "
@@ -309,14 +313,25 @@ def main(argv=None) -> int:
         cfg2 = RBMTrainConfig(**{**cfg1.__dict__, **layer2_fields, "epochs": max(l2_epochs, 1),
                                  "init_visible_bias": not transposed, "lr": args.layer2_lr,
                                  "lr_final": args.layer2_lr / 100, "sample_data": resample}).validate()
+        with torch.no_grad():
+            base = batched(rbm1.mean_hidden, x_train)
+        start_check = None
+        if transposed and l2_epochs > 0 and args.start_check:
+            # the bound at the transposed start is the RBM's log-likelihood in exact arithmetic, so
+            # its estimate minus the RBM's measures how far the two AIS estimates of one log Z
+            # disagree, and the trained bound minus it is the second layer's gain by one estimator
+            # (its own generator: the run's stream stays the one runs without the check had)
+            g0 = make_generator(args.seed + 2, dev)
+            res0 = ais_log_partition(rbm2, n_runs=args.ais_runs, betas=args.ais_betas, base_data=base, generator=g0)
+            start_check = {"top_log_z": res0.log_z, "ess": res0.ess,
+                           "test_bound": dbn_lower_bound([rbm1, rbm2], x_test, res0, n_samples=args.bound_samples,
+                                                         generator=g0).value}
         t0 = time.perf_counter()
         if l2_epochs > 0:
             train_rbm(rbm2, h1, cfg2, generator=gen)
         if dev.type == "cuda":
             torch.cuda.synchronize()
         train_s = time.perf_counter() - t0
-        with torch.no_grad():
-            base = batched(rbm1.mean_hidden, x_train)
         res2 = ais(rbm2, base, args.ais_betas)
         bound = dbn_lower_bound([rbm1, rbm2], x_test, res2, n_samples=args.bound_samples, generator=gen)
         # the same bound on the first 10,000 training images (the RBM's train figure's images), from
@@ -342,6 +357,14 @@ def main(argv=None) -> int:
             "train_bound_first10k": bound_train.value, "rbm_train_loglik_first10k": rbm_ll_train,
             "train_improvement": bound_train.value - rbm_ll_train,
         }
+        if start_check is not None:
+            start_check["estimator_gap"] = start_check["test_bound"] - rbm_ll
+            start_check["gain_over_start"] = bound.value - start_check["test_bound"]
+            results["dbn"]["start_check"] = start_check
+            print(f"  at the transposed start: top log Z {start_check['top_log_z']:.2f} (ESS "
+                  f"{start_check['ess']:.1f}), bound {start_check['test_bound']:.2f} (the RBM's log-likelihood in "
+                  f"exact arithmetic: the two AIS estimates differ by {start_check['estimator_gap']:+.2f}); "
+                  f"the second layer's gain by one estimator {start_check['gain_over_start']:+.2f}", flush=True)
         if args.layer3:
             # the same construction one level up: h2 ~ Q(h2 | h1) for the third RBM's data ('resample':
             # one fixed draw of h1 per image, and Q(h2 | h1) drawn afresh in every mini-batch)
