@@ -135,7 +135,7 @@ def test_sample_data_refuses_what_it_cannot_draw():
         RBMTrainConfig(sample_data="yes").validate()
 
 
-def test_a_stack_layer_with_sample_data_trains_on_draws_of_the_layer_below():
+def test_a_stack_layer_with_sample_data_trains_on_draws_of_the_layer_below(monkeypatch):
     """pretrain_stack hands the next RBM the hidden means of the one below; with
     sample_data on that RBM's config, each of its batches is a binary draw of them."""
     from deepbelief import stacking
@@ -150,10 +150,7 @@ def test_a_stack_layer_with_sample_data_trains_on_draws_of_the_layer_below():
         return real_step(self, v0, lr, mom)
 
     cfgs = [RBMTrainConfig(epochs=2, batch_size=10), RBMTrainConfig(epochs=2, batch_size=10, sample_data=True)]
-    try:
-        RBMTrainer.step = spy
-        dbn = stacking.pretrain_stack(data, [6, 4, 3], cfgs, generator=torch.Generator().manual_seed(0))
-    finally:
-        RBMTrainer.step = real_step
+    monkeypatch.setattr(RBMTrainer, "step", spy)
+    dbn = stacking.pretrain_stack(data, [6, 4, 3], cfgs, generator=torch.Generator().manual_seed(0))
     assert len(seen) == 8 and all(set(b.unique().tolist()) <= {0.0, 1.0} for b in seen)
     assert len(dbn.rbms) == 2
