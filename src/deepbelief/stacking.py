@@ -65,8 +65,9 @@ def pretrain_stack(
     Each trained RBM's hidden means E[h | v], computed in batches on the device, become
     the next RBM's data (a config with ``sample_data=True`` trains that RBM on a fresh
     binary draw of them in every mini-batch instead: samples of the aggregated posterior).
-    ``layers`` lists the layer sizes including the data's, e.g. ``[784, 500, 500, 2000]``; an entry may also be a units config dict
-    (``{"type": "nrelu", "n": 500}``), so any unit types stack. ``configs`` is one config
+    ``layers`` lists the layer sizes including the data's, e.g. ``[784, 500, 500, 2000]``;
+    an entry may also be a units config dict (``{"type": "nrelu", "n": 500}``), so any unit
+    types stack. ``configs`` is one config
     for every RBM or one per RBM. With ``checkpoint_dir``, every RBM checkpoints there and
     a finished layer is saved as ``layer<i>.safetensors``, so ``resume`` skips finished
     layers and continues the one in progress. A skipped layer also restores the
