@@ -423,3 +423,21 @@ def test_hinton2006_rbm_overrides_reach_every_layer(monkeypatch):
     assert [c.lr for c in recipe.rbm_configs()] == [0.02, 0.02, 0.02]
     with pytest.raises(SystemExit, match="FIELD=VALUE"):
         override_rbm(get_recipe("hinton2006"), ["learning_rate=0.1"])
+
+
+def test_mnist_loglik_headline_drops_figures_whose_ais_warns(monkeypatch, capsys):
+    """A log-likelihood or bound whose AIS estimate carries a reliability warning (low ESS, an
+    open interval) is not written to headline.json; the others are, and the reason is printed."""
+    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    from mnist_loglik import drop_unsure
+
+    figures = {"rbm500_loglik_ais_nats": -85.5, "dbn2_bound_nats": -85.0, "rbm500_loglik_raise_nats": -84.3}
+    results = {"models": {"PCD-1": {"warnings": ["AIS effective sample size 15.1 is below 10% of the 500 runs"]}},
+               "dbn": {"warnings": []}}
+    assert drop_unsure(figures, results, "PCD-1") == {"dbn2_bound_nats": -85.0, "rbm500_loglik_raise_nats": -84.3}
+    assert "rbm500_loglik_ais_nats not recorded: AIS effective sample size 15.1" in capsys.readouterr().out
+    results["models"]["PCD-1"]["warnings"] = []
+    results["dbn"]["warnings"] = ["the AIS interval is open"]
+    assert drop_unsure(figures, results, "PCD-1") == {"rbm500_loglik_ais_nats": -85.5,
+                                                     "rbm500_loglik_raise_nats": -84.3}
+    assert drop_unsure(figures, {"models": {"PCD-1": {}}}, "PCD-1") == figures  # runs before the warnings
