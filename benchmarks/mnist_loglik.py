@@ -42,6 +42,7 @@ from deepbelief.errors import resolve_device  # noqa: E402
 from deepbelief.io import save_model  # noqa: E402
 from deepbelief.loglik import reliability_warnings  # noqa: E402
 from deepbelief.rbm import RBM, batched  # noqa: E402
+from deepbelief.stacking import transpose_into  # noqa: E402
 from deepbelief.reverse_ais import raise_log_prob  # noqa: E402
 from deepbelief.training import RBMTrainConfig, make_generator, train_rbm  # noqa: E402
 
@@ -56,20 +57,6 @@ def resumed(results: dict, name: str) -> bool:
     (its seconds then cover the resumed part only)."""
     m = results["models"][name]
     return bool(m.get("resumed") or (m.get("started_from") and results["models"][m["started_from"]].get("resumed")))
-
-
-def transpose_into(below: RBM, above: RBM) -> bool:
-    """Start ``above`` as the transpose of ``below`` (weights transposed, the two bias vectors
-    swapped) when its hidden layer is ``below``'s visible one: then its marginal over its visible
-    units is ``below``'s prior over its hidden ones, so the stacked bound equals the shallower
-    one. Returns whether it could (sizes permitting)."""
-    if above.n_hidden != below.n_visible:
-        return False
-    with torch.no_grad():
-        above.W.copy_(below.W.T)
-        above.visible.bias.copy_(below.hidden.bias)
-        above.hidden.bias.copy_(below.visible.bias)
-    return True
 
 
 def drop_unsure(figures: dict, results: dict, best: str) -> dict:
@@ -232,8 +219,8 @@ def main(argv=None) -> int:
     print(f"binarised MNIST: train {tuple(x_train.shape)}, test {tuple(x_test.shape)}, device {dev}")
     gen = make_generator(args.seed, dev)
 
-    def ais(rbm, base, betas):
-        return ais_log_partition(rbm, n_runs=args.ais_runs, betas=betas, base_data=base, generator=gen)
+    def ais(rbm, base, betas, generator=None):
+        return ais_log_partition(rbm, n_runs=args.ais_runs, betas=betas, base_data=base, generator=generator or gen)
 
     results = {"models": {}, "n_train": int(x_train.shape[0]), "n_test": int(x_test.shape[0])}
     best = None
@@ -341,7 +328,7 @@ def main(argv=None) -> int:
             # disagree, and the trained bound minus it is the second layer's gain by one estimator
             # (its own generator: the run's stream stays the one runs without the check had)
             g0 = make_generator(args.seed + 2, dev)
-            res0 = ais_log_partition(rbm2, n_runs=args.ais_runs, betas=args.ais_betas, base_data=base, generator=g0)
+            res0 = ais(rbm2, base, args.ais_betas, generator=g0)
             start_check = {"top_log_z": res0.log_z, "ess": res0.ess,
                            "test_bound": dbn_lower_bound([rbm1, rbm2], x_test, res0, n_samples=args.bound_samples,
                                                          generator=g0).value}

@@ -19,7 +19,21 @@ from deepbelief.rbm import RBM, batched
 from deepbelief.training import RBMTrainConfig, train_rbm
 from deepbelief.units import Bernoulli, Joint, Softmax
 
-__all__ = ["pretrain_generative", "pretrain_stack"]
+__all__ = ["pretrain_generative", "pretrain_stack", "transpose_into"]
+
+
+def transpose_into(below: RBM, above: RBM) -> bool:
+    """Start ``above`` as the transpose of ``below`` (weights transposed, the two bias vectors
+    swapped) when its hidden layer is ``below``'s visible one: then its marginal over its visible
+    units is ``below``'s prior over its hidden ones, so the stacked DBN's variational bound equals
+    the shallower one (Hinton, Osindero & Teh 2006). Returns whether it could (sizes permitting)."""
+    if above.n_hidden != below.n_visible or above.n_visible != below.n_hidden:
+        return False
+    with torch.no_grad():
+        above.W.copy_(below.W.T)
+        above.visible.bias.copy_(below.hidden.bias)
+        above.hidden.bias.copy_(below.visible.bias)
+    return True
 
 
 def _check_stack_memory(specs: list, device) -> None:

@@ -166,13 +166,11 @@ def _next_layer(below_rbm, below_data, train: RBMTrainConfig | None, gen):
     """A new top RBM initialised as the transpose of the layer below (the bound is then
     unchanged), trained with ``train`` on one posterior sample per row unless None."""
     from deepbelief.rbm import RBM
+    from deepbelief.stacking import transpose_into
     from deepbelief.training import train_rbm
 
     r = RBM(below_rbm.n_hidden, below_rbm.n_visible, generator=gen).double()
-    with torch.no_grad():
-        r.W.copy_(below_rbm.W.T)
-        r.visible.bias.copy_(below_rbm.hidden.bias)
-        r.hidden.bias.copy_(below_rbm.visible.bias)
+    transpose_into(below_rbm, r)
     samples = below_rbm.sample_hidden(below_data, gen)  # one posterior sample per row
     if train is not None:
         train_rbm(r, samples, dataclasses.replace(train, init_visible_bias=False), generator=gen)
