@@ -315,10 +315,11 @@ def test_bad_inputs_name_the_parameter():
         up_down(m, x, y + 5, UpDownConfig(epochs=1, batch_size=10), generator=torch.Generator())
 
 
-@pytest.mark.parametrize("persistent", [False, True])
-def test_fast_updown_step_equals_the_reference_step(persistent):
+@pytest.mark.parametrize("persistent,clamped", [(False, 0.0), (True, 0.0), (True, 0.6)])
+def test_fast_updown_step_equals_the_reference_step(persistent, clamped):
     """UpDownTrainer._fast_step (fused, sums, 1/b in the step) against up_down_grads, float64,
-    for CD-K and for persistent chains (whose end states must agree too)."""
+    for CD-K and for persistent chains (whose end states must agree too), some of them with
+    their labels clamped."""
     from deepbelief.wake_sleep import UpDownConfig, UpDownTrainer
 
     def trained(fast):
@@ -328,7 +329,7 @@ def test_fast_updown_step_equals_the_reference_step(persistent):
             for p in m.parameters():
                 p.add_(torch.randn(p.shape, generator=gen, dtype=p.dtype) * 0.3)  # non-zero biases
         cfg = UpDownConfig(epochs=3, batch_size=10, lr=0.05, momentum=0.7, weight_decay=0.01,
-                           gibbs_steps=[1, 3, 2], fast=fast, persistent=persistent)
+                           gibbs_steps=[1, 3, 2], fast=fast, persistent=persistent, clamped_chains=clamped)
         x = torch.rand(40, 12, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
         y = torch.arange(40) % 3
         trainer = UpDownTrainer(m, cfg, gen)
@@ -388,6 +389,64 @@ def test_persistent_chains_sample_the_top_rbm_exactly():
     assert tv_cd > 2 * tol, (tv_cd, tol)  # the test can tell a sampler from CD-1
     _, st = up_down_grads(m, x, y, 2, g)  # CD-K (appendix B): labels as probabilities, no chains
     assert "chains" not in st and float(st["v_neg"][0][:, 3:].max(1).values.min()) < 1.0
+
+
+def test_clamped_chains_sample_the_class_conditionals_exactly():
+    """With ``clamp`` the first m persistent chains keep their labels: over many steps the
+    features of the chains clamped to class c are distributed as the exact p(features | c)
+    (enumerated), and the free chains still as the exact p(features, label). Tolerance as in
+    the test above: 4 x the standard error of each total variation from 20 batch means; the
+    model is chosen so that every p(features | c) is further than twice that from p(features)."""
+    from deepbelief.wake_sleep import clamped_labels
+
+    m = tiny_model(5, sizes=(6, 5, 3, 4), n_labels=3, scale=1.2).untie_()
+    g = torch.Generator().manual_seed(12)
+    x = (torch.rand(120, 6, generator=g) < 0.5).double()
+    y = m.one_hot(torch.arange(120) % 3)
+    clamp = clamped_labels(m, UpDownConfig(batch_size=120, persistent=True, clamped_chains=0.75))
+    assert clamp.shape == (90, 3) and torch.equal(clamp.sum(0), torch.full((3,), 30.0, dtype=torch.float64))
+    states = torch.cartesian_prod(*[torch.tensor([0.0, 1.0], dtype=torch.float64)] * 3)
+    vs = torch.cat([states.repeat_interleave(3, 0), torch.eye(3, dtype=torch.float64).repeat(8, 1)], 1)
+    with torch.no_grad():
+        p_joint = torch.softmax(-m.top.free_energy(vs), 0)
+    p_cond = p_joint.reshape(8, 3) / p_joint.reshape(8, 3).sum(0)  # (feature state, class): p(f | c)
+    code_f = torch.tensor([4.0, 2.0, 1.0], dtype=torch.float64)
+    counts_c, counts_free, chains = [], [], None
+    for t in range(2020):
+        _, st = up_down_grads(m, x, y, 1, g, persistent=True, chains=chains, clamp=clamp)
+        chains = st["chains"][0]
+        v = st["v_neg"][0]
+        assert torch.equal(v[:90, 3:], clamp)  # the clamped chains never change label
+        if t >= 20:
+            f = (v[:, :3] @ code_f).long()
+            counts_c.append(torch.stack([torch.bincount(f[:90][clamp.argmax(1) == c], minlength=8)
+                                         for c in range(3)], 1).double())  # (8, 3)
+            counts_free.append(torch.bincount(3 * f[90:] + v[90:, 3:].argmax(1), minlength=24).double())
+
+    def tv_and_tolerance(per, p):
+        per = per.reshape(per.shape[0], -1)
+        batches = per.reshape(20, -1, per.shape[1]).sum(1)
+        se = (batches / batches.sum(1, keepdim=True)).std(0) / 20 ** 0.5
+        p_emp = per.sum(0) / per.sum()
+        return float(0.5 * (p_emp - p).abs().sum()), float(4 * 0.5 * se.sum())
+
+    per_c = torch.stack(counts_c)  # (steps, 8, 3)
+    for c in range(3):
+        tv, tol = tv_and_tolerance(per_c[:, :, c], p_cond[:, c])
+        assert tv < tol, (c, tv, tol)
+        assert 0.5 * float((p_cond[:, c] - p_joint.reshape(8, 3).sum(1)).abs().sum()) > 2 * tol  # it can tell
+    tv, tol = tv_and_tolerance(torch.stack(counts_free), p_joint)
+    assert tv < tol, (tv, tol)
+
+
+def test_clamped_chains_bad_settings_name_the_parameter():
+    with pytest.raises(ConfigError, match="clamped_chains needs persistent=true"):
+        UpDownConfig(clamped_chains=0.5).validate()
+    with pytest.raises(ConfigError, match="clamped_chains must be"):
+        UpDownConfig(persistent=True, clamped_chains=1.5).validate()
+    m = tiny_model()
+    with pytest.raises(ConfigError, match=r"multiple of the number of labels \(3\).*batch_size=10 \(5 chains\)"):
+        UpDownTrainer(m, UpDownConfig(batch_size=10, persistent=True, clamped_chains=0.5), torch.Generator())
 
 
 def test_sampling_from_an_up_pass_starts_at_the_images_features():

@@ -19,6 +19,13 @@ lower layers' recognition (bottom-up) and generative (top-down) weights are unti
    the first batch's wake state) and samples the labels as well, so the chains are block
    Gibbs samplers of the top RBM and the negative phase, and the sleep phase below, come
    from the model's own fantasies, as in the greedy PCD training of the top RBM.
+   With ``clamped_chains`` > 0 a share of those chains keep their label clamped, the same
+   number for every class (an extension of ours, not the paper's): they sample
+   p(features, h | label) and meet the spurious modes of a class-conditional that free
+   chains, which change label on their way between the classes' ravines, never visit. Their
+   states enter the same negative phase: when the model's p(label) is uniform (balanced
+   batches drive it there) E_label[E_p(.|label)] = E_p(.), so the estimate is of the same
+   gradient, and the label biases still learn p(label) from the free chains.
 3. **Sleep** (down): from the features at the end of the Gibbs run, a stochastic top-down
    pass through the generative weights (the data layer keeps its probabilities). The
    recognition weights learn to recover each layer from the one below:
@@ -79,6 +86,10 @@ class UpDownConfig(Schedule):
     #: the chains start at the first batch's wake state of each ``up_down`` call (so the final
     #: epochs on all the data start new ones) and a checkpoint keeps them
     persistent: bool = False
+    #: with ``persistent``: the share of the chains whose label is clamped (the first
+    #: ``clamped_chains * batch_size`` chains, class ``j % n_labels`` for chain j: the same
+    #: number per class, so that count must be a multiple of the number of labels); 0: all free
+    clamped_chains: float = 0.0
     #: the fused all-Bernoulli step (UpDownTrainer._fast_step); False: up_down_grads, the
     #: reference the tests check against autograd (the same update up to rounding)
     fast: bool = True
@@ -98,6 +109,10 @@ class UpDownConfig(Schedule):
         if not isinstance(self.persistent, bool):
             raise ConfigError(f"persistent must be true or false, got {self.persistent!r}")
         check_int("final_epochs", self.final_epochs, minimum=0)
+        self.clamped_chains = check_float("clamped_chains", self.clamped_chains, minimum=0.0, maximum=1.0)
+        if self.clamped_chains and not self.persistent:
+            raise ConfigError(f"clamped_chains needs persistent=true (it is a share of the persistent chains), "
+                              f"got clamped_chains={self.clamped_chains:g} with persistent=false")
         self.average_decay = check_average_decay(self.average_decay)
         return self
 
@@ -123,6 +138,19 @@ def _check_model(model: GenerativeDBN) -> None:
         raise ConfigError("up-down fine-tuning needs Bernoulli features and top hidden units")
 
 
+def clamped_labels(model: GenerativeDBN, config: UpDownConfig) -> Tensor | None:
+    """The one-hot labels (m, n_labels) of the first m = ``clamped_chains * batch_size``
+    persistent chains, class j % n_labels for chain j; None when no chain is clamped."""
+    if not config.clamped_chains:
+        return None
+    m, n = round(config.clamped_chains * config.batch_size), model.n_labels
+    if m == 0 or m % n:
+        raise ConfigError(f"clamped_chains * batch_size must be a positive multiple of the number of labels "
+                          f"({n}), so that every class has as many clamped chains; got clamped_chains="
+                          f"{config.clamped_chains:g} with batch_size={config.batch_size} ({m} chains)")
+    return model.one_hot(torch.arange(m) % n)
+
+
 def step_uniforms(model: GenerativeDBN, x: Tensor, k: int, gen: torch.Generator | None, *,
                   persistent: bool = False, fresh: bool = True) -> StepUniforms:
     """The block of U(0, 1) numbers one up-down step with ``k`` Gibbs iterations on the batch
@@ -141,7 +169,7 @@ def step_uniforms(model: GenerativeDBN, x: Tensor, k: int, gen: torch.Generator 
 
 @torch.no_grad()
 def up_down_grads(model: GenerativeDBN, x: Tensor, y: Tensor, k: int, gen, *, persistent: bool = False,
-                  chains: Tensor | None = None) -> tuple[dict[str, Tensor], dict[str, list[Tensor]]]:
+                  chains: Tensor | None = None, clamp: Tensor | None = None) -> tuple[dict[str, Tensor], dict[str, list[Tensor]]]:
     """One contrastive wake-sleep estimate, without touching the parameters.
 
     Args:
@@ -152,6 +180,9 @@ def up_down_grads(model: GenerativeDBN, x: Tensor, y: Tensor, k: int, gen, *, pe
         persistent: PCD-K: the Gibbs run starts from ``chains`` (the top RBM's hidden states
             (b, n_hidden) at the end of the previous step; None: from the wake state) and
             samples the labels too.
+        clamp: with ``persistent``, one-hot labels (m, n_labels) that the first m chains keep
+            (``clamped_labels``); their label draws are made and discarded, so the random
+            stream is the same with and without.
     Returns:
         (grads, states): ``grads`` maps parameter names (``model.named_parameters()``) to the
         batch-mean ascent directions described in the module docstring; ``states`` holds the
@@ -179,7 +210,10 @@ def up_down_grads(model: GenerativeDBN, x: Tensor, y: Tensor, k: int, gen, *, pe
         # features sampled, labels as probabilities (appendix B: neglabprobs); a persistent
         # chain samples its labels, so that it is a Gibbs sampler of the top RBM
         f = feat.sample(xv[:, :nf], gen)
-        v_neg = torch.cat([f, labu.sample(xv[:, nf:], gen) if persistent else labu.mean(xv[:, nf:])], -1)
+        lab = labu.sample(xv[:, nf:], gen) if persistent else labu.mean(xv[:, nf:])
+        if persistent and clamp is not None:
+            lab[: clamp.shape[0]] = clamp
+        v_neg = torch.cat([f, lab], -1)
         x_neg = top.hidden_input(v_neg)
         if it < k - 1 or persistent:
             h = top.hidden.sample(x_neg, gen)
@@ -235,6 +269,8 @@ class UpDownTrainer:
         #: step's Gibbs run starts from; None until the first step
         self.chains: Tensor | None = None
         self.average = IterateAverage(self.params, self.cfg.average_decay)  # no-ops unless average_decay > 0
+        #: clamped_chains > 0: the labels (m, n_labels) the first m persistent chains keep
+        self.clamp = clamped_labels(model, self.cfg)
 
     @torch.no_grad()
     def step(self, x: Tensor, y: Tensor, lr: float, momentum: float, k: int) -> Tensor:
@@ -249,7 +285,7 @@ class UpDownTrainer:
         """``step`` by ``up_down_grads``: the reference path."""
         pcd = self.cfg.persistent
         u = step_uniforms(self.model, x, k, self.gen, persistent=pcd, fresh=self.chains is None)
-        grads, states = up_down_grads(self.model, x, y, k, u, persistent=pcd, chains=self.chains)
+        grads, states = up_down_grads(self.model, x, y, k, u, persistent=pcd, chains=self.chains, clamp=self.clamp)
         if pcd:
             self.chains = states["chains"][0].clone()  # (a view of the step's block of uniforms)
         g = [grads[n] for n in self.names]
@@ -293,6 +329,8 @@ class UpDownTrainer:
             lab = torch.softmax(xv[:, nf:], -1)
             if pcd:  # the same draw as units.Softmax.sample
                 lab = one_hot_by_inverse_cdf(lab, u.take((b, 1)))
+                if self.clamp is not None:
+                    lab[: self.clamp.shape[0]] = self.clamp
             v_neg = torch.cat([f, lab], -1)
             p_neg = torch.sigmoid(torch.addmm(hb, v_neg, top.W))
             if it < k - 1 or pcd:
