@@ -57,7 +57,7 @@ def main(argv=None) -> int:
     p.add_argument("--epochs", type=int, default=10, help="more up-down epochs on all 60,000 images (10)")
     p.add_argument("--updown", action="append", default=[], metavar="FIELD=VALUE",
                    help="change the final phase's UpDownConfig, e.g. --updown clamped_chains=0.5")
-    p.add_argument("--per-class", type=int, default=100, help="judged samples per class (100)")
+    p.add_argument("--per-class", type=int, default=500, help="judged samples per class (500)")
     p.add_argument("--save", default=None, help="write the continued model here (safetensors)")
     p.add_argument("--threads", type=int, default=0)
     a = p.parse_args(argv)
