@@ -172,6 +172,9 @@ TRAIN_FLAGS: dict[str, tuple[tuple[str, ...], str]] = {
     "--updown-persistent": (("updown.persistent",),
                             "generative recipes: up-down's top level by PCD-K from persistent fantasy chains "
                             "(negative and sleep phases) instead of CD-K from each batch's wake state"),
+    "--updown-clamped-chains": (("updown.clamped_chains",),
+                                "generative recipes, with --updown-persistent: the share of the persistent chains "
+                                "that keep their label clamped, as many per class (default 0: all free)"),
     "--dropout": (("finetune.dropout",), "hidden-unit dropout during fine-tuning"),
     "--input-dropout": (("finetune.input_dropout",), "input dropout during fine-tuning (0.2 keeps 0.8)"),
     "--max-norm": (("finetune.max_norm",),
