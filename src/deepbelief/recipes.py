@@ -243,7 +243,7 @@ RECIPES.update({
     "hinton2006_dropout": dataclasses.replace(
         copy.deepcopy(RECIPES["hinton2006"]), name="hinton2006_dropout",
         rbm=dataclasses.replace(RECIPES["hinton2006"].rbm, weight_std=0.01, init_visible_bias=True),
-        finetune=FinetuneConfig(epochs=500, batch_size=100, lr=1.0, lr_decay=0.99, momentum=0.5, final_momentum=0.99,
+        finetune=FinetuneConfig(epochs=1000, batch_size=100, lr=1.0, lr_decay=0.995, momentum=0.5, final_momentum=0.99,
                                 momentum_ramp_epochs=25, dampen_momentum=True, top_only_epochs=0, dropout=0.5,
                                 input_dropout=0.2)),
     # the same 784-500-500-2000-10 sigmoid net from a Glorot draw, no pre-training: momentum
