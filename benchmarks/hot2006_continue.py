@@ -86,8 +86,8 @@ def main(argv=None) -> int:
         print(f"  epoch {epoch + 1}/{cfg.epochs} (K={m['gibbs_steps']}): recon {m['recon_error']:.4f} "
               f"({time.perf_counter() - t0:.0f}s)", flush=True)
 
-    res["history"] = up_down(model, ds.x_train.to(dev), ds.y_train.to(dev), cfg, generator=make_generator(a.seed, dev),
-                             callback=on_epoch)
+    res["history"] = up_down(model, ds.x_train.to(dev), ds.y_train.to(dev), cfg,
+                             generator=make_generator(a.seed, dev), callback=on_epoch)
     res["updown_seconds"] = time.perf_counter() - t0
     res["after"] = measure(model, judge, ds, dev, per_class=a.per_class, seed=a.seed + 2000)
     r = res["after"]

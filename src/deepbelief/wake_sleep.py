@@ -169,7 +169,8 @@ def step_uniforms(model: GenerativeDBN, x: Tensor, k: int, gen: torch.Generator 
 
 @torch.no_grad()
 def up_down_grads(model: GenerativeDBN, x: Tensor, y: Tensor, k: int, gen, *, persistent: bool = False,
-                  chains: Tensor | None = None, clamp: Tensor | None = None) -> tuple[dict[str, Tensor], dict[str, list[Tensor]]]:
+                  chains: Tensor | None = None,
+                  clamp: Tensor | None = None) -> tuple[dict[str, Tensor], dict[str, list[Tensor]]]:
     """One contrastive wake-sleep estimate, without touching the parameters.
 
     Args:
