@@ -35,11 +35,9 @@ from deepbelief.wake_sleep import UpDownConfig, up_down
 
 
 def final_phase_config(overrides: list[str], epochs: int) -> UpDownConfig:
-    """The hot2006 recipe's final up-down phase (as runner._run_updown builds it), for
-    ``epochs`` epochs, with ``--updown`` overrides."""
-    ud = get_recipe("hot2006").updown
-    cfg = dataclasses.replace(ud, epochs=epochs, gibbs_steps=[ud.gibbs_steps[-1]], final_epochs=0,
-                              lr=ud.lr if ud.lr_final is None else ud.lr_final, lr_final=None)
+    """The hot2006 recipe's final up-down phase (``UpDownConfig.final_phase``, as the runner
+    runs it), for ``epochs`` epochs, with ``--updown`` overrides."""
+    cfg = dataclasses.replace(get_recipe("hot2006").updown.final_phase(), epochs=epochs)
     if overrides:
         cfg = dataclasses.replace(cfg, **field_values("--updown", UpDownConfig, overrides))
     return cfg.validate()

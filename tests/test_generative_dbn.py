@@ -519,3 +519,5 @@ def test_final_updown_epochs_continue_at_the_annealed_rate(monkeypatch):
     _run_updown(None, ud, {}, gen=None, train=(None, None), all_data=(None, None), valid=(None, None),
                 folder=None, resume=False, checkpoint_every=1, log=lambda s: None, logger=None, prog=None)
     assert seen == [(4, 0.05, 0.005, [3, 10]), (2, 0.005, None, [10])]
+    f = UpDownConfig(epochs=4, lr=0.05, gibbs_steps=[3, 6], final_epochs=3, persistent=True).final_phase()
+    assert (f.epochs, f.lr, f.lr_final, f.gibbs_steps, f.final_epochs, f.persistent) == (3, 0.05, None, [6], 0, True)

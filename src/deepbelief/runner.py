@@ -310,9 +310,7 @@ def _run_updown(model, ud, result, *, gen, train, all_data, valid, folder, resum
 
     phases = [("updown", train, ud, valid)]
     if ud.final_epochs and valid is not None:
-        final = dataclasses.replace(ud, epochs=ud.final_epochs, gibbs_steps=[ud.gibbs_steps[-1]], final_epochs=0,
-                                    lr=ud.lr if ud.lr_final is None else ud.lr_final, lr_final=None)
-        phases.append(("updown_all", all_data, final, None))
+        phases.append(("updown_all", all_data, ud.final_phase(), None))
     elif ud.final_epochs:
         log(f"  updown.final_epochs={ud.final_epochs} ignored: the recipe has no validation split (n_valid=0)")
     t0 = time.perf_counter()

@@ -42,6 +42,7 @@ and let the caller choose the number of epochs.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -115,6 +116,12 @@ class UpDownConfig(Schedule):
                               f"got clamped_chains={self.clamped_chains:g} with persistent=false")
         self.average_decay = check_average_decay(self.average_decay)
         return self
+
+    def final_phase(self) -> "UpDownConfig":
+        """The config of the ``final_epochs`` on all the data: that many epochs with the
+        schedule's last K, at ``lr_final`` if set (else ``lr``), constant."""
+        return dataclasses.replace(self, epochs=self.final_epochs, gibbs_steps=[self.gibbs_steps[-1]], final_epochs=0,
+                                   lr=self.lr if self.lr_final is None else self.lr_final, lr_final=None)
 
     def gibbs_at(self, epoch: int) -> int:
         """K for ``epoch`` (0-based): part ``epoch * len(gibbs_steps) // epochs`` of the schedule."""
