@@ -441,3 +441,37 @@ def test_mnist_loglik_headline_drops_figures_whose_ais_warns(monkeypatch, capsys
     assert drop_unsure(figures, results, "PCD-1") == {"rbm500_loglik_ais_nats": -85.5,
                                                      "rbm500_loglik_raise_nats": -84.3}
     assert drop_unsure(figures, {"models": {"PCD-1": {}}}, "PCD-1") == figures  # runs before the warnings
+
+
+def test_hot2006_judge_reports_agreement_and_binomial_standard_errors(monkeypatch):
+    """benchmarks/mnist_hot2006.judge_samples on a stand-in model and judge whose answers are
+    known: class c's samples are judged right for the first (10 - c) of 10, so agreement and
+    the binomial standard errors have closed forms."""
+    from types import SimpleNamespace
+
+    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    from mnist_hot2006 import judge_samples
+
+    per_class = 10
+
+    class Model:
+        n_labels = 3
+        top = SimpleNamespace(W=torch.zeros(1))
+
+        def sample(self, n, *, label, steps, generator):
+            assert steps == 7 and n == 3 * per_class
+            return torch.as_tensor(label, dtype=torch.float32)[:, None]  # the image carries its label
+
+    def judge(x):  # right for the first 10 - c of class c's rows, else class (c + 1) % 3
+        lab = x[:, 0].long()
+        pos = torch.arange(x.shape[0]) % per_class
+        wrong = pos >= per_class - lab
+        return torch.nn.functional.one_hot(torch.where(wrong, (lab + 1) % 3, lab), 3).float()
+
+    r = judge_samples(Model(), judge, per_class=per_class, steps=7, gen=None)
+    p = [1.0, 0.9, 0.8]
+    assert r["per_class_agreement_pct"] == pytest.approx([100 * q for q in p])
+    assert r["agreement_pct"] == pytest.approx(100 * sum(p) / 3) and r["min_class_agreement_pct"] == pytest.approx(80)
+    se = [math.sqrt(q * (1 - q) / per_class) for q in p]
+    assert r["per_class_stderr_pct"] == pytest.approx([100 * s for s in se])
+    assert r["agreement_stderr_pct"] == pytest.approx(100 * math.sqrt(sum(s * s for s in se)) / 3)
