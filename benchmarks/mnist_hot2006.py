@@ -98,8 +98,9 @@ def main(argv=None) -> int:
     p.add_argument("--updown-epochs", type=int, default=None, help="up-down epochs on the training split (300)")
     p.add_argument("--final-epochs", type=int, default=None, help="up-down epochs on all 60,000 afterwards (59)")
     p.add_argument("--sample-steps", type=int, default=None, help="Gibbs iterations per figure-8 sample (1000)")
-    p.add_argument("--judge-per-class", type=int, default=None, help="samples per class for the judge (500: a class's agreement near 85%% then has a "
-                        "binomial standard error of 1.6 points; at 100 it was 3.6)")
+    p.add_argument("--judge-per-class", type=int, default=None,
+                   help="samples per class for the judge (500: a class's agreement near 85%% then has a binomial "
+                        "standard error of 1.6 points; at 100 it was 3.6)")
     p.add_argument("--figures", default=None, help="folder for the PNGs (default docs/results/; --quick: the work folder)")
     p.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     p.add_argument("--greedy-only", action="store_true",

@@ -256,15 +256,17 @@ def test_up_down_does_not_decrease_exact_log_probability():
     assert lls[-1] < 0
 
 
-@pytest.mark.parametrize("persistent,decay", [(False, 0.0), (True, 0.0), (True, 0.9)])
-def test_resume_is_bit_exact(tmp_path, persistent, decay, interrupt):
+@pytest.mark.parametrize("persistent,decay,clamped", [(False, 0.0, 0.0), (True, 0.0, 0.0), (True, 0.9, 0.0),
+                                                     (True, 0.0, 0.6)])
+def test_resume_is_bit_exact(tmp_path, persistent, decay, clamped, interrupt):
     """A run stopped after its first epoch and resumed from the checkpoint (with a generator
     seeded otherwise: its state comes from the file) ends with the same weights; with
-    persistent chains that needs the chains in the checkpoint too, with averaging the average."""
+    persistent chains that needs the chains in the checkpoint too, with averaging the average
+    (clamped chains take their labels from the config)."""
     x, y = _toy_data(60, seed=1)
     base = tiny_model(8, sizes=(6, 4, 5), n_labels=3, scale=0.1).float()
     cfg = UpDownConfig(epochs=3, batch_size=10, lr=0.05, momentum=0.5, gibbs_steps=[1, 2, 3], persistent=persistent,
-                       average_decay=decay)
+                       average_decay=decay, clamped_chains=clamped)
     straight = GenerativeDBN.from_config(base.config())
     straight.load_state_dict(base.state_dict())
     up_down(straight, x, y, cfg, generator=torch.Generator().manual_seed(3))
