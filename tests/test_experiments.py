@@ -475,3 +475,50 @@ def test_hot2006_judge_reports_agreement_and_binomial_standard_errors(monkeypatc
     se = [math.sqrt(q * (1 - q) / per_class) for q in p]
     assert r["per_class_stderr_pct"] == pytest.approx([100 * s for s in se])
     assert r["agreement_stderr_pct"] == pytest.approx(100 * math.sqrt(sum(s * s for s in se)) / 3)
+
+
+def test_mnist_loglik_resumed_run_reuses_a_finished_model_and_makes_the_same_figures(monkeypatch, tmp_path):
+    """A run killed in its second model's training and rerun: the first model's figures come
+    from its cached result (no second final AIS), the run's generator continues where the
+    first run's stood, so the second model's figures equal an unbroken run's exactly."""
+    from types import SimpleNamespace
+
+    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    import mnist_loglik
+
+    g = torch.Generator().manual_seed(3)
+    data = SimpleNamespace(x_train=(torch.rand(60, 12, generator=g) < 0.3).float(),
+                           x_test=(torch.rand(20, 12, generator=g) < 0.3).float())
+    monkeypatch.setattr(mnist_loglik, "load_dataset", lambda *a, **k: data)
+    ais_calls = []
+    real_ais = mnist_loglik.ais_log_partition
+    monkeypatch.setattr(mnist_loglik, "ais_log_partition", lambda *a, **k: ais_calls.append(1) or real_ais(*a, **k))
+
+    def run(folder: Path) -> dict:
+        out = folder / "out.json"
+        mnist_loglik.main(["--data-dir", "nowhere", "--device", "cpu", "--models", "cd1,pcd1", "--hidden", "5",
+                           "--epochs", "2", "--cd-epochs", "2", "--batch-size", "10", "--ais-runs", "8",
+                           "--ais-betas", "40", "--curve-points", "0", "--layer2", "0", "--figure", "",
+                           "--checkpoint-dir", str(folder), "--out", str(out)])
+        return json.loads(out.read_text())["models"]
+
+    whole = run(tmp_path / "a")
+    assert len(ais_calls) == 2 and (tmp_path / "a" / "CD-1.result.json").exists()
+    # the second model's training was "killed": its checkpoint and result are gone
+    for f in ("CD-1+PCD-1.ckpt.safetensors", "CD-1+PCD-1.result.json"):
+        (tmp_path / "a" / f).unlink()
+    ais_calls.clear()
+    again = run(tmp_path / "a")
+    assert len(ais_calls) == 1  # the CD model's final AIS was not repeated
+    assert again["CD-1"]["reused"].endswith("CD-1.result.json")
+    for field in ("log_z", "test_loglik", "ess", "train_loglik_first10k"):
+        assert again["CD-1"][field] == whole["CD-1"][field]
+        assert again["CD-1+PCD-1"][field] == whole["CD-1+PCD-1"][field]
+    # a cache whose settings differ is not used
+    ais_calls.clear()
+    cached = json.loads((tmp_path / "a" / "CD-1.result.json").read_text())
+    cached["key"]["ais_runs"] = 9
+    (tmp_path / "a" / "CD-1.result.json").write_text(json.dumps(cached))
+    third = run(tmp_path / "a")
+    assert len(ais_calls) == 1 and "reused" not in third["CD-1"]  # CD-1 recomputed; PCD reused
+    assert third["CD-1"]["test_loglik"] == whole["CD-1"]["test_loglik"]
