@@ -242,10 +242,18 @@ def test_carrying_the_step_scale_saves_the_evaluations_that_grow_a_tiny_first_st
     first = minimize_cg(fun, v0.float(), line_searches=3)
     cold = minimize_cg(fun, first.x, line_searches=3)
     warm = minimize_cg(fun, first.x, line_searches=3, first_decrease=first.last_decrease)
-    assert all(r.accepted for r in cold.line_searches + warm.line_searches)
-    assert warm.evaluations <= cold.evaluations - 5
-    f_cold, f_warm = (float(_logistic_loss(X, y, r.x.double())[0]) for r in (cold, warm))
-    assert f_warm <= 1.05 * f_cold
+    assert warm.line_searches and all(r.accepted for r in warm.line_searches)
+    f_first, f_cold, f_warm = (float(_logistic_loss(X, y, r.x.double())[0]) for r in (first, cold, warm))
+    if cold.line_searches:  # the cold call grew its first step evaluation by evaluation
+        assert all(r.accepted for r in cold.line_searches)
+        assert warm.evaluations <= cold.evaluations - 5
+        assert f_warm <= 1.05 * f_cold
+    else:
+        # where the first call ended with a smaller gradient (float32 rounding differs between
+        # CPUs, whose AVX2 or AVX-512 kernels torch picks; seen on an AVX-512 machine), a step of
+        # about 1 does not change x at float32's resolution, so the cold call stops where it started
+        assert cold.evaluations == 1 and torch.equal(cold.x, first.x)
+        assert f_warm < f_first
 
 
 def test_a_carried_step_too_short_to_change_x_falls_back_to_the_default_first_step():
