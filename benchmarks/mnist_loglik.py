@@ -29,6 +29,7 @@ import json
 import math
 import sys
 import time
+import zlib
 from pathlib import Path
 
 import torch
@@ -119,6 +120,14 @@ def load_finished(path: Path | None, key: dict, gen: torch.Generator):
 def save_finished(path: Path | None, key: dict, entry: dict, gen: torch.Generator) -> None:
     if path is not None:
         write_json(str(path), {"key": key, "entry": _clean(entry), "generator_state": gen.get_state().tolist()})
+
+
+def curve_generator(seed: int, name: str, epoch: int, dev) -> torch.Generator:
+    """A curve point's AIS draws from a generator of its own, seeded by (run seed, model, epoch):
+    measuring the curve does not move the training's random stream, so the trained model is the
+    same whatever --curve-points says, and a resumed run's curve points are an unbroken run's.
+    (Until 2026-12-05, ninth session, the curve drew from the training's generator.)"""
+    return make_generator(zlib.crc32(f"{seed}/{name}/{epoch}".encode()), dev)
 
 
 def parse_models(text: str) -> list[tuple[str, int]]:
@@ -292,7 +301,7 @@ def main(argv=None) -> int:
                      offset=offset):
             if (epoch + 1) % every == 0 and epoch + 1 < n_ep:
                 t = time.perf_counter()
-                res = ais(rbm, x_train, args.curve_betas)
+                res = ais(rbm, x_train, args.curve_betas, curve_generator(args.seed, name, offset + epoch + 1, dev))
                 # training seconds so far (this model's, without the curve's AIS runs)
                 curve.append({"epoch": offset + epoch + 1, "test_loglik": rbm_log_likelihood(rbm, x_test, res),
                               "ais_betas": args.curve_betas, "train_seconds": t - t0 - curve_s[0]})

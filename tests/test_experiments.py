@@ -477,10 +477,7 @@ def test_hot2006_judge_reports_agreement_and_binomial_standard_errors(monkeypatc
     assert r["agreement_stderr_pct"] == pytest.approx(100 * math.sqrt(sum(s * s for s in se)) / 3)
 
 
-def test_mnist_loglik_resumed_run_reuses_a_finished_model_and_makes_the_same_figures(monkeypatch, tmp_path):
-    """A run killed in its second model's training and rerun: the first model's figures come
-    from its cached result (no second final AIS), the run's generator continues where the
-    first run's stood, so the second model's figures equal an unbroken run's exactly."""
+def _tiny_mnist_loglik(monkeypatch):
     from types import SimpleNamespace
 
     monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[1] / "benchmarks"))
@@ -490,16 +487,41 @@ def test_mnist_loglik_resumed_run_reuses_a_finished_model_and_makes_the_same_fig
     data = SimpleNamespace(x_train=(torch.rand(60, 12, generator=g) < 0.3).float(),
                            x_test=(torch.rand(20, 12, generator=g) < 0.3).float())
     monkeypatch.setattr(mnist_loglik, "load_dataset", lambda *a, **k: data)
+    return mnist_loglik
+
+
+_TINY = ["--data-dir", "nowhere", "--device", "cpu", "--models", "cd1,pcd1", "--hidden", "5", "--epochs", "3",
+         "--cd-epochs", "3", "--batch-size", "10", "--ais-runs", "8", "--ais-betas", "40", "--curve-betas", "30",
+         "--layer2", "0", "--figure", ""]
+
+
+def test_mnist_loglik_curve_points_do_not_change_the_trained_models(monkeypatch, tmp_path):
+    """The curve's AIS draws from generators of its own: a run with curve points trains the same
+    models (to the bit) as one without, and its final figures are the same."""
+    mnist_loglik = _tiny_mnist_loglik(monkeypatch)
+    runs = {}
+    for points in (0, 3):
+        out = tmp_path / f"p{points}.json"
+        mnist_loglik.main([*_TINY, "--curve-points", str(points), "--out", str(out)])
+        runs[points] = json.loads(out.read_text())["models"]
+    assert len(runs[3]["CD-1"]["curve"]) == 3 and len(runs[0]["CD-1"]["curve"]) == 1  # 2 points, then the end
+    for name in ("CD-1", "CD-1+PCD-1"):
+        for field in ("log_z", "test_loglik", "ess", "train_loglik_first10k"):
+            assert runs[3][name][field] == runs[0][name][field]
+
+
+def test_mnist_loglik_resumed_run_reuses_a_finished_model_and_makes_the_same_figures(monkeypatch, tmp_path):
+    """A run killed in its second model's training and rerun: the first model's figures come
+    from its cached result (no second final AIS), the run's generator continues where the
+    first run's stood, so the second model's figures equal an unbroken run's exactly."""
+    mnist_loglik = _tiny_mnist_loglik(monkeypatch)
     ais_calls = []
     real_ais = mnist_loglik.ais_log_partition
     monkeypatch.setattr(mnist_loglik, "ais_log_partition", lambda *a, **k: ais_calls.append(1) or real_ais(*a, **k))
 
     def run(folder: Path) -> dict:
         out = folder / "out.json"
-        mnist_loglik.main(["--data-dir", "nowhere", "--device", "cpu", "--models", "cd1,pcd1", "--hidden", "5",
-                           "--epochs", "2", "--cd-epochs", "2", "--batch-size", "10", "--ais-runs", "8",
-                           "--ais-betas", "40", "--curve-points", "0", "--layer2", "0", "--figure", "",
-                           "--checkpoint-dir", str(folder), "--out", str(out)])
+        mnist_loglik.main([*_TINY, "--curve-points", "0", "--checkpoint-dir", str(folder), "--out", str(out)])
         return json.loads(out.read_text())["models"]
 
     whole = run(tmp_path / "a")
