@@ -33,10 +33,29 @@ def _init(net: nn.Module, gen: torch.Generator) -> None:
                     p.copy_((torch.rand(p.shape, generator=gen, device=p.device) * 2 - 1) * bound)
 
 
-def error_rate(net: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
+def predict(net: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """The net's class for every row of ``x`` (in blocks of 1,000 rows)."""
     with torch.no_grad():
-        pred = torch.cat([net(x[i:i + 1000]).argmax(1) for i in range(0, x.shape[0], 1000)])
-    return float((pred != y).float().mean())
+        return torch.cat([net(x[i:i + 1000]).argmax(1) for i in range(0, x.shape[0], 1000)])
+
+
+def error_rate(net: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
+    return float((predict(net, x) != y).float().mean())
+
+
+def agreement(pred: torch.Tensor, labels: torch.Tensor, n_classes: int) -> dict:
+    """How often the judge's ``pred`` equals the requested ``labels``: overall, per class (the
+    classes that occur), and binomial standard errors in percentage points (the overall one is
+    the stratified error of the overall figure, sum over classes of (n_c / n)^2 se_c^2)."""
+    agree = (pred == labels).float()
+    n = labels.shape[0]
+    rows = [(100 * float(agree[labels == c].mean()), int((labels == c).sum())) for c in range(n_classes)
+            if bool((labels == c).any())]
+    per_class = [a for a, _ in rows]
+    se = [(a * (100 - a) / m) ** 0.5 for a, m in rows]
+    return {"agreement_pct": 100 * float(agree.mean()), "min_class_agreement_pct": min(per_class),
+            "per_class_agreement_pct": per_class, "per_class_stderr_pct": se,
+            "agreement_stderr_pct": sum((m / n * e) ** 2 for (_, m), e in zip(rows, se)) ** 0.5}
 
 
 def train_judge(x, y, xt, yt, *, epochs: int = 3, seed: int = 12345, cache: str | Path | None = None,

@@ -32,7 +32,7 @@ from pathlib import Path
 
 import torch
 from _common import field_values, machine_info, parser, write_json
-from _judge import train_judge
+from _judge import agreement, predict, train_judge
 from mnist_hot2006 import override_top
 
 from deepbelief.data import load_dataset
@@ -46,15 +46,10 @@ VARIANTS = ["biases-10", "biases-100", "biases-1000", "biases-5000", "top-noise"
 
 
 def judge(model, judge_net, x, labels) -> dict:
-    with torch.no_grad():
-        pred = torch.cat([judge_net(x[i:i + 1000]).argmax(1) for i in range(0, x.shape[0], 1000)])
-    n = model.n_labels
-    agree = (pred == labels).float()
-    per_class = [100 * float(agree[labels == c].mean()) for c in range(n) if bool((labels == c).any())]
-    blank = (x.mean(1) < BLANK).float()
-    return {"agreement_pct": 100 * float(agree.mean()), "min_class_agreement_pct": min(per_class),
-            "per_class_agreement_pct": per_class, "blank_pct": 100 * float(blank.mean()),
-            "agreement_non_blank_pct": 100 * float(agree[blank == 0].mean()) if bool((blank == 0).any()) else None}
+    pred = predict(judge_net, x)
+    keep = x.mean(1) >= BLANK
+    return {**agreement(pred, labels, model.n_labels), "blank_pct": 100 * float((~keep).float().mean()),
+            "agreement_non_blank_pct": 100 * float((pred == labels)[keep].float().mean()) if bool(keep.any()) else None}
 
 
 def main(argv=None) -> int:

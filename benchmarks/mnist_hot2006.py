@@ -32,7 +32,7 @@ import torch
 
 from _common import ROOT, field_values, machine_info, machine_name, parser, record_headline, write_json
 
-from _judge import train_judge
+from _judge import agreement, predict, train_judge
 from deepbelief.data import Dataset, load_dataset
 from deepbelief.metrics_log import MetricsLogger
 from deepbelief.plotting import save_tiles
@@ -44,14 +44,7 @@ from deepbelief.training import make_generator
 def judge_samples(model, judge, *, per_class: int, steps: int, gen) -> dict:
     labels = torch.arange(model.n_labels, device=model.top.W.device).repeat_interleave(per_class)
     x = model.sample(labels.shape[0], label=labels, steps=steps, generator=gen)
-    with torch.no_grad():
-        pred = torch.cat([judge(x[i:i + 1000]).argmax(1) for i in range(0, x.shape[0], 1000)])
-    agree = (pred == labels).float().reshape(model.n_labels, per_class).mean(1)
-    se = (agree * (1 - agree) / per_class).sqrt()  # binomial standard errors, per class
-    return {"per_class_agreement_pct": [100 * float(a) for a in agree], "agreement_pct": 100 * float(agree.mean()),
-            "min_class_agreement_pct": 100 * float(agree.min()), "per_class": per_class, "gibbs_steps": steps,
-            "per_class_stderr_pct": [100 * float(e) for e in se],
-            "agreement_stderr_pct": 100 * float((se ** 2).sum().sqrt() / model.n_labels)}
+    return {**agreement(predict(judge, x), labels, model.n_labels), "per_class": per_class, "gibbs_steps": steps}
 
 
 def figures(model, tag: str, folder: Path, *, steps: int, gen) -> dict:

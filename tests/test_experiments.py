@@ -477,6 +477,34 @@ def test_hot2006_judge_reports_agreement_and_binomial_standard_errors(monkeypatc
     assert r["agreement_stderr_pct"] == pytest.approx(100 * math.sqrt(sum(s * s for s in se)) / 3)
 
 
+def test_judge_agreement_with_unequal_class_counts_and_blank_images(monkeypatch):
+    """benchmarks/_judge.agreement when classes occur unequally (the label-free sampling study):
+    the overall figure is the plain fraction, its standard error the stratified one; and
+    hot2006_samples.judge counts blank images and the agreement among the others."""
+    from types import SimpleNamespace
+
+    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    from _judge import agreement
+    from hot2006_samples import BLANK, judge
+
+    labels = torch.tensor([0, 0, 0, 1, 2, 2])
+    pred = torch.tensor([0, 0, 1, 1, 2, 0])
+    r = agreement(pred, labels, 4)  # class 3 does not occur: left out of the per-class lists
+    a0, a2 = 100 * 2 / 3, 50.0
+    assert r["per_class_agreement_pct"] == pytest.approx([a0, 100.0, a2])
+    assert r["agreement_pct"] == pytest.approx(100 * 4 / 6) and r["min_class_agreement_pct"] == pytest.approx(50)
+    se = [math.sqrt(a0 * (100 - a0) / 3), 0.0, math.sqrt(a2 * (100 - a2) / 2)]
+    assert r["per_class_stderr_pct"] == pytest.approx(se)
+    assert r["agreement_stderr_pct"] == pytest.approx(math.sqrt((3 / 6 * se[0]) ** 2 + (2 / 6 * se[2]) ** 2))
+
+    x = torch.full((6, 4), 0.5)
+    x[2] = x[5] = BLANK / 2  # two blank images, both judged wrong
+    net = lambda xb: torch.nn.functional.one_hot(pred[: xb.shape[0]], 3).float()  # noqa: E731
+    j = judge(SimpleNamespace(n_labels=3), net, x, labels)
+    assert j["blank_pct"] == pytest.approx(100 * 2 / 6) and j["agreement_non_blank_pct"] == pytest.approx(100.0)
+    assert j["agreement_pct"] == pytest.approx(100 * 4 / 6)
+
+
 def _tiny_mnist_loglik(monkeypatch):
     from types import SimpleNamespace
 
