@@ -175,6 +175,8 @@ def main(argv=None) -> int:
         return 0
     res["updown_test_error_pct"] = 100 * out["test_error"]
     res["updown_seconds"] = out.get("updown_seconds")
+    if "updown_train_error" in out:  # --updown final_until_train_error=true: the final epochs' target
+        res["updown_train_split_error_pct"] = 100 * out["updown_train_error"]
     res["history"] = {k: out[k] for k in ("updown_history", "updown_all_history") if k in out}
     res["samples_updown"] = {**judge_samples(model, judge, per_class=per_class, steps=steps, gen=gen_fig),
                              **figures(model, "updown", folder, steps=steps, gen=gen_fig)}

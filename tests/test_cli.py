@@ -129,6 +129,9 @@ def test_train_flags_are_derived_from_the_config_fields_they_set():
     assert (g.updown.epochs, g.updown.lr, g.updown.final_epochs) == (5, 0.002, 2)
     c = _recipe_from_args(parser.parse_args(["train", "--recipe", "hot2006", "--updown-clamped-chains", "0.5"]))
     assert (c.updown.clamped_chains, c.updown.persistent) == (0.5, True)
+    f = _recipe_from_args(parser.parse_args(["train", "--recipe", "hot2006", "--updown-final-until-train-error",
+                                             "--updown-final-epochs", "120"]))
+    assert (f.updown.final_until_train_error, f.updown.final_epochs) == (True, 120)
     g0 = _recipe_from_args(parser.parse_args(["train", "--recipe", "hot2006", "--finetune-epochs", "0"]))
     assert (g0.updown.epochs, g0.updown.final_epochs, g0.finetune) == (0, 0, None)
     # an RBM flag sets every RBM: the recipe's per-layer value (hot2006's top: PCD, 60 epochs) gives way

@@ -6,6 +6,7 @@ visible state, and the DBN's p(image, label) over every state of the layer below
 """
 
 import copy
+import dataclasses
 import math
 
 import pytest
@@ -523,3 +524,75 @@ def test_final_updown_epochs_continue_at_the_annealed_rate(monkeypatch):
     assert seen == [(4, 0.05, 0.005, [3, 10]), (2, 0.005, None, [10])]
     f = UpDownConfig(epochs=4, lr=0.05, gibbs_steps=[3, 6], final_epochs=3, persistent=True).final_phase()
     assert (f.epochs, f.lr, f.lr_final, f.gibbs_steps, f.final_epochs, f.persistent) == (3, 0.05, None, [6], 0, True)
+
+
+def test_final_epochs_stop_once_the_training_error_is_as_low_as_asked(tmp_path):
+    """``fit(stop_train_error=t)`` (HOT 2006's rule for the final epochs): each epoch's
+    ``train_error`` is the free-energy error of the model on all of x, and the run ends after
+    the first epoch where it is <= t, with the weights an uninterrupted run has after that
+    many epochs (the measurement draws no random numbers); a resumed run that had stopped
+    trains no more."""
+    x, y = _toy_data(60, seed=2)
+    base = tiny_model(4, sizes=(6, 4, 5), n_labels=3, scale=0.1).float()
+    cfg = UpDownConfig(epochs=8, batch_size=10, lr=0.2, momentum=0.5, gibbs_steps=[2])
+
+    def fresh():
+        m = GenerativeDBN.from_config(base.config())
+        m.load_state_dict(base.state_dict())
+        return m
+
+    free, errs = fresh(), []
+    up_down(free, x, y, cfg, generator=torch.Generator().manual_seed(5),
+            callback=lambda e, _: errs.append(float(free.error_rate(x, y))))
+    j = next(i for i, e in enumerate(errs) if e < errs[0])  # the first epoch that improves on epoch 0
+    target = errs[j]
+    ckpt = tmp_path / "final.ckpt.safetensors"
+    stopped = fresh()
+    hist = up_down(stopped, x, y, cfg, generator=torch.Generator().manual_seed(5), stop_train_error=target,
+                   checkpoint=ckpt)
+    assert len(hist) == j + 1
+    assert [h["train_error"] for h in hist] == pytest.approx(errs[: j + 1])
+    short = fresh()
+    up_down(short, x, y, dataclasses.replace(cfg, epochs=j + 1), generator=torch.Generator().manual_seed(5))
+    for (n, a), b in zip(short.state_dict().items(), stopped.state_dict().values()):
+        assert torch.equal(a, b), n
+    again = fresh()
+    hist2 = up_down(again, x, y, cfg, generator=torch.Generator().manual_seed(7), stop_train_error=target,
+                    checkpoint=ckpt, resume=True)
+    assert len(hist2) == j + 1
+    for (n, a), b in zip(stopped.state_dict().items(), again.state_dict().values()):
+        assert torch.equal(a, b), n
+    never = fresh()
+    assert len(up_down(never, x, y, cfg, generator=torch.Generator().manual_seed(5), stop_train_error=-1.0)) == 8
+    assert "train_error" not in up_down(fresh(), x, y, dataclasses.replace(cfg, epochs=1),
+                                        generator=torch.Generator().manual_seed(5))[0]
+
+
+def test_the_recipe_s_final_phase_stops_at_the_first_phase_s_training_error(monkeypatch):
+    """run_recipe's final phase with ``final_until_train_error``: the target is the model's
+    free-energy error on the training split after the first phase; only the final phase stops
+    by it, and ``final_epochs`` is the most it runs. The option needs final_epochs."""
+    import deepbelief.wake_sleep as ws
+    from deepbelief.runner import _run_updown
+
+    seen = []
+    monkeypatch.setattr(ws, "up_down", lambda model, x, y, cfg, **kw: seen.append(
+        (x.shape[0], cfg.epochs, kw["stop_train_error"], cfg.final_until_train_error)) or [])
+    train, everything = (torch.zeros(50, 6), torch.zeros(50)), (torch.zeros(60, 6), torch.zeros(60))
+
+    class Model:
+        def error_rate(self, x, y):
+            assert x is train[0] and y is train[1]
+            return torch.tensor(0.0125)
+
+    ud = UpDownConfig(epochs=4, gibbs_steps=[3, 10], final_epochs=20, final_until_train_error=True).validate()
+    result = {}
+    _run_updown(Model(), ud, result, gen=None, train=train, all_data=everything,
+                valid=(None, None), folder=None, resume=False, checkpoint_every=1, log=lambda s: None, logger=None,
+                prog=None)
+    assert seen == [(50, 4, None, True), (60, 20, pytest.approx(0.0125), False)]
+    assert result["updown_train_error"] == pytest.approx(0.0125)
+    with pytest.raises(ConfigError, match="final_until_train_error needs final_epochs"):
+        UpDownConfig(final_until_train_error=True).validate()
+    with pytest.raises(ConfigError, match="final_until_train_error must be true or false"):
+        UpDownConfig(final_epochs=3, final_until_train_error="yes").validate()

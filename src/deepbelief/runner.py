@@ -175,6 +175,8 @@ def _notes(m: dict) -> str:
         out += f" swaps min {m['pt_swap_rate_min']:.2f} mean {m['pt_swap_rate_mean']:.2f}"
     if "valid_error" in m:  # free-energy (generative recipes) or classifier error on the validation split
         out += f" valid error {100 * m['valid_error']:.2f}%"
+    if "train_error" in m:  # the final up-down epochs' stopping rule (UpDownConfig.final_until_train_error)
+        out += f" train error {100 * m['train_error']:.2f}%"
     if "cg_evaluations_per_batch" in m:  # conjugate gradients: the line searches' cost
         out += f" ({m['cg_evaluations_per_batch']:.1f} evaluations per batch)"
     return out
@@ -317,6 +319,11 @@ def _run_updown(model, ud, result, *, gen, train, all_data, valid, folder, resum
     for name, (x, y), cfg, va in phases:
         if cfg.epochs == 0:
             continue
+        stop = None
+        if name == "updown_all" and ud.final_until_train_error:  # HOT 2006's rule for the final epochs
+            stop = result["updown_train_error"] = float(model.error_rate(*train))
+            log(f"  updown all: until the error on all {x.shape[0]} training images is at most "
+                f"{100 * stop:.2f}% (the training split's after the first phase), at most {cfg.epochs} epochs")
 
         def on_ud(epoch, m, name=name, cfg=cfg):
             log(f"  {name.replace('_', ' ')} epoch {epoch_of(epoch, cfg.epochs)} (K={m['gibbs_steps']}): "
@@ -326,7 +333,8 @@ def _run_updown(model, ud, result, *, gen, train, all_data, valid, folder, resum
 
         ckpt = folder / f"{name}.ckpt.safetensors" if folder is not None else None
         result[f"{name}_history"] = up_down(model, x, y, cfg, generator=gen, valid=va, callback=on_ud,
-                                            checkpoint=ckpt, resume=resume, checkpoint_every=checkpoint_every)
+                                            checkpoint=ckpt, resume=resume, checkpoint_every=checkpoint_every,
+                                            stop_train_error=stop)
     result["updown_seconds"] = time.perf_counter() - t0
 
 
@@ -351,10 +359,11 @@ def _plan(recipe, configs, ud, sizes, n_labels, n_train, n_all, dev) -> str:
             ud_flops += ud.final_epochs * (n_all // ud.batch_size) * cost.updown_batch_flops(
                 ud.batch_size, sizes, n_labels, ud.gibbs_steps[-1])
         ud_flops /= 0.6
-        ud_epochs = ud.epochs + (ud.final_epochs if recipe.n_valid else 0)
+        ud_epochs = ud.epochs + (ud.final_epochs if recipe.n_valid else 0)  # the most, with final_until_train_error
     rate = cost.gemm_rate(device=dev)
     greedy = sum(flops) / rate
     return (f"plan: greedy {', '.join(str(c.epochs) for c in configs)} epochs (about {fmt_seconds(greedy)}), "
-            f"up-down {ud_epochs} epochs (about {fmt_seconds(ud_flops / rate)}); estimated from the matmul count at "
+            f"up-down {'at most ' if ud is not None and ud.final_until_train_error else ''}{ud_epochs} epochs "
+            f"(about {fmt_seconds(ud_flops / rate)}); estimated from the matmul count at "
             f"this machine's measured rate ({rate / 1e9:.0f} GFLOP/s); a run with --checkpoint-dir can be "
             f"stopped and resumed")

@@ -82,6 +82,13 @@ class UpDownConfig(Schedule):
     #: after ``epochs`` on the training split, this many more on train + validation with the
     #: last K of the schedule (the paper's 59 epochs on all 60,000 images); recipes only
     final_epochs: int = 0
+    #: with ``final_epochs``: end the final epochs after the first whose free-energy error on
+    #: all the training images is at most the training split's error at the end of the first
+    #: phase, ``final_epochs`` being the most they run. HOT 2006, section 6.1: the network was
+    #: trained on all 60,000 images "until its error-rate on the full training set was as low
+    #: as its final error-rate had been on the initial training set of 44,000 images", which
+    #: took 59 epochs. Recipes only (``runner`` measures the target, ``fit(stop_train_error=)``)
+    final_until_train_error: bool = False
     #: PCD-K in the top RBM: the negative phase and the sleep phase from ``batch_size``
     #: persistent fantasy chains (labels sampled) instead of CD-K from each batch's wake state;
     #: the chains start at the first batch's wake state of each ``up_down`` call (so the final
@@ -110,6 +117,11 @@ class UpDownConfig(Schedule):
         if not isinstance(self.persistent, bool):
             raise ConfigError(f"persistent must be true or false, got {self.persistent!r}")
         check_int("final_epochs", self.final_epochs, minimum=0)
+        if not isinstance(self.final_until_train_error, bool):
+            raise ConfigError(f"final_until_train_error must be true or false, got {self.final_until_train_error!r}")
+        if self.final_until_train_error and not self.final_epochs:
+            raise ConfigError("final_until_train_error needs final_epochs > 0 (the most epochs the final phase "
+                              f"runs), got final_epochs={self.final_epochs}")
         self.clamped_chains = check_float("clamped_chains", self.clamped_chains, minimum=0.0, maximum=1.0)
         if self.clamped_chains and not self.persistent:
             raise ConfigError(f"clamped_chains needs persistent=true (it is a share of the persistent chains), "
@@ -119,8 +131,10 @@ class UpDownConfig(Schedule):
 
     def final_phase(self) -> "UpDownConfig":
         """The config of the ``final_epochs`` on all the data: that many epochs with the
-        schedule's last K, at ``lr_final`` if set (else ``lr``), constant."""
+        schedule's last K, at ``lr_final`` if set (else ``lr``), constant (its stopping rule,
+        ``final_until_train_error``, is the caller's: ``fit(stop_train_error=)``)."""
         return dataclasses.replace(self, epochs=self.final_epochs, gibbs_steps=[self.gibbs_steps[-1]], final_epochs=0,
+                                   final_until_train_error=False,
                                    lr=self.lr if self.lr_final is None else self.lr_final, lr_final=None)
 
     def gibbs_at(self, epoch: int) -> int:
@@ -389,12 +403,16 @@ class UpDownTrainer:
         callback: Callable[[int, dict], None] | None = None,
         checkpoint: str | Path | None = None,
         checkpoint_every: int = 1,
+        stop_train_error: float | None = None,
     ) -> list[dict]:
         """Train for the remaining epochs on images ``x`` (n, n_0) and int labels ``y`` (n,).
 
         Batches are slices of a permutation drawn from the run's generator; the host reads
         the monitors once per epoch (wake reconstruction error, and the free-energy
-        classification error on ``valid`` if given).
+        classification error on ``valid`` if given). With ``stop_train_error`` each epoch also
+        measures the free-energy error on all of ``x`` (``train_error``, of the model ``fit``
+        returns: the average when averaging) and training ends after the first epoch where it
+        is at most that value (a resumed run that had stopped does not train again).
         """
         cfg, model = self.cfg, self.model
         dev, dt = model.top.W.device, model.top.W.dtype
@@ -407,6 +425,7 @@ class UpDownTrainer:
         if valid is not None:
             xv = model._check_x(valid[0])
             yv = as_labels("valid y", valid[1], n_classes=model.n_labels, n_rows=xv.shape[0], device=dev)
+        y_int = y1.argmax(1) if stop_train_error is not None else None
         n_batches = n // cfg.batch_size
         balanced = None
         if cfg.balanced_batches:
@@ -422,9 +441,12 @@ class UpDownTrainer:
                 idx = perm[i * cfg.batch_size: (i + 1) * cfg.batch_size]
                 sse += self.step(x.index_select(0, idx), y1.index_select(0, idx), lr, cfg.momentum, k)
             out = {"recon_error": sse / (n_batches * cfg.batch_size)}
-            if valid is not None:
+            if valid is not None or stop_train_error is not None:
                 with self.average.swapped():
-                    out["valid_error"] = model.error_rate(xv, yv)
+                    if valid is not None:
+                        out["valid_error"] = model.error_rate(xv, yv)
+                    if stop_train_error is not None:
+                        out["train_error"] = model.error_rate(x, y_int)
             finite = torch.stack([torch.isfinite(p).all() for p in self.params]).to(dt)
             vals = torch.cat([torch.stack(list(out.values())).to(dt), finite]).tolist()  # one sync per epoch
             metrics = dict(zip(out, vals[: len(out)]))
@@ -435,8 +457,12 @@ class UpDownTrainer:
             metrics.update(epoch=epoch, gibbs_steps=k, lr=lr)
             return metrics
 
+        stopped = None
+        if stop_train_error is not None:
+            def stopped() -> bool:
+                return bool(self.history) and self.history[-1].get("train_error", math.inf) <= stop_train_error
         run_epochs(self, one_epoch, epochs=cfg.epochs, history=self.history, checkpoint=checkpoint,
-                   checkpoint_every=checkpoint_every, callback=self.average.wrap(callback))
+                   checkpoint_every=checkpoint_every, callback=self.average.wrap(callback), stopped=stopped)
         self.average.install_()  # the model fit() leaves is the average
         return self.history
 
@@ -474,6 +500,7 @@ def up_down(
     checkpoint: str | Path | None = None,
     checkpoint_every: int = 1,
     resume: bool = False,
+    stop_train_error: float | None = None,
 ) -> list[dict]:
     """Fine-tune ``model`` in place with contrastive wake-sleep; returns per-epoch metrics.
 
@@ -487,10 +514,12 @@ def up_down(
             it holds the weights, velocities, generator state and epoch.
         resume: continue from ``checkpoint`` if it exists; the result is bit-identical to an
             uninterrupted run on the same device.
+        stop_train_error: end after the first epoch whose free-energy error on ``x`` is at
+            most this (``UpDownTrainer.fit``); ``config.epochs`` is then the most it runs.
     """
     trainer = UpDownTrainer(model, config or UpDownConfig(), generator)
     if resume and checkpoint is not None and Path(checkpoint).exists():
         trainer.load_checkpoint(checkpoint)
     x = as_data("x", x, n_features=model.sizes[0], device=model.top.W.device, dtype=model.top.W.dtype)
     return trainer.fit(x, y, valid=valid, callback=callback, checkpoint=checkpoint,
-                       checkpoint_every=checkpoint_every)
+                       checkpoint_every=checkpoint_every, stop_train_error=stop_train_error)

@@ -163,6 +163,10 @@ TRAIN_FLAGS: dict[str, tuple[tuple[str, ...], str]] = {
                         "generative recipes (hot2006): up-down epochs on the training split (the paper: 300)"),
     "--updown-final-epochs": (("updown.final_epochs",),
                               "generative recipes: up-down epochs on all training images afterwards (the paper: 59)"),
+    "--updown-final-until-train-error": (("updown.final_until_train_error",),
+                                         "generative recipes: end those final epochs once the error on all "
+                                         "training images is as low as the training split's was after the first "
+                                         "phase (the paper's rule; it took 59); --updown-final-epochs is the most"),
     "--updown-lr-final": (("updown.lr_final",),
                           "generative recipes: up-down's learning rate at its last epoch, reached linearly "
                           "(the final epochs on all the data continue at it); default: constant"),
