@@ -200,6 +200,11 @@ def main(argv=None) -> int:
                    help="with a transposed second layer that trains: also estimate the bound at its start (one more "
                         "AIS), which equals the RBM's log-likelihood exactly, so the two AIS estimates' disagreement "
                         "and the layer's gain by one estimator are reported beside the bound")
+    p.add_argument("--train-data", choices=("fixed", "fresh"), default="fixed",
+                   help="what the RBMs train on: 'fixed', the training images binarised once (seed 0, the "
+                        "set every figure is measured on); 'fresh', a new binary draw of the training images' "
+                        "intensities in every mini-batch (RBMTrainConfig.sample_data), the figures still on "
+                        "the fixed sets")
     p.add_argument("--train-size", type=int, default=None, help="use the first N training images")
     p.add_argument("--checkpoint-dir", default=None,
                    help="checkpoint every RBM's training here (<model>.ckpt.safetensors); a rerun of the same "
@@ -255,10 +260,14 @@ def main(argv=None) -> int:
 
     ds = load_dataset("mnist-binarized", data_dir=args.data_dir, download=False)
     x_train = ds.x_train.to(dev)
+    # the rows the RBMs train on: the fixed binary images, or (fresh) the intensities they were drawn from
+    x_fit = x_train if args.train_data == "fixed" else \
+        load_dataset("mnist", data_dir=args.data_dir, download=False).x_train.to(dev)
     if args.train_size:
-        x_train = x_train[: args.train_size]
+        x_train, x_fit = x_train[: args.train_size], x_fit[: args.train_size]
     x_test = ds.x_test.to(dev)
-    print(f"binarised MNIST: train {tuple(x_train.shape)}, test {tuple(x_test.shape)}, device {dev}")
+    print(f"binarised MNIST: train {tuple(x_train.shape)}, test {tuple(x_test.shape)}, device {dev}"
+          f"{'; training on a fresh binary draw of the intensities in every mini-batch' if args.train_data == 'fresh' else ''}")
     gen = make_generator(args.seed, dev)
 
     def ais(rbm, base, betas, generator=None):
@@ -286,6 +295,7 @@ def main(argv=None) -> int:
             cfg.lr, cfg.lr_final, cfg.final_momentum = args.lr, args.lr_final, args.cd_final_momentum
             if args.k_ramp and k > 1:  # Salakhutdinov & Murray (2008): k raised gradually to 25
                 cfg.k, cfg.k_final = 1, k
+        cfg.sample_data = args.train_data == "fresh"
         for field, value in field_values("--rbm", RBMTrainConfig, args.rbm).items():
             setattr(cfg, field, value)
         cfg.validate()
@@ -315,7 +325,7 @@ def main(argv=None) -> int:
         if ckpt is not None:
             ckpt.parent.mkdir(parents=True, exist_ok=True)
         from_ckpt = ckpt is not None and ckpt.exists()  # then its seconds are the resumed part's only
-        train_rbm(rbm, x_train, cfg, generator=gen, callback=on_epoch, checkpoint=ckpt, resume=from_ckpt)
+        train_rbm(rbm, x_fit, cfg, generator=gen, callback=on_epoch, checkpoint=ckpt, resume=from_ckpt)
         if dev.type == "cuda":
             torch.cuda.synchronize()
         train_s = time.perf_counter() - t0 - curve_s[0]  # the curve's AIS runs are not training

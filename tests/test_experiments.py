@@ -572,3 +572,31 @@ def test_mnist_loglik_resumed_run_reuses_a_finished_model_and_makes_the_same_fig
     third = run(tmp_path / "a")
     assert len(ais_calls) == 1 and "reused" not in third["CD-1"]  # CD-1 recomputed; PCD reused
     assert third["CD-1"]["test_loglik"] == whole["CD-1"]["test_loglik"]
+
+
+def test_mnist_loglik_fresh_training_data_draws_from_the_intensities(monkeypatch, tmp_path):
+    """``--train-data fresh``: the RBMs train on the grey-level training images with a new binary
+    draw per mini-batch (sample_data), while every figure (AIS base rates, train and test
+    log-likelihoods) is measured on the fixed binarised sets; ``fixed`` trains on those."""
+    from types import SimpleNamespace
+
+    mnist_loglik = _tiny_mnist_loglik(monkeypatch)
+    g = torch.Generator().manual_seed(4)
+    grey = SimpleNamespace(x_train=torch.rand(60, 12, generator=g), x_test=torch.rand(20, 12, generator=g))
+    binary = SimpleNamespace(x_train=(torch.rand(60, 12, generator=g) < grey.x_train).float(),
+                             x_test=(torch.rand(20, 12, generator=g) < grey.x_test).float())
+    monkeypatch.setattr(mnist_loglik, "load_dataset", lambda name, **k: binary if name == "mnist-binarized" else grey)
+    seen, real_train = [], mnist_loglik.train_rbm
+    monkeypatch.setattr(mnist_loglik, "train_rbm", lambda rbm, x, cfg, **k: seen.append((x, cfg.sample_data)) or
+                        real_train(rbm, x, cfg, **k))
+    bases, real_ais = [], mnist_loglik.ais_log_partition
+    monkeypatch.setattr(mnist_loglik, "ais_log_partition", lambda *a, **k: bases.append(k["base_data"]) or
+                        real_ais(*a, **k))
+    for mode, data in (("fresh", grey.x_train), ("fixed", binary.x_train)):
+        seen.clear(), bases.clear()
+        out = tmp_path / f"{mode}.json"
+        mnist_loglik.main([*_TINY, "--curve-points", "0", "--train-data", mode, "--out", str(out)])
+        assert len(seen) == 2 and all(torch.equal(x, data) and s == (mode == "fresh") for x, s in seen)
+        assert len(bases) == 2 and all(torch.equal(b, binary.x_train) for b in bases)
+        models = json.loads(out.read_text())["models"]
+        assert all(m["config"]["sample_data"] == (mode == "fresh") for m in models.values())
