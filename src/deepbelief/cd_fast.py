@@ -60,11 +60,11 @@ def binary_cd_step(trainer, v0: Tensor, lr: float, momentum: float) -> None:
         sampler.chains = vn
     else:
         nb, p = b, p0
-        for _ in range(sampler.k):
+        for step in range(sampler.k):
             h = torch.lt(torch.rand(p.shape, generator=gen, device=p.device, dtype=p.dtype, out=buf["h"]), p,
                          out=buf["h"])
             vn = torch.addmm(vb, h, W.T, out=buf["pv"]).sigmoid_()
-            if sampler.sample_visible:
+            if sampler.sample_visible or step < sampler.k - 1:  # only the last reconstruction may be E[v | h]
                 u = torch.rand(vn.shape, generator=gen, device=vn.device, dtype=vn.dtype)
                 vn = torch.lt(u, vn, out=u)
             p = torch.addmm(hb, vn, W, out=buf["pn"]).sigmoid_()

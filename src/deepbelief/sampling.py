@@ -25,9 +25,12 @@ from deepbelief.rbm import RBM
 
 
 class CD:
-    """CD-k. ``sample_visible=False`` uses E[v | h] for the reconstructions, which Hinton's
-    practical guide (section 3.2) recommends for binary data: it lowers sampling noise and
-    leaves the hidden states, which carry the information bottleneck, sampled."""
+    """CD-k. ``sample_visible=False`` uses E[v | h] for the reconstruction, the last visible
+    state of the k steps, which Hinton's practical guide (section 3.2) recommends for binary
+    data: it lowers sampling noise and leaves the hidden states, which carry the information
+    bottleneck, sampled. The k - 1 visible states before it are always sampled: with means
+    in their place the k steps would not be a Gibbs chain of the model (before 2026-12-06 they
+    were means, which left CD-25 some 14-20 nats behind the paper, benchmarks/RESULTS.md)."""
 
     name = "cd"
 
@@ -41,10 +44,10 @@ class CD:
         # learned variances are fitted to E[(v - b)^2]: a mean-field reconstruction has no
         # noise, so it would under-estimate that term and push the variances up (units.py)
         sample = self.sample_visible or rbm.visible.sample_negative
-        for _ in range(self.k):
+        for step in range(self.k):
             h = rbm.hidden.sample(x, gen)
             xv = rbm.visible_input(h)
-            v = rbm.visible.sample(xv, gen) if sample else rbm.visible.mean(xv)
+            v = rbm.visible.sample(xv, gen) if sample or step < self.k - 1 else rbm.visible.mean(xv)
             x = rbm.hidden_input(v)
         return v, x
 
