@@ -29,8 +29,8 @@ class CD:
     state of the k steps, which Hinton's practical guide (section 3.2) recommends for binary
     data: it lowers sampling noise and leaves the hidden states, which carry the information
     bottleneck, sampled. The k - 1 visible states before it are always sampled: with means
-    in their place the k steps would not be a Gibbs chain of the model (before 2026-12-06 they
-    were means, which left CD-25 some 14-20 nats behind the paper, benchmarks/RESULTS.md)."""
+    in their place the k steps would not be a Gibbs chain of the model (they were means before
+    2026-12-06; benchmarks/RESULTS.md has the CD-25 row before and after)."""
 
     name = "cd"
 
