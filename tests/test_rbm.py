@@ -260,7 +260,6 @@ def test_cd_k_steps_are_a_gibbs_chain_with_only_the_last_reconstruction_a_mean()
 
     from deepbelief.sampling import CD
 
-    torch.manual_seed(0)
     g = torch.Generator().manual_seed(11)
     nv, nh, k, n = 3, 2, 3, 20_000
     rbm = RBM(nv, nh, generator=g).double()
