@@ -119,6 +119,8 @@ def test_train_flags_are_derived_from_the_config_fields_they_set():
                               "--transform", "none", "--init", "pretrained"])
     r = _recipe_from_args(args)
     assert (r.rbm.epochs, r.rbm.lr, r.rbm.batch_size, r.rbm.centering, r.rbm.n_chains) == (3, 0.02, 10, True, 7)
+    assert not r.rbm.sample_data
+    assert _recipe_from_args(parser.parse_args(["train", "--sample-data"])).rbm.sample_data is True
     assert (r.finetune.epochs, r.finetune.batch_size, r.finetune.dropout) == (4, 10, 0.1)
     assert r.layers == [30, 20] and r.input_transform == "none" and r.updown is None
     with pytest.raises(SystemExit):  # the type comes from the field: an int field refuses 0.5

@@ -147,6 +147,10 @@ TRAIN_FLAGS: dict[str, tuple[tuple[str, ...], str]] = {
     "--fast-decay": (("rbm.fast_decay",), "--method fpcd: the fast weights' decay per update (default 0.95)"),
     "--pt-min-beta": (("rbm.pt_min_beta",),
                       "--method pt: the lowest inverse temperature (default 0: uniform; geometric needs > 0)"),
+    "--sample-data": (("rbm.sample_data",),
+                      "train every RBM on a fresh binary draw of its data in every mini-batch (grey-level images, "
+                      "or the probabilities Q(h given v) of the layer below); on MNIST the best 500-hidden RBM "
+                      "(docs/5-evaluation.md); Bernoulli visible units only"),
     "--average-decay": (("rbm.average_decay",),
                         "keep a moving average of the RBM parameters over updates with this decay per "
                         "update and return it as the model (e.g. 0.999; default 0: the last iterate)"),
