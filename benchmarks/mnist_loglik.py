@@ -251,6 +251,9 @@ def main(argv=None) -> int:
         raise SystemExit(f"--layer2-rbm cannot set {', '.join(owned)}: use --layer2-epochs / --layer2-lr (epochs, "
                          f"lr, lr_final = lr / 100) and --layer2-data (sample_data); the visible biases come from "
                          f"the start. Got {args.layer2_rbm}")
+    if "sample_data" in field_values("--rbm", RBMTrainConfig, args.rbm):
+        raise SystemExit(f"--rbm cannot set sample_data: use --train-data fresh (a new binary draw of the training "
+                         f"images' intensities in every mini-batch) or fixed; got {args.rbm}")
     if args.layer2 and l2_epochs == 0 and (args.layer2 != 784 or args.layer3 not in (0, args.hidden)):
         raise SystemExit(f"--layer2-epochs 0 trains nothing, so it needs the transposed starts, where the bound is "
                          f"the RBM's: --layer2 784 and --layer3 0 or {args.hidden}; got --layer2 {args.layer2} "

@@ -370,6 +370,7 @@ def test_benchmark_field_values_read_each_field_by_its_type(monkeypatch):
     (["--layer2-rbm", "sample_data=true"], "--layer2-rbm cannot set sample_data.*--layer2-data"),
     (["--layer2-epochs", "0", "--layer2", "300"], "needs the transposed starts"),
     (["--layer2-epochs", "0", "--layer3", "7"], "needs the transposed starts"),
+    (["--rbm", "sample_data=true"], "--rbm cannot set sample_data.*--train-data"),
 ])
 def test_mnist_loglik_refuses_bad_second_layer_flags_before_loading_anything(monkeypatch, flags, said):
     monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[1] / "benchmarks"))
