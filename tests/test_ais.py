@@ -1,6 +1,7 @@
 """AIS, log-likelihoods and the DBN bound against exact enumeration on tiny models."""
 
 import math
+from functools import partial
 
 import pytest
 import torch
@@ -21,6 +22,8 @@ from deepbelief.errors import ConfigError, DataError
 from deepbelief.rbm import RBM
 from deepbelief.units import Bernoulli, Gaussian, Joint, Softmax
 
+from _models import tiny_rbm
+
 
 @pytest.fixture(autouse=True)
 def one_thread():
@@ -36,14 +39,7 @@ def gen(seed):
     return torch.Generator().manual_seed(seed)
 
 
-def tiny(seed=0, nv=10, nh=8, scale=1.0, visible=None, hidden=None):
-    g = gen(seed)
-    r = RBM(visible or nv, hidden or nh, weight_std=scale, generator=g).double()
-    with torch.no_grad():
-        for name, p in r.named_parameters():
-            if name.endswith("bias"):
-                p.copy_(torch.randn(p.shape, generator=g, dtype=torch.float64) * 0.5)
-    return r
+tiny = partial(tiny_rbm, nv=10, nh=8)
 
 
 def binary_data(n, d, p=0.3, seed=3):

@@ -24,14 +24,11 @@ from deepbelief.rbm import RBM
 from deepbelief.stacking import pretrain_stack
 from deepbelief.training import RBMTrainConfig, make_generator
 
+from _models import tiny_rbm
 
-def _rbm(nv, nh, seed, scale=1.0):
-    g = torch.Generator().manual_seed(seed)
-    r = RBM(nv, nh, weight_std=scale, generator=g).double()
-    with torch.no_grad():
-        r.visible.bias.copy_(torch.randn(nv, generator=g, dtype=torch.float64) * 0.5)
-        r.hidden.bias.copy_(torch.randn(nh, generator=g, dtype=torch.float64) * 0.5)
-    return r
+
+def _rbm(nv, nh, seed):
+    return tiny_rbm(seed, nv, nh)
 
 
 def _log_p_dbn(r1, r2, v):

@@ -9,15 +9,10 @@ from deepbelief import exact
 from deepbelief.rbm import RBM
 from deepbelief.units import Bernoulli, Gaussian, Joint, Softmax
 
+from _models import tiny_rbm
 
-def tiny(seed=0, nv=6, nh=4, scale=1.0, visible=None, hidden=None):
-    g = torch.Generator().manual_seed(seed)
-    r = RBM(visible or nv, hidden or nh, weight_std=scale, generator=g).double()
-    with torch.no_grad():
-        for name, p in r.named_parameters():
-            if name.endswith("bias"):
-                p.copy_(torch.randn(p.shape, generator=g, dtype=torch.float64) * 0.5)
-    return r
+
+tiny = tiny_rbm
 
 
 def test_free_energy_equals_enumerated_sum():

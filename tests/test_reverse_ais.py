@@ -3,6 +3,7 @@
 it sandwiches the exact test log-likelihood."""
 
 import math
+from functools import partial
 
 import pytest
 import torch
@@ -13,17 +14,13 @@ from deepbelief.errors import ConfigError
 from deepbelief.rbm import RBM
 from deepbelief.reverse_ais import raise_log_prob
 
+from _models import tiny_rbm
+
 
 # one OpenMP thread for these thousands of tiny ops: tests/conftest.py sets it for the session
 
 
-def tiny(seed=0, nv=5, nh=4, scale=1.5):
-    g = torch.Generator().manual_seed(seed)
-    r = RBM(nv, nh, weight_std=scale, generator=g).double()
-    with torch.no_grad():
-        r.visible.bias.copy_(torch.randn(nv, generator=g, dtype=torch.float64) * 0.5)
-        r.hidden.bias.copy_(torch.randn(nh, generator=g, dtype=torch.float64) * 0.5)
-    return r
+tiny = partial(tiny_rbm, nv=5, nh=4, scale=1.5)
 
 
 def _bern_prob(states, x):
