@@ -234,8 +234,9 @@ RECIPES.update({
     # constraints"; the pre-trained rows' norms exceed the published c = 3-4, see
     # docs/2-training.md); max_norm is there to try. 1,000 epochs with the rate decaying by
     # 0.995 (the start and end rates of 500 at 0.99): about 60 min of fine-tuning on the 2-core
-    # CPU at two threads (the papers: 1,000 and more), 1.01% and 0.93% (seeds 0, 1); on the guide's start 100 epochs
-    # at 0.98 gave 1.13%, 300 at 0.98 1.08%, 500 at 0.99 1.04% (twice; seed 0 each). The
+    # CPU at two threads (the papers: 1,000 and more), 1.01%, 0.93% and 0.93% (seeds 0, 1, 2;
+    # mean 0.957%); on the guide's start 100 epochs at 0.98 gave 1.13%, 300 at 0.98 1.08%, 500
+    # at 0.99 1.04% (twice; seed 0 each). The
     # start differs from hinton2006's (rbm.m's 0.1 weights and zero visible biases, which help
     # its CG fine-tuning): on that start this fine-tuning gave
     # 1.15% (seed 0 each; benchmarks/RESULTS.md, 2026-12-05), so each row gets the start
