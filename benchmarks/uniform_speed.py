@@ -3,7 +3,8 @@
 The fused up-down step draws all its random numbers in one block (rng.StepUniforms: numpy's
 PCG64, float32); at K = 10 that is about 2.6 million numbers per batch of 100. This script
 times, alternating, medians of ``--repeats``:
-  - "pcg64_float32": what StepUniforms does (numpy Generator(PCG64).random(n, float32));
+  - "step_uniforms": the library's own block (rng.StepUniforms: one seed drawn from a
+    torch.Generator, then numpy Generator(PCG64).random(n, float32));
   - "pcg64_raw": the bit generator's 64-bit raw draws alone (n / 2 of them), the floor of
     any float32 made from PCG64's output;
   - "pcg64_raw_split": those draws split into two 32-bit halves and turned into float32 on
@@ -24,6 +25,7 @@ import numpy as np
 import torch
 
 import _bench
+from deepbelief.rng import StepUniforms
 
 
 def _split_to_float32(raw: np.ndarray, n: int) -> torch.Tensor:
@@ -35,10 +37,9 @@ def _split_to_float32(raw: np.ndarray, n: int) -> torch.Tensor:
 def candidates(n: int) -> dict:
     half = (n + 1) // 2
     pcg, sfc, philox = np.random.PCG64(1), np.random.SFC64(1), np.random.Philox(1)
-    gen = np.random.Generator(np.random.PCG64(1))
-    tgen = torch.Generator().manual_seed(1)
+    tgen, sgen, like = torch.Generator().manual_seed(1), torch.Generator().manual_seed(2), torch.zeros(1)
     return {
-        "pcg64_float32": lambda: torch.from_numpy(gen.random(n, dtype=np.float32)),
+        "step_uniforms": lambda: StepUniforms(sgen, n, like).block,
         "pcg64_raw": lambda: pcg.random_raw(half),
         "pcg64_raw_split": lambda: _split_to_float32(pcg.random_raw(half), n),
         "sfc64_raw": lambda: sfc.random_raw(half),
