@@ -571,7 +571,7 @@ def test_final_epochs_stop_once_the_training_error_is_as_low_as_asked(tmp_path):
 def test_the_recipe_s_final_phase_stops_at_the_first_phase_s_training_error(monkeypatch):
     """run_recipe's final phase with ``final_until_train_error``: the target is the model's
     free-energy error on the training split after the first phase; only the final phase stops
-    by it, and ``final_epochs`` is the most it runs. The option needs final_epochs."""
+    by it, and ``final_epochs`` is the most it runs; with final_epochs 0 there is no final phase."""
     import deepbelief.wake_sleep as ws
     from deepbelief.runner import _run_updown
 
@@ -592,7 +592,10 @@ def test_the_recipe_s_final_phase_stops_at_the_first_phase_s_training_error(monk
                 prog=None)
     assert seen == [(50, 4, None, True), (60, 20, pytest.approx(0.0125), False)]
     assert result["updown_train_error"] == pytest.approx(0.0125)
-    with pytest.raises(ConfigError, match="final_until_train_error needs final_epochs"):
-        UpDownConfig(final_until_train_error=True).validate()
+    seen.clear()
+    _run_updown(Model(), dataclasses.replace(ud, final_epochs=0).validate(), {}, gen=None, train=train,
+                all_data=everything, valid=(None, None), folder=None, resume=False, checkpoint_every=1,
+                log=lambda s: None, logger=None, prog=None)
+    assert seen == [(50, 4, None, True)]  # no final phase, and no target measured for it
     with pytest.raises(ConfigError, match="final_until_train_error must be true or false"):
         UpDownConfig(final_epochs=3, final_until_train_error="yes").validate()

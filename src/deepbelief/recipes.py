@@ -185,8 +185,10 @@ RECIPES: dict[str, Recipe] = {
     # epochs of CD-1 (ours: the top RBM by PCD, see below) in class-balanced mini-batches (10
     # images per class) on the first 50,000 training images, the last 10,000 held out to
     # watch the free-energy error; then 300 epochs of contrastive wake-sleep with 3, 6, 10
-    # top-level Gibbs iterations (ours: from persistent chains, see below), and 59 more epochs
-    # on all 60,000 images.
+    # top-level Gibbs iterations (ours: from persistent chains, see below), then more epochs on
+    # all 60,000 images "until its error-rate on the full training set was as low as its final
+    # error-rate had been on the initial training set" (the paper's rule; 59 epochs there, at
+    # most 100 here).
     "hot2006": Recipe(
         name="hot2006",
         dataset="mnist",
@@ -216,10 +218,15 @@ RECIPES: dict[str, Recipe] = {
         # the moving average of the up-down iterates (average_decay 0.999, deepbelief.averaging):
         # on the same greedy model 1.36% -> 1.30%, samples 93.0% -> 94.1% (lowest, the 1s, 79%
         # both), validation after 100 epochs 1.75% -> 1.60%, after 300 1.41% -> 1.43% (one run
-        # each, 2026-12-05: within seed noise at the end; it costs one lerp per update)
+        # each, 2026-12-05: within seed noise at the end; it costs one lerp per update). The
+        # final phase by the paper's rule (final_until_train_error), at most 100 epochs, instead
+        # of a fixed 59: the rule was not met in 100 (error on all 60,000 1.17% -> 1.13%, the
+        # target 1.09%), test error 1.28% (the fixed 59 on another greedy model: 1.30%),
+        # figure-8 samples 95.7% (lowest, the 1s, 87.0%; the fixed 59: 94.9% and 85.6%) (one
+        # run each, 500 samples per class, 2026-12-05/06, benchmarks/RESULTS.md)
         updown=UpDownConfig(epochs=300, batch_size=100, lr=0.01, lr_final=0.001, momentum=0.5,
-                            gibbs_steps=[3, 6, 10], balanced_batches=True, final_epochs=59, persistent=True,
-                            average_decay=0.999),
+                            gibbs_steps=[3, 6, 10], balanced_batches=True, final_epochs=100,
+                            final_until_train_error=True, persistent=True, average_decay=0.999),
     ),
 }
 RECIPES.update({

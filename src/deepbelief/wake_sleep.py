@@ -87,7 +87,8 @@ class UpDownConfig(Schedule):
     #: phase, ``final_epochs`` being the most they run. HOT 2006, section 6.1: the network was
     #: trained on all 60,000 images "until its error-rate on the full training set was as low
     #: as its final error-rate had been on the initial training set of 44,000 images", which
-    #: took 59 epochs. Recipes only (``runner`` measures the target, ``fit(stop_train_error=)``)
+    #: took 59 epochs. Recipes only (``runner`` measures the target, ``fit(stop_train_error=)``);
+    #: with ``final_epochs`` 0 there is no final phase for it to end (greedy-only runs of hot2006)
     final_until_train_error: bool = False
     #: PCD-K in the top RBM: the negative phase and the sleep phase from ``batch_size``
     #: persistent fantasy chains (labels sampled) instead of CD-K from each batch's wake state;
@@ -119,9 +120,6 @@ class UpDownConfig(Schedule):
         check_int("final_epochs", self.final_epochs, minimum=0)
         if not isinstance(self.final_until_train_error, bool):
             raise ConfigError(f"final_until_train_error must be true or false, got {self.final_until_train_error!r}")
-        if self.final_until_train_error and not self.final_epochs:
-            raise ConfigError("final_until_train_error needs final_epochs > 0 (the most epochs the final phase "
-                              f"runs), got final_epochs={self.final_epochs}")
         self.clamped_chains = check_float("clamped_chains", self.clamped_chains, minimum=0.0, maximum=1.0)
         if self.clamped_chains and not self.persistent:
             raise ConfigError(f"clamped_chains needs persistent=true (it is a share of the persistent chains), "
