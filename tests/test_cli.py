@@ -136,6 +136,11 @@ def test_train_flags_are_derived_from_the_config_fields_they_set():
     assert (f.updown.final_until_train_error, f.updown.final_epochs) == (True, 120)
     g0 = _recipe_from_args(parser.parse_args(["train", "--recipe", "hot2006", "--finetune-epochs", "0"]))
     assert (g0.updown.epochs, g0.updown.final_epochs, g0.finetune) == (0, 0, None)
+    # the README's short variant: the recipe's stopping rule with no final phase to stop
+    s = _recipe_from_args(parser.parse_args(["train", "--recipe", "hot2006", "--updown-epochs", "10",
+                                             "--updown-final-epochs", "0"]))
+    assert (s.updown.epochs, s.updown.final_epochs, s.updown.final_until_train_error) == (10, 0, True)
+    s.updown.validate()
     # an RBM flag sets every RBM: the recipe's per-layer value (hot2006's top: PCD, 60 epochs) gives way
     plain = get_recipe("hot2006").rbm_configs()
     assert (plain[0].epochs, plain[2].epochs, plain[2].method) == (30, 60, "pcd")
