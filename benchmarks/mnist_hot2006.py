@@ -168,6 +168,7 @@ def main(argv=None) -> int:
     if a.greedy_only:
         res["total_seconds_this_run"] = time.perf_counter() - t_all
         res["resumed"], res["machine"] = resume, machine_info(a.device)
+        res["finished"] = True
         write_json(a.out, res)
         if a.headline and not q:
             record_headline({"hot2006_greedy_test_error_pct": round(res["greedy_test_error_pct"], 2)},
@@ -186,6 +187,7 @@ def main(argv=None) -> int:
     res["total_seconds_this_run"] = time.perf_counter() - t_all
     res["resumed"] = resume
     res["machine"] = machine_info(a.device)
+    res["finished"] = True  # the JSON is written in parts (after greedy too): this marks the whole run
     from deepbelief.io import save_model
 
     save_model(work / "hot2006.safetensors", model, metrics={"test_error": out["test_error"]},
