@@ -104,6 +104,25 @@ def test_more_finetune_epochs_on_resume_continue_to_the_straight_run(tmp_path, m
                  "--resume"]) == 2  # more RBM epochs: finished layers would not be retrained
 
 
+def test_more_final_updown_epochs_on_resume_continue_to_the_straight_run(tmp_path, monkeypatch):
+    """A finished hot2006 run given a higher cap on its final up-down epochs continues that
+    phase (chains, averages and generator from its checkpoint) to exactly the weights of a
+    run started with the higher cap; other up-down fields may still not change."""
+    monkeypatch.chdir(tmp_path)
+    base = ["train", "--recipe", "hot2006", "--dataset", "digits", "--layers", "16,16,32", "--epochs", "1",
+            "--batch-size", "50", "--updown-epochs", "1", "--no-updown-final-until-train-error",
+            "--device", "cpu", "--quiet"]
+    assert main([*base, "--updown-final-epochs", "3", "-o", "straight.safetensors"]) == 0
+    assert main([*base, "--updown-final-epochs", "1", "--checkpoint-dir", "ck", "-o", "a.safetensors"]) == 0
+    assert main([*base, "--updown-final-epochs", "3", "--checkpoint-dir", "ck", "--resume",
+                 "-o", "b.safetensors"]) == 0
+    s, a, b = (load_tensors(f"{n}.safetensors")[0] for n in ("straight", "a", "b"))
+    assert all(torch.equal(s[k], b[k]) for k in s)
+    assert not all(torch.equal(s[k], a[k]) for k in s)  # the two more epochs trained
+    assert main([*base, "--updown-final-epochs", "3", "--updown-lr-final", "0.0001", "--checkpoint-dir", "ck",
+                 "--resume"]) == 2
+
+
 @pytest.mark.parametrize("argv,needles", [
     (["--metrics-csv", "x", "-o", "x"], ["-o", "--metrics-csv", "'x'", "same path"]),
     (["--metrics-json", "m.safetensors", "-o", "m.safetensors"], ["--metrics-json", "same path"]),

@@ -297,4 +297,4 @@ def pretraining_key(recipe: Recipe, seed: int) -> str:
 
 
 #: recipe fields that may change on resume: more epochs of a phase continue it
-RESUME_MAY_CHANGE = ("finetune.epochs", "updown.epochs", "finetune.fast")
+RESUME_MAY_CHANGE = ("finetune.epochs", "updown.epochs", "updown.final_epochs", "finetune.fast")

@@ -477,7 +477,8 @@ class UpDownTrainer:
 
     def load_checkpoint(self, path: str | Path) -> None:
         tensors, meta = load_run(path, kind="updown_checkpoint", model=self.model.config(), train=self.cfg,
-                                 device=self.model.top.W.device, generator=self.gen, allowed=("epochs", "fast"))
+                                 device=self.model.top.W.device, generator=self.gen,
+                                 allowed=("epochs", "fast", "final_epochs"))  # final_epochs: the runner's, not ours
         self.average.restore_()
         restore_training_state(path, self.model, tensors, self.names, self.velocities)
         self.average.load_(path, tensors, self.names)
