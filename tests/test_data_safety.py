@@ -104,7 +104,7 @@ def test_more_finetune_epochs_on_resume_continue_to_the_straight_run(tmp_path, m
                  "--resume"]) == 2  # more RBM epochs: finished layers would not be retrained
 
 
-def test_more_final_updown_epochs_on_resume_continue_to_the_straight_run(tmp_path, monkeypatch):
+def test_more_final_updown_epochs_on_resume_continue_to_the_straight_run(tmp_path, monkeypatch, capsys):
     """A finished hot2006 run given a higher cap on its final up-down epochs continues that
     phase (chains, averages and generator from its checkpoint) to exactly the weights of a
     run started with the higher cap; other up-down fields may still not change."""
@@ -119,8 +119,10 @@ def test_more_final_updown_epochs_on_resume_continue_to_the_straight_run(tmp_pat
     s, a, b = (load_tensors(f"{n}.safetensors")[0] for n in ("straight", "a", "b"))
     assert all(torch.equal(s[k], b[k]) for k in s)
     assert not all(torch.equal(s[k], a[k]) for k in s)  # the two more epochs trained
+    capsys.readouterr()
     assert main([*base, "--updown-final-epochs", "3", "--updown-lr-final", "0.0001", "--checkpoint-dir", "ck",
                  "--resume"]) == 2
+    assert "updown.lr_final" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("argv,needles", [
