@@ -16,7 +16,7 @@ import torch
 from deepbelief import ConfigError
 from deepbelief import checkpoint as ck
 from deepbelief.cli import main
-from deepbelief.io import load_tensors
+from deepbelief.io import atomic_write_bytes, load_tensors
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = ["--layers", "8", "--epochs", "2", "--finetune-epochs", "2", "--batch-size", "50", "--device", "cpu"]
@@ -158,6 +158,44 @@ def test_sigterm_ends_like_ctrl_c_with_status_143_and_the_checkpoint_intact(tmp_
     assert "terminated (SIGTERM)" in err and "--resume" in err and "Traceback" not in err
     assert load_tensors(ckpt)[1]["epoch"] >= 1  # a whole, checksummed checkpoint
     assert not list((tmp_path / "ck").glob(".*.tmp")) and not (tmp_path / "m.safetensors").exists()
+
+
+def _interrupt_at(n: int):
+    """A trace function that raises KeyboardInterrupt (what the SIGTERM handler raises) at the
+    n-th line or return event of any Python frame: a signal arriving at that instant."""
+    count = 0
+
+    def tracer(frame, event, arg):
+        nonlocal count
+        if event in ("line", "return"):
+            count += 1
+            if count == n:
+                raise KeyboardInterrupt
+        return tracer
+
+    return tracer
+
+
+def test_an_interrupt_at_any_instant_of_an_atomic_write_leaves_the_old_or_new_file_and_no_temporary(tmp_path):
+    # Every instant, one after the other, until the write completes uninterrupted. (The SIGTERM
+    # test above once left a temporary behind: tempfile.mkstemp had created the file and was
+    # interrupted before it returned the name.)
+    dest = tmp_path / "m.bin"
+    n, interrupted = 0, True
+    while interrupted:
+        n += 1
+        dest.write_bytes(b"old")
+        sys.settrace(_interrupt_at(n))
+        try:
+            atomic_write_bytes(dest, b"new")
+            interrupted = False
+        except KeyboardInterrupt:
+            pass
+        finally:
+            sys.settrace(None)
+        assert [p.name for p in tmp_path.iterdir()] == ["m.bin"], n
+        assert dest.read_bytes() in ((b"old", b"new") if interrupted else (b"new",)), n  # after the rename: new
+    assert n > 20  # the instants before, during and after the temporary file's creation were all tried
 
 
 def test_progress_shows_i_of_n_elapsed_and_eta(tmp_path, monkeypatch, capsys):

@@ -16,8 +16,8 @@ from __future__ import annotations
 import json
 import os
 import re
+import secrets
 import stat
-import tempfile
 from pathlib import Path
 import torch
 
@@ -47,7 +47,7 @@ _TMP_PATTERN = re.compile(r"^\..+\.[A-Za-z0-9_]{8}\.tmp$")
 
 def output_mode(path: str | os.PathLike) -> int:
     """The permission bits a plain ``open(path, "w")`` would leave: an existing file keeps
-    its own, a new one gets 0o666 minus the umask. (mkstemp creates 0o600 files, which the
+    its own, a new one gets 0o666 minus the umask. (the temporary file is created 0o600, which the
     rename would otherwise carry over to every output.)"""
     try:
         return stat.S_IMODE(os.stat(path).st_mode)
@@ -73,6 +73,33 @@ def remove_stale_temporaries(folder: str | os.PathLike, name: str | None = None)
     return removed
 
 
+class Temporary:
+    """A temporary file ``<prefix><8 random hex digits><suffix>`` in ``folder`` whose name is
+    known before the file exists: ``create()`` sets ``path`` first, then creates the file
+    (0o600, exclusive) and returns its descriptor, so ``remove()`` in a handler finds the
+    file whatever instant an interrupt came at. (``tempfile.mkstemp`` returns the name only
+    after creating the file; a SIGTERM raised in between left the file behind.)"""
+
+    def __init__(self, folder: str | os.PathLike, prefix: str, suffix: str):
+        self.folder, self.prefix, self.suffix = Path(folder), prefix, suffix
+        self.path: Path | None = None
+
+    def create(self) -> int:
+        while True:
+            self.path = self.folder / f"{self.prefix}{secrets.token_hex(4)}{self.suffix}"
+            try:
+                return os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o600)
+            except FileExistsError:
+                continue
+            except OSError:
+                self.path = None  # nothing was created
+                raise
+
+    def remove(self) -> None:
+        if self.path is not None:
+            self.path.unlink(missing_ok=True)
+
+
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
     """Write ``data`` to ``path`` atomically: temp file, fsync, rename, fsync folder."""
     path = Path(path)
@@ -81,22 +108,20 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
         raise ConfigError(f"output path {str(path)!r}: folder {str(folder)!r} does not exist")
     if path.is_dir():
         raise ConfigError(f"output path {str(path)!r} is a folder; expected a file name")
+    tmp = Temporary(folder, f".{path.name}.", TMP_SUFFIX)
     try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=TMP_SUFFIX, dir=folder)
-    except OSError as exc:
-        raise ConfigError(f"output path {str(path)!r} is not writable: {exc.strerror}") from None
-    try:
+        try:
+            fd = tmp.create()
+        except OSError as exc:
+            raise ConfigError(f"output path {str(path)!r} is not writable: {exc.strerror}") from None
         os.fchmod(fd, output_mode(path))
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
             fh.flush()
             os.fsync(fh.fileno())
-        os.replace(tmp, path)
+        os.replace(tmp.path, path)
     except BaseException as exc:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
+        tmp.remove()
         if isinstance(exc, OSError):
             raise ConfigError(f"output path {str(path)!r} could not be written: {exc.strerror or exc}") from None
         raise

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import http.client
 import os
-import tempfile
 import urllib.request
 from pathlib import Path
 
@@ -12,7 +11,7 @@ from deepbelief.data import locate
 from deepbelief.data.idx import read_idx
 from deepbelief.data.locate import MNIST_FILES, as_path, default_cache_dir, find_files
 from deepbelief.errors import DataError
-from deepbelief.io import output_mode
+from deepbelief.io import Temporary, output_mode
 
 #: Public mirrors serving ``<name>.gz`` for each of :data:`MNIST_FILES`, tried in turn.
 MNIST_MIRRORS: tuple[str, ...] = (
@@ -82,22 +81,22 @@ def _download_one(stem: str, folder: Path, mirrors: tuple[str, ...], timeout: fl
     failures = []
     for base in mirrors:
         url = base.rstrip("/") + "/" + stem + ".gz"
-        fd, tmp_name = tempfile.mkstemp(dir=folder, prefix=f".{stem}.", suffix=".part")
-        tmp = Path(tmp_name)
+        tmp = Temporary(folder, f".{stem}.", ".part")
         try:
+            fd = tmp.create()
             os.fchmod(fd, output_mode(dest))  # follow the umask, as the renamed file will keep it
             with os.fdopen(fd, "wb") as out:
                 _fetch(url, out, timeout)
                 out.flush()
                 os.fsync(out.fileno())
-            read_idx(tmp, sha256=locate.MNIST_SHA256[stem])
-            os.replace(tmp, dest)
+            read_idx(tmp.path, sha256=locate.MNIST_SHA256[stem])
+            os.replace(tmp.path, dest)
             _fsync_folder(folder)
             return dest
         except (OSError, ValueError, http.client.HTTPException) as exc:  # DataError is a ValueError
             failures.append(f"{url}: {exc}")
         finally:
-            tmp.unlink(missing_ok=True)
+            tmp.remove()
     tried = "\n".join(f"  - {line}" for line in failures)
     raise DataError(f"could not download {stem}.gz from any mirror:\n{tried}")
 
