@@ -46,16 +46,20 @@ def error_rate(net: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
 def agreement(pred: torch.Tensor, labels: torch.Tensor, n_classes: int) -> dict:
     """How often the judge's ``pred`` equals the requested ``labels``: overall, per class (the
     classes that occur), and binomial standard errors in percentage points (the overall one is
-    the stratified error of the overall figure, sum over classes of (n_c / n)^2 se_c^2)."""
+    the stratified error of the overall figure, sum over classes of (n_c / n)^2 se_c^2), and the
+    confusion counts (row: the requested class, column: the judge's)."""
     agree = (pred == labels).float()
     n = labels.shape[0]
     rows = [(100 * float(agree[labels == c].mean()), int((labels == c).sum())) for c in range(n_classes)
             if bool((labels == c).any())]
     per_class = [a for a, _ in rows]
     se = [(a * (100 - a) / m) ** 0.5 for a, m in rows]
+    confusion = torch.zeros(n_classes, n_classes, dtype=torch.long, device=labels.device)
+    confusion.index_put_((labels.long(), pred.long()), torch.ones_like(labels, dtype=torch.long), accumulate=True)
     return {"agreement_pct": 100 * float(agree.mean()), "min_class_agreement_pct": min(per_class),
             "per_class_agreement_pct": per_class, "per_class_stderr_pct": se,
-            "agreement_stderr_pct": sum((m / n * e) ** 2 for (_, m), e in zip(rows, se)) ** 0.5}
+            "agreement_stderr_pct": sum((m / n * e) ** 2 for (_, m), e in zip(rows, se)) ** 0.5,
+            "confusion": confusion.tolist()}
 
 
 def train_judge(x, y, xt, yt, *, epochs: int = 3, seed: int = 12345, cache: str | Path | None = None,

@@ -22,7 +22,10 @@ agreement with the clamped label (overall, per class) and the share of near-blan
 
 The flags that changed the recipe of that run (``--top``, ``--top-k``, ``--updown``) must be
 given again: the model is reloaded through the run's checkpoints, which are checked against
-the recipe. ``--variants`` picks some of the variants (default: all).
+the recipe. ``--variants`` picks some of the variants (default: all). Each variant's JSON has
+the confusion counts (requested class x the judge's class); ``--figures DIR`` also draws its
+misjudged samples (``DIR/misjudged_<variant>.png``), to see whether the judge or the sample
+is at fault.
 """
 
 from __future__ import annotations
@@ -52,6 +55,19 @@ def judge(model, judge_net, x, labels) -> dict:
             "agreement_non_blank_pct": 100 * float((pred == labels)[keep].float().mean()) if bool(keep.any()) else None}
 
 
+def misjudged_figure(path: Path, x: torch.Tensor, labels: torch.Tensor, pred: torch.Tensor, limit: int = 100) -> dict:
+    """Tiles of the first ``limit`` samples the judge disagrees with, by requested class."""
+    from deepbelief.plotting import save_tiles
+
+    wrong = torch.nonzero(pred != labels).flatten()
+    wrong = wrong[torch.argsort(labels[wrong], stable=True)][:limit]
+    if wrong.numel():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        save_tiles(path, x[wrong], (28, 28), ncols=10, normalize="none")
+    return {"png": str(path) if wrong.numel() else None,
+            "requested_judged": [[int(labels[i]), int(pred[i])] for i in wrong.tolist()]}
+
+
 def main(argv=None) -> int:
     p = parser(__doc__.splitlines()[0])
     p.add_argument("--work", required=True, help="the mnist_hot2006.py run's --work folder")
@@ -62,6 +78,9 @@ def main(argv=None) -> int:
     p.add_argument("--variants", default=None,
                    help="comma-separated subset of: " + ", ".join(VARIANTS) + " (default: all)")
     p.add_argument("--per-class", type=int, default=None, help="samples per class (100; --quick: 10)")
+    p.add_argument("--figures", default=None,
+                   help="write each variant's misjudged samples here, misjudged_<variant>.png (up to 100, "
+                        "in order of the requested class; the JSON lists requested -> judged for each)")
     p.add_argument("--threads", type=int, default=0)
     a = p.parse_args(argv)
     if a.threads:
@@ -113,6 +132,9 @@ def main(argv=None) -> int:
             lab = labels
         r = judge(model, judge_net, x, lab)
         r["seconds"] = time.perf_counter() - t
+        if a.figures:
+            r["misjudged"] = misjudged_figure(Path(a.figures) / f"misjudged_{name}.png", x, lab,
+                                              predict(judge_net, x))
         res["variants"][name] = r
         nb = r["agreement_non_blank_pct"]
         print(f"{name:>14}: agreement {r['agreement_pct']:5.1f}% (min class {r['min_class_agreement_pct']:5.1f}%), "

@@ -494,6 +494,7 @@ def test_judge_agreement_with_unequal_class_counts_and_blank_images(monkeypatch)
     se = [math.sqrt(a0 * (100 - a0) / 3), 0.0, math.sqrt(a2 * (100 - a2) / 2)]
     assert r["per_class_stderr_pct"] == pytest.approx(se)
     assert r["agreement_stderr_pct"] == pytest.approx(math.sqrt((3 / 6 * se[0]) ** 2 + (2 / 6 * se[2]) ** 2))
+    assert r["confusion"] == [[2, 1, 0, 0], [0, 1, 0, 0], [1, 0, 1, 0], [0, 0, 0, 0]]  # requested x judged
 
     x = torch.full((6, 4), 0.5)
     x[2] = x[5] = BLANK / 2  # two blank images, both judged wrong
