@@ -10,7 +10,7 @@ agreement with the clamped label (overall, per class) and the share of near-blan
   * ``biases-K``: the figure-8 protocol, features started from their biases, K Gibbs
     iterations (K = 10, 100, 1000, 5000: do the chains drift away from the class?);
   * ``top-noise``: started from random binary states of the top RBM's 2,000 hidden units (the
-    start of Hinton's digit-generation movies), 1000 iterations;
+    start of Hinton's digit-generation movies), 1000 iterations (``top-noise-5000``: 5000);
   * ``noise``: started from the up-pass of a random binary image (figure 9), 1000 iterations;
   * ``data``: started from the up-pass of a random training image of *another* class
     (a realistic feature vector that the clamped label must pull over), 1000 iterations;
@@ -44,8 +44,8 @@ from deepbelief.runner import run_recipe
 from deepbelief.training import make_generator
 
 BLANK = 0.05  # mean pixel probability below which an image counts as blank
-VARIANTS = ["biases-10", "biases-100", "biases-1000", "biases-5000", "top-noise", "noise", "data", "sampled-down",
-            "label-free"]
+VARIANTS = ["biases-10", "biases-100", "biases-1000", "biases-5000", "top-noise", "top-noise-5000", "noise", "data",
+            "sampled-down", "label-free"]
 
 
 def judge(model, judge_net, x, labels) -> dict:
@@ -144,6 +144,7 @@ def main(argv=None) -> int:
     for k in (10, 100, 1000, 5000):
         run(f"biases-{k}", label=labels.tolist(), steps=k)
     run("top-noise", label=labels.tolist(), steps=1000, init="top-noise")
+    run("top-noise-5000", label=labels.tolist(), steps=5000, init="top-noise")
     noise = (torch.rand(n, 784, generator=gen, device=dev) < 0.5).float()
     run("noise", label=labels.tolist(), steps=1000, start=noise)
     pick = torch.randint(0, ds.x_train.shape[0], (n,), generator=gen, device=dev)
