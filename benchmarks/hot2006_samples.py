@@ -78,6 +78,8 @@ def main(argv=None) -> int:
     p.add_argument("--variants", default=None,
                    help="comma-separated subset of: " + ", ".join(VARIANTS) + " (default: all)")
     p.add_argument("--per-class", type=int, default=None, help="samples per class (100; --quick: 10)")
+    p.add_argument("--sample-seed", type=int, default=None,
+                   help="seed of the samples' own stream (default: --seed, which must be the run's seed)")
     p.add_argument("--figures", default=None,
                    help="write each variant's misjudged samples here, misjudged_<variant>.png (up to 100, "
                         "in order of the requested class; the JSON lists requested -> judged for each)")
@@ -115,10 +117,11 @@ def main(argv=None) -> int:
                      resume=True, dataset=ds)
     model = out["dbn"]
     dev = model.top.W.device
-    gen = make_generator(a.seed + 2000, dev)
+    gen = make_generator((a.seed if a.sample_seed is None else a.sample_seed) + 2000, dev)
     labels = torch.arange(model.n_labels, device=dev).repeat_interleave(per_class)
     n = labels.shape[0]
-    res = {"work": str(work), "greedy_only": a.greedy_only, "judge_test_error_pct": 100 * judge_err,
+    res = {"work": str(work), "sample_seed": a.seed if a.sample_seed is None else a.sample_seed,
+           "greedy_only": a.greedy_only, "judge_test_error_pct": 100 * judge_err,
            "test_error_pct": 100 * out["test_error"], "per_class": per_class, "variants": {}}
 
     def run(name, **kw):
