@@ -7,8 +7,11 @@ reports the free-energy test error after greedy training and after up-down (the 
 2.49% and 1.25%).
 
 Samples as the paper shows them, after each stage:
-  * figure 8: a label clamped, 1,000 Gibbs iterations in the top RBM from the feature
-    biases, then one top-down pass (``samples_<stage>.png``: 10 classes x 10);
+  * figure 8: a label clamped, 1,000 Gibbs iterations in the top RBM from random binary
+    states of its 2,000 hidden units (``--sample-init top-noise``, the start of Hinton's
+    movies; the paper does not say where its chains began; ``--sample-init biases``: features
+    drawn from their biases, this benchmark's protocol until 2026-12-06), then one top-down
+    pass (``samples_<stage>.png``: 10 classes x 10);
   * figure 9: a label clamped, the chain started from the up-pass of a random binary
     image (each pixel on with probability 0.5), a frame every 20 iterations
     (``chains_<stage>.png``: one row per class).
@@ -41,18 +44,19 @@ from deepbelief.runner import run_recipe
 from deepbelief.training import make_generator
 
 
-def judge_samples(model, judge, *, per_class: int, steps: int, gen) -> dict:
+def judge_samples(model, judge, *, per_class: int, steps: int, gen, init: str = "top-noise") -> dict:
     labels = torch.arange(model.n_labels, device=model.top.W.device).repeat_interleave(per_class)
-    x = model.sample(labels.shape[0], label=labels, steps=steps, generator=gen)
-    return {**agreement(predict(judge, x), labels, model.n_labels), "per_class": per_class, "gibbs_steps": steps}
+    x = model.sample(labels.shape[0], label=labels, steps=steps, generator=gen, init=init)
+    return {**agreement(predict(judge, x), labels, model.n_labels), "per_class": per_class, "gibbs_steps": steps,
+            "init": init}
 
 
-def figures(model, tag: str, folder: Path, *, steps: int, gen) -> dict:
-    """Figure 8 (clamped, ``steps`` iterations from the biases) and figure 9 (from the up-pass of
-    random binary images, a frame every 20 iterations) for every class."""
+def figures(model, tag: str, folder: Path, *, steps: int, gen, init: str = "top-noise") -> dict:
+    """Figure 8 (clamped, ``steps`` iterations from ``init``, see ``DBN.sample``) and figure 9
+    (from the up-pass of random binary images, a frame every 20 iterations) for every class."""
     dev = model.top.W.device
     labels = torch.arange(10, device=dev).repeat_interleave(10)
-    xs = model.sample(100, label=labels, steps=steps, generator=gen)
+    xs = model.sample(100, label=labels, steps=steps, generator=gen, init=init)
     fig8 = folder / f"hot2006_samples_{tag}.png"
     save_tiles(fig8, xs, (28, 28), ncols=10, normalize="none")
     noise = (torch.rand(10, 784, generator=gen, device=dev) < 0.5).float()
@@ -91,6 +95,10 @@ def main(argv=None) -> int:
     p.add_argument("--updown-epochs", type=int, default=None, help="up-down epochs on the training split (300)")
     p.add_argument("--final-epochs", type=int, default=None, help="up-down epochs on all 60,000 afterwards (59)")
     p.add_argument("--sample-steps", type=int, default=None, help="Gibbs iterations per figure-8 sample (1000)")
+    p.add_argument("--sample-init", default="top-noise", choices=["top-noise", "biases"],
+                   help="where the figure-8 chains start: random binary states of the top RBM's hidden units "
+                        "(top-noise, the start of Hinton's movies; default) or features drawn from their biases "
+                        "(the protocol until 2026-12-06: its chains for the 1s stayed in other digits' modes)")
     p.add_argument("--judge-per-class", type=int, default=None,
                    help="samples per class for the judge (500: a class's agreement near 85%% then has a binomial "
                         "standard error of 1.6 points; at 100 it was 3.6)")
@@ -150,12 +158,15 @@ def main(argv=None) -> int:
            "recipe": recipe.to_dict(), "judge_test_error_pct": 100 * judge_err, "quick": q}
     gen_fig = make_generator(a.seed + 1000)  # the figures' own stream: the run's stays untouched
 
+    def judged(model, tag):  # the judge's agreement on figure-8 samples, and the figures
+        draw = {"steps": steps, "gen": gen_fig, "init": a.sample_init}
+        return {**judge_samples(model, judge, per_class=per_class, **draw), **figures(model, tag, folder, **draw)}
+
     def after_greedy(model, result):
         res["greedy_test_error_pct"] = 100 * result["greedy_test_error"]
         res["greedy_valid_error_pct"] = 100 * result.get("greedy_valid_error", float("nan"))
         res["greedy_seconds"] = result["pretrain_seconds"]
-        res["samples_greedy"] = {**judge_samples(model, judge, per_class=per_class, steps=steps, gen=gen_fig),
-                                 **figures(model, "greedy", folder, steps=steps, gen=gen_fig)}
+        res["samples_greedy"] = judged(model, "greedy")
         log(f"greedy samples: judge agrees {res['samples_greedy']['agreement_pct']:.1f}% "
             f"(lowest class {res['samples_greedy']['min_class_agreement_pct']:.0f}%)")
         write_json(a.out, res)
@@ -179,8 +190,7 @@ def main(argv=None) -> int:
     if "updown_train_error" in out:  # --updown final_until_train_error=true: the final epochs' target
         res["updown_train_split_error_pct"] = 100 * out["updown_train_error"]
     res["history"] = {k: out[k] for k in ("updown_history", "updown_all_history") if k in out}
-    res["samples_updown"] = {**judge_samples(model, judge, per_class=per_class, steps=steps, gen=gen_fig),
-                             **figures(model, "updown", folder, steps=steps, gen=gen_fig)}
+    res["samples_updown"] = judged(model, "updown")
     log(f"up-down: test error {res['updown_test_error_pct']:.2f}%; samples: judge agrees "
         f"{res['samples_updown']['agreement_pct']:.1f}% (lowest class "
         f"{res['samples_updown']['min_class_agreement_pct']:.0f}%)")

@@ -456,8 +456,8 @@ def test_hot2006_judge_reports_agreement_and_binomial_standard_errors(monkeypatc
         n_labels = 3
         top = SimpleNamespace(W=torch.zeros(1))
 
-        def sample(self, n, *, label, steps, generator):
-            assert steps == 7 and n == 3 * per_class
+        def sample(self, n, *, label, steps, generator, init):
+            assert steps == 7 and n == 3 * per_class and init == "biases"
             return torch.as_tensor(label, dtype=torch.float32)[:, None]  # the image carries its label
 
     def judge(x):  # right for the first 10 - c of class c's rows, else class (c + 1) % 3
@@ -466,7 +466,8 @@ def test_hot2006_judge_reports_agreement_and_binomial_standard_errors(monkeypatc
         wrong = pos >= per_class - lab
         return torch.nn.functional.one_hot(torch.where(wrong, (lab + 1) % 3, lab), 3).float()
 
-    r = judge_samples(Model(), judge, per_class=per_class, steps=7, gen=None)
+    r = judge_samples(Model(), judge, per_class=per_class, steps=7, gen=None, init="biases")
+    assert r["init"] == "biases" and r["confusion"] == [[10, 0, 0], [0, 9, 1], [2, 0, 8]]
     p = [1.0, 0.9, 0.8]
     assert r["per_class_agreement_pct"] == pytest.approx([100 * q for q in p])
     assert r["agreement_pct"] == pytest.approx(100 * sum(p) / 3) and r["min_class_agreement_pct"] == pytest.approx(80)

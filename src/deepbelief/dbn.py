@@ -280,7 +280,7 @@ class GenerativeDBN(nn.Module):
     @torch.no_grad()
     def sample(self, n: int, *, label=None, steps: int = 1000, generator: torch.Generator | None = None,
                sample_down: bool = False, frames_every: int = 0, return_frames: bool = False,
-               start: Tensor | None = None, init: str = "biases"):
+               start: Tensor | None = None, init: str = "top-noise"):
         """Generate ``n`` images: Gibbs sampling in the top RBM, then one top-down pass.
 
         Args:
@@ -295,10 +295,13 @@ class GenerativeDBN(nn.Module):
             start: optional (n, n_0) images: the chains start from the features of their
                 bottom-up pass (sampled from its probabilities) instead of the feature
                 biases (HOT 2006, figure 9, starts from random binary images).
-            init: without ``start``, where the chains begin: ``"biases"`` (the features
-                sampled from their biases alone) or ``"top-noise"`` (random binary states of
-                the top RBM's hidden units, each on with probability 1/2, and the features
-                sampled from them: the start of Hinton's digit-generation movies).
+            init: without ``start``, where the chains begin: ``"top-noise"`` (random binary
+                states of the top RBM's hidden units, each on with probability 1/2, and the
+                features sampled from them: the start of Hinton's digit-generation movies;
+                the default) or ``"biases"`` (the features sampled from their biases alone;
+                the default until 2026-12-06: on the hot2006 model its chains for the 1s
+                were still in other digits' modes after 1,000 sweeps, where top-noise chains
+                had already reached the 5,000-sweep agreement, benchmarks/RESULTS.md).
         Returns:
             (n, n_0) pixel probabilities; with ``return_frames`` also the labels (n,) and a
             list of (n, n_0) frames of the chains.

@@ -36,9 +36,9 @@ def add_sample(sub) -> None:
                    help="a n_labels x N grid: row k holds N samples of class k (overrides --label/--n)")
     p.add_argument("--n", type=int, default=10, help="number of samples without --grid (default 10)")
     p.add_argument("--steps", type=int, default=1000, help="Gibbs sweeps in the top RBM (default 1000)")
-    p.add_argument("--init", default="biases", choices=["biases", "top-noise"],
-                   help="where the chains start: the features sampled from their biases (default) or random "
-                        "binary top-level states (Hinton's digit movies)")
+    p.add_argument("--init", default="top-noise", choices=["top-noise", "biases"],
+                   help="where the chains start: random binary top-level states (Hinton's digit movies; default: "
+                        "they mix sooner) or the features sampled from their biases")
     p.add_argument("--chain-every", type=int, default=0, metavar="K",
                    help="show every K-th state of each chain: one row per chain (an unrolled animation)")
     p.add_argument("--shape", type=int_list("--shape", example="28,28"), default=None, help="image shape, e.g. 28,28 (default: square)")
