@@ -96,8 +96,13 @@ class Temporary:
                 raise
 
     def remove(self) -> None:
+        """Delete the file if it was created; never raises (it runs while another error,
+        or an interrupt, is on its way out)."""
         if self.path is not None:
-            self.path.unlink(missing_ok=True)
+            try:
+                self.path.unlink(missing_ok=True)
+            except OSError:
+                pass
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
