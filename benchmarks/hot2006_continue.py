@@ -6,7 +6,8 @@ it cached (``DIR/judge.safetensors``), runs ``--epochs`` more up-down epochs on 
 training images with the recipe's final-phase settings (rate ``lr_final``, the schedule's
 last K, balanced batches, persistent chains, averaging) changed by ``--updown FIELD=VALUE``,
 and reports the free-energy test error and the figure-8 samples (label clamped, 1,000 Gibbs
-iterations from the feature biases, one top-down pass) judged per class, before and after.
+iterations from random top-level states, one top-down pass; from the feature biases in the
+runs before 2026-12-06) judged per class, before and after.
 Run it twice, with and without a change, to compare the change against more of the same.
 
     python benchmarks/hot2006_continue.py --work runs/hot2006 --epochs 10 \\
