@@ -48,8 +48,8 @@ VARIANTS = ["biases-10", "biases-100", "biases-1000", "biases-5000", "top-noise"
             "sampled-down", "label-free"]
 
 
-def judge(model, judge_net, x, labels) -> dict:
-    pred = predict(judge_net, x)
+def judge(model, judge_net, x, labels, pred=None) -> dict:
+    pred = predict(judge_net, x) if pred is None else pred
     keep = x.mean(1) >= BLANK
     return {**agreement(pred, labels, model.n_labels), "blank_pct": 100 * float((~keep).float().mean()),
             "agreement_non_blank_pct": 100 * float((pred == labels)[keep].float().mean()) if bool(keep.any()) else None}
@@ -133,11 +133,11 @@ def main(argv=None) -> int:
             x, lab, _ = x
         else:
             lab = labels
-        r = judge(model, judge_net, x, lab)
+        pred = predict(judge_net, x)
+        r = judge(model, judge_net, x, lab, pred)
         r["seconds"] = time.perf_counter() - t
         if a.figures:
-            r["misjudged"] = misjudged_figure(Path(a.figures) / f"misjudged_{name}.png", x, lab,
-                                              predict(judge_net, x))
+            r["misjudged"] = misjudged_figure(Path(a.figures) / f"misjudged_{name}.png", x, lab, pred)
         res["variants"][name] = r
         nb = r["agreement_non_blank_pct"]
         print(f"{name:>14}: agreement {r['agreement_pct']:5.1f}% (min class {r['min_class_agreement_pct']:5.1f}%), "
