@@ -14,6 +14,7 @@ import io
 import math
 import os
 import socket
+import time
 import tracemalloc
 import urllib.error
 import urllib.request
@@ -507,6 +508,26 @@ def test_download_interrupted_rename_leaves_nothing(tmp_path, monkeypatch, fake_
     with pytest.raises(DataError, match="No space left on device"):
         data.download_mnist(tmp_path / "c", mirrors=data.MNIST_MIRRORS[:1])
     assert not (tmp_path / "c").exists()  # no file and no folder the failed attempt created
+
+
+def test_download_removes_stale_parts_and_keeps_live_ones(tmp_path, monkeypatch, fake_mnist):
+    # What a SIGKILLed download leaves: temporaries no one will remove. The next download of
+    # the same file removes those untouched for STALE_PART_S; a younger one may be a
+    # download running beside this one, and other names are not ours.
+    folder = tmp_path / "c" / "mnist"
+    folder.mkdir(parents=True)
+    stem = MNIST_FILES[0]
+    stale, live = folder / f".{stem}.0123abcd.part", folder / f".{stem}.89abcdef.part"
+    foreign = [folder / f".{stem}.notours.part", folder / f".{MNIST_FILES[1]}x.0123abcd.part", folder / "keep.part"]
+    for p in (stale, live, *foreign):
+        p.write_bytes(b"partial")
+    old = time.time() - data.download.STALE_PART_S - 60
+    for p in (stale, *foreign):
+        os.utime(p, (old, old))
+    monkeypatch.setattr(urllib.request, "urlopen", FakeNet(serve(fake_mnist)))
+    assert data.download_mnist(tmp_path / "c") == folder
+    assert not stale.exists() and live.exists() and all(p.exists() for p in foreign)
+    assert data.download.remove_stale_parts(folder, stem, older_than=-1) == [live]
 
 
 def test_download_refuses_oversized_responses(tmp_path, monkeypatch, fake_mnist):

@@ -105,6 +105,20 @@ class Temporary:
                 pass
 
 
+def fsync_folder(folder: str | os.PathLike) -> None:
+    """Make a rename in ``folder`` durable; best effort (some systems cannot open a folder)."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
     """Write ``data`` to ``path`` atomically: temp file, fsync, rename, fsync folder."""
     path = Path(path)
@@ -130,14 +144,7 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
         if isinstance(exc, OSError):
             raise ConfigError(f"output path {str(path)!r} could not be written: {exc.strerror or exc}") from None
         raise
-    try:  # make the rename itself durable
-        dfd = os.open(folder, os.O_RDONLY)
-        try:
-            os.fsync(dfd)
-        finally:
-            os.close(dfd)
-    except OSError:
-        pass
+    fsync_folder(folder)  # make the rename itself durable
 
 
 def save_tensors(path, tensors: dict[str, torch.Tensor], meta: dict) -> None:

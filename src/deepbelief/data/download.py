@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import http.client
 import os
+import re
+import time
 import urllib.request
 from pathlib import Path
 
@@ -11,7 +13,7 @@ from deepbelief.data import locate
 from deepbelief.data.idx import read_idx
 from deepbelief.data.locate import MNIST_FILES, as_path, default_cache_dir, find_files
 from deepbelief.errors import DataError
-from deepbelief.io import Temporary, output_mode
+from deepbelief.io import Temporary, fsync_folder, output_mode
 
 #: Public mirrors serving ``<name>.gz`` for each of :data:`MNIST_FILES`, tried in turn.
 MNIST_MIRRORS: tuple[str, ...] = (
@@ -22,6 +24,11 @@ MNIST_MIRRORS: tuple[str, ...] = (
 # The largest response accepted from a mirror (the training images are ~9.9 MB gzipped).
 MAX_DOWNLOAD_BYTES = 64 * 2**20
 DOWNLOAD_TIMEOUT_S = 30.0
+
+# A ``.part`` file untouched for this long belongs to no live download (a live one writes a
+# chunk at least every few timeouts), so a new download removes it: a download killed by
+# SIGKILL or a power cut has no chance to remove its own.
+STALE_PART_S = 3600.0
 
 
 
@@ -38,11 +45,12 @@ def download_mnist(
     temporary file is flushed and fsynced, its decompressed bytes are checked against
     :data:`MNIST_SHA256`, and only then is it renamed into place with ``os.replace``; a
     failed or interrupted download therefore never leaves a partial or wrong file behind.
+    Temporary files that a killed download could not remove (SIGKILL, a power cut) are
+    removed by the next download of the same file once they are :data:`STALE_PART_S`
+    seconds old.
 
     Args:
         cache_dir: cache root; None means :func:`default_cache_dir`.
-        min_contrast: ``patches`` only: keep the patches whose own standard deviation
-            exceeds this (:func:`load_patches_dataset`); 0 keeps all.
         mirrors: base URLs, each ending in ``/``.
         timeout: seconds to wait on each connection or read.
 
@@ -76,8 +84,25 @@ def _remove_empty(folders: list[Path]) -> None:
             return
 
 
+def remove_stale_parts(folder: Path, stem: str, older_than: float = STALE_PART_S) -> list[Path]:
+    """Delete ``folder``'s temporary files of ``stem``'s download not modified for
+    ``older_than`` seconds (left by a killed download); younger ones may belong to a
+    download running beside this one and are kept. Returns what was removed."""
+    pattern = re.compile(rf"^\.{re.escape(stem)}\.[0-9a-f]{{8}}\.part$")
+    now, removed = time.time(), []
+    for p in sorted(folder.glob(f".{stem}.*.part")):
+        try:
+            if pattern.match(p.name) and p.is_file() and now - p.stat().st_mtime > older_than:
+                p.unlink()
+                removed.append(p)
+        except OSError:
+            pass
+    return removed
+
+
 def _download_one(stem: str, folder: Path, mirrors: tuple[str, ...], timeout: float) -> Path:
     dest = folder / (stem + ".gz")
+    remove_stale_parts(folder, stem)
     failures = []
     for base in mirrors:
         url = base.rstrip("/") + "/" + stem + ".gz"
@@ -91,7 +116,7 @@ def _download_one(stem: str, folder: Path, mirrors: tuple[str, ...], timeout: fl
                 os.fsync(out.fileno())
             read_idx(tmp.path, sha256=locate.MNIST_SHA256[stem])
             os.replace(tmp.path, dest)
-            _fsync_folder(folder)
+            fsync_folder(folder)
             return dest
         except (OSError, ValueError, http.client.HTTPException) as exc:  # DataError is a ValueError
             failures.append(f"{url}: {exc}")
@@ -111,17 +136,3 @@ def _fetch(url: str, out, timeout: float) -> None:
             if received > MAX_DOWNLOAD_BYTES:
                 raise DataError(f"response is larger than the {MAX_DOWNLOAD_BYTES} bytes expected at most")
             out.write(chunk)
-
-
-def _fsync_folder(folder: Path) -> None:
-    """Make a rename durable; best effort (some systems cannot open a folder)."""
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
