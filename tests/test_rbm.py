@@ -244,6 +244,32 @@ def test_k_final_raises_gibbs_steps_linearly():
         train_rbm(RBM(6, 4), data, RBMTrainConfig(method="pt", k_final=3), generator=torch.Generator())
 
 
+def test_k_ramp_epochs_reaches_k_final_early_and_keeps_it():
+    """k_ramp_epochs R: k moves linearly to k_final over epochs 0..R-1, then stays there; R at
+    least the run's epochs is the whole-run ramp; the trainer runs exactly those steps."""
+    from deepbelief.errors import ConfigError
+    from deepbelief.trainer import RBMTrainer
+    from deepbelief.training import RBMTrainConfig
+
+    cfg = RBMTrainConfig(epochs=8, k=1, k_final=25, k_ramp_epochs=3)
+    assert [cfg.k_at(e) for e in range(8)] == [1, 13, 25, 25, 25, 25, 25, 25]
+    assert [RBMTrainConfig(epochs=4, k=1, k_final=4, k_ramp_epochs=1).k_at(e) for e in range(4)] == [4] * 4
+    whole = RBMTrainConfig(epochs=5, k=1, k_final=25)
+    for r in (5, 9):
+        longer = RBMTrainConfig(epochs=5, k=1, k_final=25, k_ramp_epochs=r)
+        assert [longer.k_at(e) for e in range(5)] == [whole.k_at(e) for e in range(5)]
+    data = (torch.rand(40, 6, generator=torch.Generator().manual_seed(0)) < 0.4).float()
+    seen = []
+    c = RBMTrainConfig(epochs=4, batch_size=10, k=1, k_final=3, k_ramp_epochs=2)
+    RBMTrainer(RBM(6, 4, generator=torch.Generator().manual_seed(1)), c, torch.Generator().manual_seed(2)).fit(
+        data, callback=lambda e, m: seen.append(m["k"]))
+    assert seen == [1, 3, 3, 3]
+    with pytest.raises(ConfigError, match="k_ramp_epochs"):
+        RBMTrainConfig(k_final=3, k_ramp_epochs=0).validate()
+    with pytest.raises(ConfigError, match="k_ramp_epochs .* needs k_final"):
+        RBMTrainConfig(k_ramp_epochs=3).validate()
+
+
 def test_cd_k_steps_are_a_gibbs_chain_with_only_the_last_reconstruction_a_mean():
     """CD-k's negative statistic, by enumeration: k - 1 full Gibbs steps from v0 (binary visible
     states, transition T = P(h | v) P(v' | h)), then h ~ P(h | v_{k-1}) and the reconstruction

@@ -56,6 +56,9 @@ class RBMTrainConfig(Schedule):
     #: Gibbs steps reached, linearly, at the last epoch (cd and pcd; None: k all along).
     #: Salakhutdinov & Murray (2008) raised k gradually for their CD-25 model
     k_final: int | None = None
+    #: epochs over which k moves to k_final; k_final from then on (None: all the epochs, so
+    #: k_final is reached at the last). With a short ramp most updates use k_final steps
+    k_ramp_epochs: int | None = None
     sample_visible: bool = False
     #: the data are probabilities of binary visible units (e.g. Q(h | v) of the layer below);
     #: every mini-batch is a fresh Bernoulli draw of its rows, so training sees unbiased samples
@@ -115,6 +118,11 @@ class RBMTrainConfig(Schedule):
         if self.k_final is not None:
             check_int("k_final", self.k_final, minimum=1)
             check_choice("method (with k_final)", self.method, {"cd", "pcd", "fpcd"})
+        if self.k_ramp_epochs is not None:
+            check_int("k_ramp_epochs", self.k_ramp_epochs, minimum=1)
+            if self.k_final is None:
+                raise ConfigError(f"k_ramp_epochs ({self.k_ramp_epochs}) needs k_final: the epochs over which k "
+                                  "moves to k_final; got k_final=None")
         if self.fast_lr is not None:
             check_float("fast_lr", self.fast_lr, minimum=0.0)
         check_float("fast_decay", self.fast_decay, minimum=0.0, maximum=1.0)
@@ -135,8 +143,14 @@ class RBMTrainConfig(Schedule):
         return self
 
     def k_at(self, epoch: int) -> int:
-        """Gibbs steps of ``epoch`` (0-based): k, moved linearly to k_final, rounded."""
-        return int(round(linear_schedule(self.k, self.k_final, epoch, self.epochs)))
+        """Gibbs steps of ``epoch`` (0-based): k, moved linearly to k_final over the first
+        ``k_ramp_epochs`` epochs (default all), then k_final; rounded."""
+        ramp = self.k_ramp_epochs
+        if ramp is None or ramp >= self.epochs:
+            return int(round(linear_schedule(self.k, self.k_final, epoch, self.epochs)))
+        if epoch >= ramp - 1:
+            return int(self.k_final)
+        return int(round(linear_schedule(self.k, self.k_final, epoch, ramp)))
 
     def momentum_at(self, epoch: int) -> float:
         return self.final_momentum if epoch >= self.momentum_switch else self.momentum

@@ -139,6 +139,8 @@ TRAIN_FLAGS: dict[str, tuple[tuple[str, ...], str]] = {
     "--k": (("rbm.k",), "Gibbs steps per update (CD-k / PCD-k / PT-k)"),
     "--k-final": (("rbm.k_final",), "cd/pcd: Gibbs steps reached linearly at the last epoch, from --k "
                   "(Salakhutdinov & Murray 2008 raised k to 25 this way); default: --k all along"),
+    "--k-ramp-epochs": (("rbm.k_ramp_epochs",), "with --k-final: the epochs over which k moves to --k-final, which "
+                        "it keeps from then on (default: all the epochs)"),
     "--n-chains": (("rbm.n_chains",),
                    "persistent chains (pcd) or replica sets of all temperatures (pt); default: the batch size"),
     "--pt-temperatures": (("rbm.pt_temperatures",),
