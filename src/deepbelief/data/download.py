@@ -25,11 +25,10 @@ MNIST_MIRRORS: tuple[str, ...] = (
 MAX_DOWNLOAD_BYTES = 64 * 2**20
 DOWNLOAD_TIMEOUT_S = 30.0
 
-# A ``.part`` file untouched for this long belongs to no live download (a live one writes a
-# chunk at least every few timeouts), so a new download removes it: a download killed by
-# SIGKILL or a power cut has no chance to remove its own.
+# A ``.part`` file untouched for this long belongs to no live download (a live one writes to
+# it after every MiB received, and a read that stalls for ``timeout`` seconds ends it), so a
+# new download removes it: a download killed by SIGKILL or a power cut cannot remove its own.
 STALE_PART_S = 3600.0
-
 
 
 def download_mnist(
