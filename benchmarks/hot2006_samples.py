@@ -117,10 +117,11 @@ def main(argv=None) -> int:
                      resume=True, dataset=ds)
     model = out["dbn"]
     dev = model.top.W.device
-    gen = make_generator((a.seed if a.sample_seed is None else a.sample_seed) + 2000, dev)
+    sample_seed = a.seed if a.sample_seed is None else a.sample_seed
+    gen = make_generator(sample_seed + 2000, dev)
     labels = torch.arange(model.n_labels, device=dev).repeat_interleave(per_class)
     n = labels.shape[0]
-    res = {"work": str(work), "sample_seed": a.seed if a.sample_seed is None else a.sample_seed,
+    res = {"work": str(work), "sample_seed": sample_seed,
            "greedy_only": a.greedy_only, "judge_test_error_pct": 100 * judge_err,
            "test_error_pct": 100 * out["test_error"], "per_class": per_class, "variants": {}}
 

@@ -293,8 +293,8 @@ class GenerativeDBN(nn.Module):
                 probabilities down; the data layer gives probabilities either way.
             frames_every: with ``return_frames``, keep the image every this many steps.
             start: optional (n, n_0) images: the chains start from the features of their
-                bottom-up pass (sampled from its probabilities) instead of the feature
-                biases (HOT 2006, figure 9, starts from random binary images).
+                bottom-up pass (sampled from its probabilities) instead of ``init``'s start
+                (HOT 2006, figure 9, starts from random binary images).
             init: without ``start``, where the chains begin: ``"top-noise"`` (random binary
                 states of the top RBM's hidden units, each on with probability 1/2, and the
                 features sampled from them: the start of Hinton's digit-generation movies;
