@@ -47,6 +47,33 @@ def test_show_filters_writes_a_png(trained):
     assert (w, h) == (2 * (4 * 9 + 1), 2 * (4 * 9 + 1))
 
 
+def test_threads_flag_sets_torch_threads_for_the_command_only(trained, monkeypatch, capsys):
+    """--threads N runs the command with torch.get_num_threads() == N and puts the number back;
+    0 or a non-integer is refused, naming the flag."""
+    import torch
+
+    import deepbelief.cli as cli
+
+    d, out = trained
+    seen = []
+    spied = [(add, (lambda args, cmd=cmd: seen.append(torch.get_num_threads()) or cmd(args)), name)
+             for add, cmd, name in cli.COMMANDS]
+    monkeypatch.setattr(cli, "COMMANDS", spied)
+    before = torch.get_num_threads()
+    want = 1 if before != 1 else 2
+    assert main(["evaluate", str(out), "--device", "cpu", "--threads", str(want)]) == 0
+    assert seen == [want] and torch.get_num_threads() == before
+    assert main(["evaluate", str(out), "--device", "cpu"]) == 0
+    assert seen == [want, before]
+    capsys.readouterr()
+    for bad in ("0", "two", "-1"):
+        with pytest.raises(SystemExit) as exc:
+            main(["evaluate", str(out), "--threads", bad])
+        assert exc.value.code == 2
+        err = capsys.readouterr().err
+        assert "--threads" in err and "integer >= 1" in err and repr(bad) in err
+
+
 def test_train_from_toml_config(tmp_path):
     cfg = tmp_path / "run.toml"
     cfg.write_text('layers = [16]\n[rbm]\nepochs = 1\nbatch_size = 20\n[finetune]\nepochs = 1\nbatch_size = 20\n')

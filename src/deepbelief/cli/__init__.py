@@ -70,6 +70,7 @@ def main(argv: list[str] | None = None) -> int:
     previous = None
     if threading.current_thread() is threading.main_thread():
         previous = signal.signal(signal.SIGTERM, _on_sigterm)
+    threads = _set_threads(getattr(args, "threads", None))
     try:
         return handlers[args.command](args)
     except KeyboardInterrupt as exc:
@@ -87,6 +88,19 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
+        _set_threads(threads)
+
+
+def _set_threads(n: int | None) -> int | None:
+    """Set torch's number of CPU threads to ``n`` (None: leave it) and return the number it
+    had, so that ``main`` called in-process (tests, notebooks) puts it back."""
+    if n is None:
+        return None
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    return before
 
 
 def _one_line(exc: BaseException) -> str:

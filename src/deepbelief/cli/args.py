@@ -1,4 +1,4 @@
-"""Shared flags (``common_args``: --device, --seed; ``data_args``: --dataset, --data-dir) and
+"""Shared flags (``common_args``: --device, --seed, --threads; ``data_args``: --dataset, --data-dir) and
 parsers of command-line values that argparse's ``type=int`` does not cover: lists of
 integers (``--layers 500,500,2000``, ``--shape 28,28``, ``--gibbs-steps 3,6,10``) and lists
 of names (``--metrics recon_error,loss``).
@@ -84,9 +84,23 @@ def check_writable(flag: str, target: str) -> None:
         raise ConfigError(f"{flag} {target!r} cannot be written: folder {str(folder)!r} is not writable")
 
 
+def positive_int(flag: str, what: str):
+    """An argparse ``type`` reading one integer >= 1; ``what`` says what it counts."""
+
+    def parse(text: str) -> int:
+        if not _INT.match(text) or int(text) < 1:
+            raise argparse.ArgumentTypeError(f"{flag} expects an integer >= 1 ({what}); got {text!r}")
+        return int(text)
+
+    return parse
+
+
 def common_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default="auto", help="auto|cpu|cuda|cuda:N (default: auto)")
     p.add_argument("--seed", type=int, default=0, help="seed of the run's one generator (default: 0)")
+    p.add_argument("--threads", type=positive_int("--threads", "CPU threads for torch's operations"), default=None,
+                   help="CPU threads torch uses for the command (default: torch's own choice, usually one per "
+                        "core; the same as setting OMP_NUM_THREADS)")
 
 
 def data_args(p: argparse.ArgumentParser, default: str | None = None) -> None:

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from deepbelief.cli.args import int_list, name_list
+from deepbelief.cli.args import common_args, int_list, name_list
 from deepbelief.errors import ConfigError
 
 
@@ -31,8 +31,7 @@ def add_plot(sub) -> None:
     p.add_argument("--steps", type=int, default=1000, help="Gibbs steps per sample (default 1000)")
     p.add_argument("--metrics", type=name_list("--metrics", "recon_error,loss"), default=None,
                    help="comma-separated metric names for curves (default: every metric in the file)")
-    p.add_argument("--device", default="auto", help="auto|cpu|cuda (default: auto)")
-    p.add_argument("--seed", type=int, default=0)
+    common_args(p)
 
 
 def gibbs_samples(model, n: int, steps: int, generator):
@@ -120,8 +119,7 @@ def add_reproduce(sub) -> None:
                    help="lecture14: a folder of recorded benchmark JSONs; a recorded generative-DBN run is then "
                         "cited beside its row, which this command does not run (default: none)")
     p.add_argument("--out", default=None, help="also write every measured figure as JSON here")
-    p.add_argument("--device", default="auto", help="auto|cpu|cuda (default: auto)")
-    p.add_argument("--seed", type=int, default=0)
+    common_args(p)
 
 
 def cmd_reproduce(args) -> int:
