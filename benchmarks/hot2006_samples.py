@@ -43,6 +43,17 @@ from deepbelief.recipes import get_recipe
 from deepbelief.runner import run_recipe
 from deepbelief.training import make_generator
 
+#: how each variant without a start image draws (``GenerativeDBN.sample``'s arguments). The start is
+#: named in every one: ``DBN.sample``'s default start changed from the biases to top-noise on
+#: 2026-12-06 (534be84), and until 2026-12-06 (evening) the ``biases-K``, ``sampled-down`` and
+#: ``label-free`` variants here left it to the default, so they silently drew from top-noise.
+DRAWS = {
+    **{f"biases-{k}": {"steps": k, "init": "biases"} for k in (10, 100, 1000, 5000)},
+    "top-noise": {"steps": 1000, "init": "top-noise"},
+    "top-noise-5000": {"steps": 5000, "init": "top-noise"},
+    "sampled-down": {"steps": 1000, "init": "biases", "sample_down": True},
+    "label-free": {"steps": 1000, "init": "biases", "return_frames": True},
+}
 BLANK = 0.05  # mean pixel probability below which an image counts as blank
 VARIANTS = ["biases-10", "biases-100", "biases-1000", "biases-5000", "top-noise", "top-noise-5000", "noise", "data",
             "sampled-down", "label-free"]
@@ -145,10 +156,9 @@ def main(argv=None) -> int:
               f"blank {r['blank_pct']:5.1f}%, agreement among the non-blank "
               f"{'-' if nb is None else f'{nb:.1f}%'}", flush=True)
 
-    for k in (10, 100, 1000, 5000):
-        run(f"biases-{k}", label=labels.tolist(), steps=k)
-    run("top-noise", label=labels.tolist(), steps=1000, init="top-noise")
-    run("top-noise-5000", label=labels.tolist(), steps=5000, init="top-noise")
+    for name, draw in DRAWS.items():
+        if name not in ("sampled-down", "label-free"):
+            run(name, label=labels.tolist(), **draw)
     noise = (torch.rand(n, 784, generator=gen, device=dev) < 0.5).float()
     run("noise", label=labels.tolist(), steps=1000, start=noise)
     pick = torch.randint(0, ds.x_train.shape[0], (n,), generator=gen, device=dev)
@@ -159,8 +169,8 @@ def main(argv=None) -> int:
             break
         pick = torch.where(same, torch.randint(0, ds.x_train.shape[0], (n,), generator=gen, device=dev), pick)
     run("data", label=labels.tolist(), steps=1000, start=ds.x_train.to(dev)[pick])
-    run("sampled-down", label=labels.tolist(), steps=1000, sample_down=True)
-    run("label-free", steps=1000, return_frames=True)
+    run("sampled-down", label=labels.tolist(), **DRAWS["sampled-down"])
+    run("label-free", **DRAWS["label-free"])
     res["machine"] = machine_info(a.device)
     write_json(a.out, res)
     return 0

@@ -505,6 +505,26 @@ def test_judge_agreement_with_unequal_class_counts_and_blank_images(monkeypatch)
     assert j["agreement_pct"] == pytest.approx(100 * 4 / 6)
 
 
+def test_hot2006_samples_variants_name_their_start(monkeypatch):
+    """Every hot2006_samples.py variant without a start image names where its chains begin, as
+    its name says: the biases-K variants (and sampled-down, label-free, recorded from the
+    biases) must not follow DBN.sample's default, which became top-noise (they silently did)."""
+    import inspect
+
+    from deepbelief.dbn import GenerativeDBN
+
+    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    from hot2006_samples import DRAWS, VARIANTS
+
+    assert set(DRAWS) | {"noise", "data"} == set(VARIANTS)
+    assert inspect.signature(GenerativeDBN.sample).parameters["init"].default == "top-noise"
+    for name, draw in DRAWS.items():
+        want = "top-noise" if name.startswith("top-noise") else "biases"
+        assert draw["init"] == want, name
+        if name.startswith(("biases-", "top-noise-")):
+            assert draw["steps"] == int(name.rsplit("-", 1)[1]), name
+
+
 def _tiny_mnist_loglik(monkeypatch):
     from types import SimpleNamespace
 
