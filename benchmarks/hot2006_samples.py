@@ -2,7 +2,7 @@
 model, several ways of sampling it, each judged by the same independent CNN.
 
 Loads the model a ``mnist_hot2006.py --work DIR`` run left there (its completed checkpoints
-resume at once; pass ``--greedy-only`` if that run was greedy-only), then for each variant
+resume at once; ``--greedy-only`` samples the run's greedy model), then for each variant
 draws ``--per-class`` samples of every class with the label clamped, and reports the judge's
 agreement with the clamped label (overall, per class) and the share of near-blank images
 (mean pixel probability below 0.05):
@@ -20,7 +20,10 @@ agreement with the clamped label (overall, per class) and the share of near-blan
 
     python benchmarks/hot2006_samples.py --work runs/hot2006 --greedy-only --out samples.json
 
-The flags that changed the recipe of that run (``--top``, ``--top-k``, ``--updown``) must be
+It never trains: without ``--greedy-only`` a folder whose run has not finished (no
+``hot2006.safetensors``) is refused, and with it no up-down epoch runs whatever ``--updown``
+says (an ``--updown final_epochs=100`` given with ``--greedy-only`` once trained an up-down epoch
+into the folder). The flags that changed the recipe of that run (``--top``, ``--top-k``, ``--updown``) must be
 given again: the model is reloaded through the run's checkpoints, which are checked against
 the recipe. ``--variants`` picks some of the variants (default: all). Each variant's JSON has
 the confusion counts (requested class x the judge's class); ``--figures DIR`` also draws its
@@ -102,8 +105,6 @@ def main(argv=None) -> int:
     if a.quick:  # mnist_hot2006.py --quick's recipe and data
         recipe.set_rbm("epochs", 2)
         recipe.updown.epochs, recipe.updown.final_epochs, recipe.n_valid = 2, 1, 1000
-    if a.greedy_only:
-        recipe.updown.epochs, recipe.updown.final_epochs = 0, 0
     override_top(recipe, a.top_k, a.top)
     if a.updown:
         import dataclasses
@@ -111,6 +112,12 @@ def main(argv=None) -> int:
         from deepbelief.wake_sleep import UpDownConfig
 
         recipe.updown = dataclasses.replace(recipe.updown, **field_values("--updown", UpDownConfig, a.updown))
+    if a.greedy_only:  # after --updown: a final_epochs given there must not train up-down epochs here
+        recipe.updown.epochs, recipe.updown.final_epochs = 0, 0
+    elif not (Path(a.work) / "hot2006.safetensors").exists():  # else run_recipe would go on training it
+        raise SystemExit(f"--work {a.work!r} holds no finished run (no hot2006.safetensors): this script samples a "
+                         "finished model and never trains; finish the run with mnist_hot2006.py, or pass "
+                         "--greedy-only to sample its greedy model")
     chosen = VARIANTS if a.variants is None else [v.strip() for v in a.variants.split(",")]
     unknown = sorted(set(chosen) - set(VARIANTS))
     if unknown:
