@@ -599,3 +599,30 @@ def test_the_recipe_s_final_phase_stops_at_the_first_phase_s_training_error(monk
     assert seen == [(50, 4, None, True)]  # no final phase, and no target measured for it
     with pytest.raises(ConfigError, match="final_until_train_error must be true or false"):
         UpDownConfig(final_epochs=3, final_until_train_error="yes").validate()
+
+
+def test_checkpoint_error_script_rebuilds_the_checkpointed_models(tmp_path, monkeypatch):
+    """benchmarks/hot2006_checkpoint_error.py rebuilds, from a real up-down checkpoint alone,
+    the model up_down left (its average, bit for bit) and the iterate it trained on."""
+    from pathlib import Path
+
+    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    from hot2006_checkpoint_error import read_checkpoint, skeleton
+
+    x, y = _toy_data(60, seed=2)
+    model = tiny_model(4, sizes=(6, 4, 5), n_labels=3, scale=0.1).float()
+    cfg = UpDownConfig(epochs=3, batch_size=10, lr=0.2, momentum=0.5, gibbs_steps=[2], average_decay=0.9)
+    ckpt = tmp_path / "updown.ckpt.safetensors"
+    up_down(model, x, y, cfg, generator=torch.Generator().manual_seed(5), checkpoint=ckpt)
+    sets, meta = read_checkpoint(ckpt)
+    assert set(sets) == {"model", "average"} and meta["epoch"] == 3
+    rebuilt = {}
+    for prefix, params in sets.items():
+        rebuilt[prefix] = skeleton(params)
+        rebuilt[prefix].load_state_dict(params, strict=True)
+        assert rebuilt[prefix].sizes == model.sizes and not rebuilt[prefix].tied
+    for (n, a), b in zip(model.state_dict().items(), rebuilt["average"].state_dict().values()):
+        assert torch.equal(a, b), n  # up_down leaves the average in the model
+    assert float(rebuilt["average"].error_rate(x, y)) == float(model.error_rate(x, y))
+    assert any(not torch.equal(a, b) for a, b in zip(model.state_dict().values(),
+                                                       rebuilt["model"].state_dict().values()))
