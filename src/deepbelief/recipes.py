@@ -223,8 +223,12 @@ RECIPES: dict[str, Recipe] = {
         # of a fixed 59: the rule was not met in 100 (error on all 60,000 1.17% -> 1.13%, the
         # target 1.09%), test error 1.28% (the fixed 59 on another greedy model: 1.30%),
         # figure-8 samples 95.7% (lowest, the 1s, 87.0%; the fixed 59: 94.9% and 85.6%) (one
-        # run each, 500 samples per class, 2026-12-05/06, benchmarks/RESULTS.md)
-        updown=UpDownConfig(epochs=300, batch_size=100, lr=0.01, lr_final=0.001, momentum=0.5,
+        # run each, 500 samples per class, 2026-12-05/06, benchmarks/RESULTS.md). The rate three
+        # times higher, 0.03 annealed to 0.003, chosen on validation as the paper chose its
+        # settings: on the same greedy model the validation error after the 300 epochs fell from
+        # 1.50% to 1.26% (the model's test error there 1.35% -> 1.15%; momentum 0.9 at 0.01 was
+        # worse than 0.5 over the 67 epochs it ran) (one run each, 2026-12-06, sixteenth session)
+        updown=UpDownConfig(epochs=300, batch_size=100, lr=0.03, lr_final=0.003, momentum=0.5,
                             gibbs_steps=[3, 6, 10], balanced_batches=True, final_epochs=100,
                             final_until_train_error=True, persistent=True, average_decay=0.999),
     ),
