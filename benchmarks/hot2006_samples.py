@@ -163,9 +163,8 @@ def main(argv=None) -> int:
               f"blank {r['blank_pct']:5.1f}%, agreement among the non-blank "
               f"{'-' if nb is None else f'{nb:.1f}%'}", flush=True)
 
-    for name, draw in DRAWS.items():
-        if name not in ("sampled-down", "label-free"):
-            run(name, label=labels.tolist(), **draw)
+    for name in ("biases-10", "biases-100", "biases-1000", "biases-5000", "top-noise", "top-noise-5000"):
+        run(name, label=labels.tolist(), **DRAWS[name])
     noise = (torch.rand(n, 784, generator=gen, device=dev) < 0.5).float()
     run("noise", label=labels.tolist(), steps=1000, start=noise)
     pick = torch.randint(0, ds.x_train.shape[0], (n,), generator=gen, device=dev)
