@@ -16,16 +16,15 @@ on, or what a finished phase left before the next one changed it:
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
 import torch
-from safetensors import safe_open
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import machine_info, write_json  # noqa: E402
 
+from deepbelief.checkpoint import load_checkpoint  # noqa: E402
 from deepbelief.data.datasets import load_dataset  # noqa: E402
 from deepbelief.dbn import GenerativeDBN  # noqa: E402
 
@@ -33,26 +32,20 @@ N_VALID = 10_000  # the hot2006 recipe's validation split: the last 10,000 train
 
 
 def read_checkpoint(path: Path) -> tuple[dict[str, dict[str, torch.Tensor]], dict]:
-    """The checkpoint's parameter sets by prefix ("model", "average") and its metadata."""
+    """The checkpoint's parameter sets by prefix ("model", "average") and its metadata, read by
+    the library's checked reader (refuses another kind of file, a truncated or pickled one)."""
+    tensors, meta = load_checkpoint(path, kind="updown_checkpoint")
     sets: dict[str, dict[str, torch.Tensor]] = {}
-    with safe_open(str(path), "pt") as f:
-        meta = json.loads((f.metadata() or {}).get("deepbelief", "{}"))
-        for key in f.keys():
-            prefix, _, name = key.partition(".")
-            if prefix in ("model", "average") and name:
-                sets.setdefault(prefix, {})[name] = f.get_tensor(key)
-    if "model" not in sets:
-        raise SystemExit(f"--checkpoint {str(path)!r} holds no up-down model (no 'model.*' tensors)")
+    for key, value in tensors.items():
+        prefix, _, name = key.partition(".")
+        if prefix in ("model", "average") and name:
+            sets.setdefault(prefix, {})[name] = value
     return sets, meta
 
 
-def skeleton(params: dict[str, torch.Tensor]) -> GenerativeDBN:
-    """An untied labelled DBN with the shapes of ``params`` (the values are loaded after)."""
-    n_lower = sum(1 for k in params if k.startswith("lower.") and k.endswith(".W"))
-    sizes = [params[f"lower.{i}.W"].shape[0] for i in range(n_lower)]
-    sizes += [params["top.visible.groups.0.bias"].shape[0], params["top.hidden.bias"].shape[0]]
-    n_labels = params["top.visible.groups.1.bias"].shape[0]
-    return GenerativeDBN.build(sizes, n_labels).untie_()
+def skeleton(meta: dict) -> GenerativeDBN:
+    """The untied labelled DBN the checkpoint's config describes (the values are loaded after)."""
+    return GenerativeDBN.from_config(meta["model"]).untie_()
 
 
 def main(argv=None) -> int:
@@ -71,7 +64,7 @@ def main(argv=None) -> int:
         sets, meta = read_checkpoint(path)
         row = {"checkpoint": str(path), "epoch": meta.get("epoch")}
         for prefix, params in sets.items():
-            model = skeleton(params)
+            model = skeleton(meta)
             model.load_state_dict(params, strict=True)
             with torch.no_grad():
                 row[prefix] = {"test_error_pct": 100 * float(model.error_rate(ds.x_test, ds.y_test)),

@@ -618,7 +618,7 @@ def test_checkpoint_error_script_rebuilds_the_checkpointed_models(tmp_path, monk
     assert set(sets) == {"model", "average"} and meta["epoch"] == 3
     rebuilt = {}
     for prefix, params in sets.items():
-        rebuilt[prefix] = skeleton(params)
+        rebuilt[prefix] = skeleton(meta)
         rebuilt[prefix].load_state_dict(params, strict=True)
         assert rebuilt[prefix].sizes == model.sizes and not rebuilt[prefix].tied
     for (n, a), b in zip(model.state_dict().items(), rebuilt["average"].state_dict().values()):
