@@ -143,6 +143,10 @@ def parse_models(text: str) -> list[tuple[str, int]]:
     return out
 
 
+TRAIN_DATA_NOTE = {"fixed": "", "fresh": "; training on a fresh binary draw of the intensities in every mini-batch",
+                   "intensities": "; training on the grey-level intensities themselves"}
+
+
 def main(argv=None) -> int:
     p = parser(__doc__)
     p.formatter_class = argparse.RawDescriptionHelpFormatter
@@ -200,11 +204,13 @@ def main(argv=None) -> int:
                    help="with a transposed second layer that trains: also estimate the bound at its start (one more "
                         "AIS), which equals the RBM's log-likelihood exactly, so the two AIS estimates' disagreement "
                         "and the layer's gain by one estimator are reported beside the bound")
-    p.add_argument("--train-data", choices=("fixed", "fresh"), default="fixed",
+    p.add_argument("--train-data", choices=("fixed", "fresh", "intensities"), default="fixed",
                    help="what the RBMs train on: 'fixed', the training images binarised once (seed 0, the "
                         "set every figure is measured on); 'fresh', a new binary draw of the training images' "
-                        "intensities in every mini-batch (RBMTrainConfig.sample_data), the figures still on "
-                        "the fixed sets")
+                        "intensities in every mini-batch (RBMTrainConfig.sample_data); 'intensities', the "
+                        "grey levels themselves as the visible data (the expectation of the fresh draws: "
+                        "the positive phase's p(h | v) and CD's chains start from them). The figures are "
+                        "always on the fixed binarised sets")
     p.add_argument("--train-size", type=int, default=None, help="use the first N training images")
     p.add_argument("--checkpoint-dir", default=None,
                    help="checkpoint every RBM's training here (<model>.ckpt.safetensors); a rerun of the same "
@@ -263,14 +269,15 @@ def main(argv=None) -> int:
 
     ds = load_dataset("mnist-binarized", data_dir=args.data_dir, download=False)
     x_train = ds.x_train.to(dev)
-    # the rows the RBMs train on: the fixed binary images, or (fresh) the intensities they were drawn from
+    # the rows the RBMs train on: the fixed binary images, or (fresh, intensities) the intensities they were
+    # drawn from
     x_fit = x_train if args.train_data == "fixed" else \
         load_dataset("mnist", data_dir=args.data_dir, download=False).x_train.to(dev)
     if args.train_size:
         x_train, x_fit = x_train[: args.train_size], x_fit[: args.train_size]
     x_test = ds.x_test.to(dev)
     print(f"binarised MNIST: train {tuple(x_train.shape)}, test {tuple(x_test.shape)}, device {dev}"
-          f"{'; training on a fresh binary draw of the intensities in every mini-batch' if args.train_data == 'fresh' else ''}")
+          f"{TRAIN_DATA_NOTE[args.train_data]}")
     gen = make_generator(args.seed, dev)
 
     def ais(rbm, base, betas, generator=None):

@@ -597,7 +597,8 @@ def test_mnist_loglik_resumed_run_reuses_a_finished_model_and_makes_the_same_fig
 def test_mnist_loglik_fresh_training_data_draws_from_the_intensities(monkeypatch, tmp_path):
     """``--train-data fresh``: the RBMs train on the grey-level training images with a new binary
     draw per mini-batch (sample_data), while every figure (AIS base rates, train and test
-    log-likelihoods) is measured on the fixed binarised sets; ``fixed`` trains on those."""
+    log-likelihoods) is measured on the fixed binarised sets; ``fixed`` trains on those;
+    ``intensities`` on the grey levels themselves, never drawn."""
     from types import SimpleNamespace
 
     mnist_loglik = _tiny_mnist_loglik(monkeypatch)
@@ -612,7 +613,7 @@ def test_mnist_loglik_fresh_training_data_draws_from_the_intensities(monkeypatch
     bases, real_ais = [], mnist_loglik.ais_log_partition
     monkeypatch.setattr(mnist_loglik, "ais_log_partition", lambda *a, **k: bases.append(k["base_data"]) or
                         real_ais(*a, **k))
-    for mode, data in (("fresh", grey.x_train), ("fixed", binary.x_train)):
+    for mode, data in (("fresh", grey.x_train), ("fixed", binary.x_train), ("intensities", grey.x_train)):
         seen.clear(), bases.clear()
         out = tmp_path / f"{mode}.json"
         mnist_loglik.main([*_TINY, "--curve-points", "0", "--train-data", mode, "--out", str(out)])
