@@ -22,7 +22,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import machine_info, write_json  # noqa: E402
+from _common import default_data_dir, machine_info, write_json  # noqa: E402
 
 from deepbelief.checkpoint import load_checkpoint  # noqa: E402
 from deepbelief.data.datasets import load_dataset  # noqa: E402
@@ -50,7 +50,7 @@ def skeleton(meta: dict) -> GenerativeDBN:
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--data-dir", default=None)
+    p.add_argument("--data-dir", default=default_data_dir())
     p.add_argument("--checkpoint", action="append", required=True, help="an up-down checkpoint (repeatable)")
     p.add_argument("--threads", type=int, default=0)
     p.add_argument("--out", default=None, help="write the figures as JSON here")

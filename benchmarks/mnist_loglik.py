@@ -269,8 +269,8 @@ def main(argv=None) -> int:
 
     ds = load_dataset("mnist-binarized", data_dir=args.data_dir, download=False)
     x_train = ds.x_train.to(dev)
-    # the rows the RBMs train on: the fixed binary images, or (fresh, intensities) the intensities they were
-    # drawn from
+    # the rows the RBMs train on: the fixed binary images, or the grey levels they were drawn from (fresh: a
+    # new binary draw of them per mini-batch; intensities: used as they are)
     x_fit = x_train if args.train_data == "fixed" else \
         load_dataset("mnist", data_dir=args.data_dir, download=False).x_train.to(dev)
     if args.train_size:
