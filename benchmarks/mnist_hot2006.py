@@ -94,8 +94,8 @@ def main(argv=None) -> int:
     p.add_argument("--pretrain-epochs", type=int, default=None, help="CD-1 epochs per RBM (recipe: 30)")
     p.add_argument("--updown-epochs", type=int, default=None, help="up-down epochs on the training split (300)")
     p.add_argument("--final-epochs", type=int, default=None,
-                   help="at most this many up-down epochs on all 60,000 afterwards (recipe: 100, ended earlier by "
-                        "the paper's rule)")
+                   help="at most this many up-down epochs on all 60,000 afterwards (recipe: the paper's 59, "
+                        "ended earlier by the paper's rule)")
     p.add_argument("--sample-steps", type=int, default=None, help="Gibbs iterations per figure-8 sample (1000)")
     p.add_argument("--sample-init", default="top-noise", choices=["top-noise", "biases"],
                    help="where the figure-8 chains start: random binary states of the top RBM's hidden units "
