@@ -10,7 +10,11 @@ times, alternating, medians of ``--repeats``:
   - "pcg64_raw_split": those draws split into two 32-bit halves and turned into float32 on
     the 2^-24 grid (the top 24 bits of each half, as numpy's float32 uses);
   - "sfc64_raw", "philox_raw": the other numpy bit generators' raw draws;
-  - "torch_rand": torch.rand with a CPU torch.Generator (mt19937).
+  - "torch_rand": torch.rand with a CPU torch.Generator (mt19937);
+  - "pcg64_chunks_threads": the block in chunks of 2^18 numbers, chunk i from PCG64(seed)
+    jumped i times, filled by a pool of ``--threads`` threads (numpy releases the GIL while
+    it fills). Alone it is faster on 2 cores; inside the up-down loop it was not (the
+    matrix products' threads still hold the cores; benchmarks/RESULTS.md, 2026-12-07).
 
     python benchmarks/uniform_speed.py                      # ~10 s
     python benchmarks/uniform_speed.py --n 2600000 --out benchmarks/results/uniform_speed_cpu.json
@@ -20,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import torch
@@ -34,8 +39,22 @@ def _split_to_float32(raw: np.ndarray, n: int) -> torch.Tensor:
     return bits.to(torch.float32).mul_(2.0 ** -24)[:n]
 
 
-def candidates(n: int) -> dict:
+def _chunked_fill(pool: ThreadPoolExecutor, seed: int, n: int, chunk: int = 1 << 18) -> np.ndarray:
+    out = np.empty(n, dtype=np.float32)
+
+    def fill(i: int) -> None:
+        bits = np.random.PCG64(seed)
+        np.random.Generator(bits.jumped(i) if i else bits).random(
+            out=out[i * chunk: (i + 1) * chunk], dtype=np.float32)
+
+    for f in [pool.submit(fill, i) for i in range(-(-n // chunk))]:
+        f.result()
+    return out
+
+
+def candidates(n: int, threads: int) -> dict:
     half = (n + 1) // 2
+    pool = ThreadPoolExecutor(max(1, threads))
     pcg, sfc, philox = np.random.PCG64(1), np.random.SFC64(1), np.random.Philox(1)
     tgen, sgen, like = torch.Generator().manual_seed(1), torch.Generator().manual_seed(2), torch.zeros(1)
     return {
@@ -45,6 +64,7 @@ def candidates(n: int) -> dict:
         "sfc64_raw": lambda: sfc.random_raw(half),
         "philox_raw": lambda: philox.random_raw(half),
         "torch_rand": lambda: torch.rand(n, generator=tgen),
+        "pcg64_chunks_threads": lambda: _chunked_fill(pool, 1, n),
     }
 
 
@@ -59,7 +79,7 @@ def main(argv=None) -> int:
         p.error(f"--n must be >= 2 and --repeats >= 1, got --n {a.n} --repeats {a.repeats}")
     if a.threads:
         torch.set_num_threads(a.threads)
-    fns = candidates(a.n)
+    fns = candidates(a.n, torch.get_num_threads())
     times = {k: [] for k in fns}
     for f in fns.values():  # warm-up
         f()
