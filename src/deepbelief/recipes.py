@@ -231,7 +231,7 @@ RECIPES: dict[str, Recipe] = {
         # The final phase at most the paper's 59 epochs (was 100): with that rate the rule was
         # not met in 100 either (error on all 60,000 0.81% at epochs 59 and 100, target 0.78%)
         # and the averaged model's test error was 1.08% after final epoch 59 and 1.10% after 100
-        # (one run, 2026-12-06); the 41 epochs cost ~23 min on the 2-core CPU
+        # (one run, 2026-12-06); the 41 epochs cost 23-30 min on the 2-core CPU (33-44 s each)
         updown=UpDownConfig(epochs=300, batch_size=100, lr=0.03, lr_final=0.003, momentum=0.5,
                             gibbs_steps=[3, 6, 10], balanced_batches=True, final_epochs=59,
                             final_until_train_error=True, persistent=True, average_decay=0.999),
