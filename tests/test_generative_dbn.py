@@ -626,3 +626,37 @@ def test_checkpoint_error_script_rebuilds_the_checkpointed_models(tmp_path, monk
     assert float(rebuilt["average"].error_rate(x, y)) == float(model.error_rate(x, y))
     assert any(not torch.equal(a, b) for a, b in zip(model.state_dict().values(),
                                                        rebuilt["model"].state_dict().values()))
+
+
+def test_the_plan_s_up_down_time_is_the_schedule_s_steps_at_the_timed_step_seconds(monkeypatch):
+    """runner._plan: up-down time = sum over epochs of (batches x the timed step of that epoch's
+    K) + final epochs x (batches of all the data x the last K's step); exact with the step
+    times fixed."""
+    from deepbelief import runner
+    from deepbelief.progress import fmt_seconds
+    from deepbelief.recipes import get_recipe
+
+    recipe = get_recipe("hot2006")
+    ud = recipe.updown  # 300 epochs, K = 3 / 6 / 10 in thirds, at most 59 final epochs, batch 100
+    step = {3: 0.01, 6: 0.02, 10: 0.04}
+    seen = {}
+
+    def fake(u, sizes, n_labels, dev, steps=5):
+        seen.update(sizes=sizes, n_labels=n_labels)
+        return step
+
+    monkeypatch.setattr(runner, "_updown_step_seconds", fake)
+    text = runner._plan(recipe, recipe.rbm_configs(), ud, [784, 500, 500, 2000], 10, 1000, 1200,
+                        torch.device("cpu"))
+    expected = 10 * 100 * (0.01 + 0.02 + 0.04) + ud.final_epochs * 12 * 0.04  # 70 + 28.32 s
+    assert f"up-down at most {300 + ud.final_epochs} epochs (about {fmt_seconds(expected)}," in text
+    assert seen == {"sizes": [784, 500, 500, 2000], "n_labels": 10}
+
+
+def test_the_timed_up_down_steps_time_every_k_of_the_schedule():
+    """runner._updown_step_seconds on a tiny model: one positive time per K of the schedule."""
+    from deepbelief import runner
+
+    ud = UpDownConfig(epochs=3, batch_size=4, gibbs_steps=[1, 2], persistent=True, average_decay=0.9).validate()
+    t = runner._updown_step_seconds(ud, [6, 5, 4, 8], 2, torch.device("cpu"), steps=2)
+    assert set(t) == {1, 2} and all(v > 0 for v in t.values())

@@ -338,10 +338,46 @@ def _run_updown(model, ud, result, *, gen, train, all_data, valid, folder, resum
     result["updown_seconds"] = time.perf_counter() - t0
 
 
+def _updown_step_seconds(ud, sizes, n_labels, dev, steps: int = 5) -> dict[int, float]:
+    """Seconds per up-down step on this machine for each K of ``ud``'s schedule: the median of
+    ``steps`` timed steps (after one warm-up) of a throwaway model of the recipe's sizes and
+    ``ud``'s settings, so the estimate holds the work around the products too (on the
+    AVX-512 VMs of 2026-12 that was as much as the products themselves)."""
+    import dataclasses
+    import statistics
+
+    import torch
+
+    from deepbelief.cost import _sync
+    from deepbelief.dbn import GenerativeDBN
+    from deepbelief.wake_sleep import UpDownTrainer
+
+    cpu = torch.Generator().manual_seed(0)
+    model = GenerativeDBN.build(sizes, n_labels, generator=cpu, weight_std=0.1).to(dev)
+    trainer = UpDownTrainer(model, dataclasses.replace(ud, epochs=1, final_epochs=0),
+                            torch.Generator(device=dev).manual_seed(0))
+    b = ud.batch_size
+    x = (torch.rand(b, sizes[0], generator=cpu) < 0.5).float().to(dev)
+    y = torch.nn.functional.one_hot(torch.arange(b) % n_labels, n_labels).float().to(dev)
+    out = {}
+    for k in sorted(set(ud.gibbs_steps)):
+        times = []
+        for i in range(steps + 1):
+            _sync(dev)
+            t0 = time.perf_counter()
+            trainer.step(x, y, 0.0, 0.0, k)  # rate 0: the throwaway model stays as built
+            _sync(dev)
+            if i:  # the first step warms up
+                times.append(time.perf_counter() - t0)
+        out[k] = statistics.median(times)
+    return out
+
+
 def _plan(recipe, configs, ud, sizes, n_labels, n_train, n_all, dev) -> str:
-    """The run's phases and an estimate of its time on this machine, before it starts:
-    matmul FLOPs (cost.py) at the measured GEMM rate and the share of it each phase reached
-    in benchmarks/RESULTS.md (CD-1 about 0.75, up-down about 0.6)."""
+    """The run's phases and an estimate of its time on this machine, before it starts: for
+    greedy training the matmul FLOPs (cost.py) at the measured GEMM rate and the share of it
+    CD-1 reached in benchmarks/RESULTS.md (about 0.75); for up-down, a few timed steps of each
+    K (``_updown_step_seconds``) times the schedule's steps (monitors and checkpoints left out)."""
     from deepbelief import cost
 
     vis = sizes[:-1] + [sizes[-1]]
@@ -350,20 +386,17 @@ def _plan(recipe, configs, ud, sizes, n_labels, n_train, n_all, dev) -> str:
         nv = vis[i] + (n_labels if i == len(configs) - 1 else 0)
         n_b = n_train // cfg.batch_size
         flops.append(cfg.epochs * n_b * cost.cd_batch_flops(cfg.batch_size, nv, vis[i + 1], cfg.k) / 0.75)
-    ud_flops, ud_epochs = 0.0, 0
-    if ud is not None:
-        for e in range(ud.epochs):
-            ud_flops += (n_train // ud.batch_size) * cost.updown_batch_flops(ud.batch_size, sizes, n_labels,
-                                                                             ud.gibbs_at(e))
+    ud_seconds, ud_epochs = 0.0, 0
+    if ud is not None and (ud.epochs or (recipe.n_valid and ud.final_epochs)):
+        step = _updown_step_seconds(ud, sizes, n_labels, dev)
+        ud_seconds = sum((n_train // ud.batch_size) * step[ud.gibbs_at(e)] for e in range(ud.epochs))
         if recipe.n_valid:
-            ud_flops += ud.final_epochs * (n_all // ud.batch_size) * cost.updown_batch_flops(
-                ud.batch_size, sizes, n_labels, ud.gibbs_steps[-1])
-        ud_flops /= 0.6
+            ud_seconds += ud.final_epochs * (n_all // ud.batch_size) * step[ud.gibbs_steps[-1]]
         ud_epochs = ud.epochs + (ud.final_epochs if recipe.n_valid else 0)  # the most, with final_until_train_error
     rate = cost.gemm_rate(device=dev)
     greedy = sum(flops) / rate
-    return (f"plan: greedy {', '.join(str(c.epochs) for c in configs)} epochs (about {fmt_seconds(greedy)}), "
+    return (f"plan: greedy {', '.join(str(c.epochs) for c in configs)} epochs (about {fmt_seconds(greedy)}, "
+            f"from the matmul count at this machine's measured rate, {rate / 1e9:.0f} GFLOP/s), "
             f"up-down {'at most ' if ud is not None and ud.final_until_train_error else ''}{ud_epochs} epochs "
-            f"(about {fmt_seconds(ud_flops / rate)}); estimated from the matmul count at "
-            f"this machine's measured rate ({rate / 1e9:.0f} GFLOP/s); a run with --checkpoint-dir can be "
+            f"(about {fmt_seconds(ud_seconds)}, from timed steps); a run with --checkpoint-dir can be "
             f"stopped and resumed")
