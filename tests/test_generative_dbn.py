@@ -653,10 +653,26 @@ def test_the_plan_s_up_down_time_is_the_schedule_s_steps_at_the_timed_step_secon
     assert seen == {"sizes": [784, 500, 500, 2000], "n_labels": 10}
 
 
-def test_the_timed_up_down_steps_time_every_k_of_the_schedule():
-    """runner._updown_step_seconds on a tiny model: one positive time per K of the schedule."""
+def test_the_timed_up_down_steps_time_every_k_of_the_schedule(monkeypatch):
+    """runner._updown_step_seconds on a tiny model, with a fake clock on which the steps of K
+    take 100 s (the warm-up), then K and 3K seconds: the median of the timed ones, exactly 2K
+    (with the warm-up counted it would be 3K), every step at rate 0 (the model unchanged)."""
     from deepbelief import runner
 
-    ud = UpDownConfig(epochs=3, batch_size=4, gibbs_steps=[1, 2], persistent=True, average_decay=0.9).validate()
+    clock, calls = [0.0], []
+
+    def fake_step(self, x, y, lr, momentum, k):
+        calls.append((k, lr, momentum))
+        clock[0] += (100.0, k, 3.0 * k)[(len(calls) - 1) % 3]  # steps=2: a warm-up, then 2 timed
+
+    class FakeTime:
+        @staticmethod
+        def perf_counter():
+            return clock[0]
+
+    monkeypatch.setattr(UpDownTrainer, "step", fake_step)
+    monkeypatch.setattr(runner, "time", FakeTime)
+    ud = UpDownConfig(epochs=3, batch_size=4, gibbs_steps=[2, 1, 2], persistent=True, average_decay=0.9).validate()
     t = runner._updown_step_seconds(ud, [6, 5, 4, 8], 2, torch.device("cpu"), steps=2)
-    assert set(t) == {1, 2} and all(v > 0 for v in t.values())
+    assert t == {1: 2.0, 2: 4.0}
+    assert calls == [(1, 0.0, 0.0)] * 3 + [(2, 0.0, 0.0)] * 3
