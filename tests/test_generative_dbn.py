@@ -637,7 +637,7 @@ def test_the_plan_s_up_down_time_is_the_schedule_s_steps_at_the_timed_step_secon
     from deepbelief.recipes import get_recipe
 
     recipe = get_recipe("hot2006")
-    ud = recipe.updown  # 300 epochs, K = 3 / 6 / 10 in thirds, at most 59 final epochs, batch 100
+    ud = recipe.updown  # 150 epochs, K = 3 / 6 / 10 in thirds, at most 59 final epochs, batch 100
     step = {3: 0.01, 6: 0.02, 10: 0.04}
     seen = {}
 
@@ -648,8 +648,9 @@ def test_the_plan_s_up_down_time_is_the_schedule_s_steps_at_the_timed_step_secon
     monkeypatch.setattr(runner, "_updown_step_seconds", fake)
     text = runner._plan(recipe, recipe.rbm_configs(), ud, [784, 500, 500, 2000], 10, 1000, 1200,
                         torch.device("cpu"))
-    expected = 10 * 100 * (0.01 + 0.02 + 0.04) + ud.final_epochs * 12 * 0.04  # 70 + 28.32 s
-    assert f"up-down at most {300 + ud.final_epochs} epochs (about {fmt_seconds(expected)}," in text
+    assert ud.epochs == 150 and ud.gibbs_steps == [3, 6, 10]
+    expected = 10 * 50 * (0.01 + 0.02 + 0.04) + ud.final_epochs * 12 * 0.04  # 35 + 28.32 s
+    assert f"up-down at most {150 + ud.final_epochs} epochs (about {fmt_seconds(expected)}," in text
     assert seen == {"sizes": [784, 500, 500, 2000], "n_labels": 10}
 
 
