@@ -188,7 +188,7 @@ RECIPES: dict[str, Recipe] = {
     # top-level Gibbs iterations (ours: 150, from persistent chains, see below), then more epochs on
     # all 60,000 images "until its error-rate on the full training set was as low as its final
     # error-rate had been on the initial training set" (the paper's rule; 59 epochs there, at
-    # most 100 here).
+    # most 59 here too, see below).
     "hot2006": Recipe(
         name="hot2006",
         dataset="mnist",
