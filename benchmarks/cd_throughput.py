@@ -5,7 +5,8 @@ In the same process, alternating repeats, medians and ratios:
      products v@W, h@W^T, v'@W, v^T h, v'^T h'), over as many batches as one epoch;
   2. our epoch (training.RBMTrainer.fit, monitors included);
   3. scikit-learn's BernoulliRBM (n_iter=1, batch_size=100);
-  4. learnergy's bernoulli RBM (if installed: ``pip install --no-deps learnergy``).
+  4. learnergy's bernoulli RBM (if installed: ``pip install --no-deps learnergy``);
+  5. with ``--bf16``, our epoch again with bf16 matmuls (``precision="bf16"``).
 Targets: ours >= 88% of the matmul rate for its FLOPs (issue 14; issue 7 asked 85%), >= 2x sklearn,
 >= 3x learnergy.
 
@@ -95,12 +96,14 @@ def cpu_run(args, dev, x) -> dict:
     n = x.shape[0]
     flops = 5 * 2 * batch * N_VIS * N_HID * (n // batch)  # the five products per batch
     xnp = x.cpu().numpy()
-    times = {"matmul": [], "ours": [], "sklearn": [], "learnergy": []}
+    times = {"matmul": [], "ours": [], "ours_bf16": [], "sklearn": [], "learnergy": []}
     notes = {}
     ours_epoch(x[: 10 * batch], batch, dev, args.seed)  # warm-up (allocator, thread pool)
     for rep in range(args.repeats):
         times["matmul"].append(matmul_epoch(x, batch, dev))
         times["ours"].append(ours_epoch(x, batch, dev, args.seed + rep))
+        if args.bf16:
+            times["ours_bf16"].append(ours_epoch(x, batch, dev, args.seed + rep, "bf16"))
         if not args.skip_others:
             times["sklearn"].append(sklearn_epoch(xnp, batch, args.seed + rep))
             t, why = learnergy_epoch(x, batch)
@@ -118,6 +121,8 @@ def cpu_run(args, dev, x) -> dict:
         "ours_fraction_of_matmul_rate": med["matmul"] / med["ours"],
         "notes": notes,
     }
+    if med["ours_bf16"]:
+        res["bf16_speedup_vs_fp32"] = med["ours"] / med["ours_bf16"]
     if med["sklearn"]:
         res["speedup_vs_sklearn"] = med["sklearn"] / med["ours"]
     if med["learnergy"]:
@@ -148,6 +153,8 @@ def main(argv=None):
     p.add_argument("--repeats", type=int, default=None, help="alternating repeats (default 3; quick 2)")
     p.add_argument("--rows", type=int, default=None, help="training rows (default 60000; quick 6000)")
     p.add_argument("--skip-others", action="store_true", help="only matmul and ours (no sklearn/learnergy)")
+    p.add_argument("--bf16", action="store_true",
+                   help="also time our epoch with bf16 matmuls (autocast; fast only on CPUs with AMX)")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     p.add_argument("--headline", action="store_true", help="record cd1_gemm_share_pct in headline.json")
     args = p.parse_args(argv)
@@ -171,6 +178,8 @@ def main(argv=None):
                 print(f"  {k:10s} {v:7.3f} s")
         print(f"  matmul rate {r['matmul_gflops']:.1f} GFLOP/s; ours {r['ours_gflops']:.1f} GFLOP/s "
               f"= {100 * r['ours_fraction_of_matmul_rate']:.0f}% (target >= 88%)")
+        if "bf16_speedup_vs_fp32" in r:
+            print(f"  ours in bf16: {r['bf16_speedup_vs_fp32']:.2f}x the speed of ours in fp32")
         if "speedup_vs_sklearn" in r:
             print(f"  ours vs sklearn: {r['speedup_vs_sklearn']:.2f}x faster (target >= 2x)")
         if "speedup_vs_learnergy" in r:

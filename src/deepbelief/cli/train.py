@@ -162,7 +162,7 @@ TRAIN_FLAGS: dict[str, tuple[tuple[str, ...], str]] = {
     "--centering-rate": (("rbm.centering_rate",),
                          "sliding-average rate of the centring offsets per update (default 0.01)"),
     "--precision": (("rbm.precision",),
-                    "RBM matmul precision: fp32 (default), tf32 (CUDA only) or bf16 (GPUs; slow on CPUs)"),
+                    "RBM matmul precision: fp32 (default), tf32 (CUDA only) or bf16 (GPUs; no faster on CPUs, AMX ones included)"),
     "--finetune-epochs": (("finetune.epochs", "updown.epochs"),
                           "backprop epochs (0: pre-training only); generative recipes: up-down epochs"),
     "--finetune-lr": (("finetune.lr", "updown.lr"), "fine-tuning learning rate (generative recipes: up-down's)"),
