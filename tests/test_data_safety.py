@@ -207,6 +207,17 @@ def test_progress_shows_i_of_n_elapsed_and_eta(tmp_path, monkeypatch, capsys):
     p = Progress()
     assert p.times(0, 3, 0.5, "a").endswith("eta 1.0s")  # one epoch of 0.5 s, two left
     assert "eta 0.0s" in p.times(2, 3, 0.5, "a")
+    # a fake clock: 1 s epochs, one of them stretched to 100 s (the process paused by SIGSTOP)
+    clock = [0.0]
+    monkeypatch.setattr("deepbelief.progress.time.perf_counter", lambda: clock[0])
+    q = Progress()
+    for i, s in enumerate([3.0, 1.0, 1.0, 100.0, 1.0, 1.0]):  # the first (warm-up) is left out
+        clock[0] += s
+        line = q.times(i, 20, s, "b")
+    assert line.endswith("1m47s elapsed, eta 14.0s"), line  # median 1 s per epoch x 14 left
+    clock[0] += 6.0  # a call that covers three epochs of 2 s: the rate follows the machine
+    assert q.times(8, 20, 2.0, "b").endswith("eta 11.0s")  # median of 1, 1, 100, 1, 1, 2 s = 1 s
+    monkeypatch.undo()
     monkeypatch.chdir(tmp_path)
     assert main(["train", "--layers", "8", "--epochs", "2", "--finetune-epochs", "3", "--batch-size", "50",
                  "--device", "cpu"]) == 0

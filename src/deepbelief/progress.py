@@ -1,14 +1,23 @@
 """Progress of long loops: ``epoch i/N``, time elapsed and an estimate of the time left.
 
 One tracker per run; each phase (an RBM layer, fine-tuning, up-down) is a ``key``. The
-estimate is the mean time of the epochs this process has run in that phase (the first,
-which pays for warm-up, left out once there are others) times the epochs left, so a resumed run estimates from its own epochs, not from the skipped ones.
-Early stopping may end fine-tuning sooner: its estimate is then an upper bound.
+estimate is the median wall time per epoch over the last ``WINDOW`` epochs this process
+has run in that phase (the first, which pays for warm-up, left out once there are others)
+times the epochs left: a resumed run estimates from its own epochs, not from the skipped
+ones; a machine whose speed drifts is followed; and one long epoch (a process paused by
+SIGSTOP while another job runs, a checkpoint on a slow disk) does not inflate the estimate
+for the rest of the run, as a mean since the start would. Early stopping may end
+fine-tuning sooner: its estimate is then an upper bound.
 """
 
 from __future__ import annotations
 
+import statistics
 import time
+from collections import deque
+
+#: epochs whose median wall time per epoch makes the estimate
+WINDOW = 25
 
 
 def fmt_seconds(s: float) -> str:
@@ -33,9 +42,14 @@ class Progress:
 
     def times(self, i: int, n: int, seconds: float, key=None) -> str:
         now = time.perf_counter()
-        # the phase began one epoch ago; its first epoch (warm-up) is left out of the rate
-        start, first, first_s = self._phases.setdefault(key, (now - seconds, i, seconds))
-        elapsed, done = now - start, i - first + 1
-        rate = (elapsed - first_s) / (done - 1) if done > 1 else elapsed
+        ph = self._phases.get(key)
+        if ph is None:  # the phase began one epoch ago; that first epoch (warm-up) sets the rate alone
+            ph = self._phases[key] = {"start": now - seconds, "first_s": seconds, "last": (now, i),
+                                      "rates": deque(maxlen=WINDOW)}
+        else:  # wall time per epoch since the last call (a call may cover several epochs)
+            last_now, last_i = ph["last"]
+            ph["rates"].append((now - last_now) / max(1, i - last_i))
+            ph["last"] = (now, i)
+        rate = statistics.median(ph["rates"]) if ph["rates"] else ph["first_s"]
         eta = rate * max(0, n - i - 1)
-        return f"{seconds:.2f}s; {fmt_seconds(elapsed)} elapsed, eta {fmt_seconds(eta)}"
+        return f"{seconds:.2f}s; {fmt_seconds(now - ph['start'])} elapsed, eta {fmt_seconds(eta)}"
