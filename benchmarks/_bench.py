@@ -24,14 +24,25 @@ def default_data_dir() -> str:
     return str(near if near.is_dir() else Path("/work/shared/data/mnist"))
 
 
-def common_parser(description: str) -> argparse.ArgumentParser:
+def common_parser(description: str, threads: bool = False) -> argparse.ArgumentParser:
+    """The options every benchmark shares; ``threads``: also ``--threads`` (applied by ``parse``)."""
     p = argparse.ArgumentParser(description=description)
+    if threads:
+        p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     p.add_argument("--device", default="auto", help="auto|cpu|cuda (default auto)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--data-dir", default=default_data_dir(), help="folder with the MNIST IDX files")
     p.add_argument("--quick", action="store_true", help="small version (about a minute on a 2-core CPU)")
     p.add_argument("--out", default=None, help="write all measured figures and machine info as JSON here")
     return p
+
+
+def parse(p: argparse.ArgumentParser, argv=None) -> argparse.Namespace:
+    """``p.parse_args(argv)``, then torch's CPU threads set from ``--threads`` where given."""
+    args = p.parse_args(argv)
+    if getattr(args, "threads", None):
+        torch.set_num_threads(args.threads)
+    return args
 
 
 def resolve(device: str) -> torch.device:

@@ -148,18 +148,15 @@ def gpu_run(args, dev, x) -> dict:
 
 
 def main(argv=None):
-    p = _bench.common_parser(__doc__.splitlines()[0])
+    p = _bench.common_parser(__doc__.splitlines()[0], threads=True)
     p.add_argument("--gpu", action="store_true", help="CUDA samples/s at batch 100 and 1000 (fp32/tf32/bf16)")
     p.add_argument("--repeats", type=int, default=None, help="alternating repeats (default 3; quick 2)")
     p.add_argument("--rows", type=int, default=None, help="training rows (default 60000; quick 6000)")
     p.add_argument("--skip-others", action="store_true", help="only matmul and ours (no sklearn/learnergy)")
     p.add_argument("--bf16", action="store_true",
                    help="also time our epoch with bf16 matmuls (autocast; fast only on CPUs with AMX)")
-    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     p.add_argument("--headline", action="store_true", help="record cd1_gemm_share_pct in headline.json")
-    args = p.parse_args(argv)
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    args = _bench.parse(p, argv)
     args.repeats = args.repeats or (2 if args.quick else 3)
     rows = args.rows or (6000 if args.quick else None)
     dev = _bench.resolve("cuda" if args.gpu and args.device == "auto" else args.device)

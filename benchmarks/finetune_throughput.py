@@ -129,21 +129,18 @@ def run(args, dev, x, y) -> dict:
 
 
 def main(argv=None):
-    p = _bench.common_parser(__doc__.splitlines()[0])
+    p = _bench.common_parser(__doc__.splitlines()[0], threads=True)
     p.add_argument("--repeats", type=int, default=None, help="alternating repeats (default 3; quick 2)")
     p.add_argument("--rows", type=int, default=None, help="training rows (default 60000; quick 6000)")
     p.add_argument("--phases", default="all,top", help="comma list of all|top (default all,top)")
-    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     p.add_argument("--sizes", default=None, help="layer sizes up to the last hidden layer (default 784,500,500,2000)")
     p.add_argument("--batch-size", type=int, default=100)
     p.add_argument("--headline", action="store_true", help="record finetune_gemm_share_pct (phase 'all')")
-    args = p.parse_args(argv)
+    args = _bench.parse(p, argv)
     if args.sizes:
         SIZES[:] = [int(s) for s in args.sizes.split(",")]
         if SIZES[0] != 784 or len(SIZES) < 2:
             raise SystemExit(f"error: --sizes must start with 784 (MNIST) and name a hidden layer, got {args.sizes}")
-    if args.threads:
-        torch.set_num_threads(args.threads)
     args.repeats = args.repeats or (2 if args.quick else 3)
     args.phases = [s.strip() for s in args.phases.split(",") if s.strip()]
     if not args.phases or set(args.phases) - {"all", "top"}:

@@ -24,13 +24,10 @@ SIZES, N_CLASSES, BATCH = [784, 500, 500, 2000], 10, 100
 
 
 def main(argv=None):
-    p = _bench.common_parser(__doc__.splitlines()[0])
+    p = _bench.common_parser(__doc__.splitlines()[0], threads=True)
     p.add_argument("--blocks", type=int, default=20, help="blocks per arm (default 20)")
     p.add_argument("--steps", type=int, default=60, help="steps per block (default 60)")
-    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
-    args = p.parse_args(argv)
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    args = _bench.parse(p, argv)
     dev = _bench.resolve(args.device)
     from deepbelief.backprop import FastBackprop
     from deepbelief.finetune import FinetuneConfig, _sgd, random_classifier

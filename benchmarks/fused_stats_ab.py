@@ -24,13 +24,10 @@ B, NV, NH = 100, 784, 500
 
 
 def main(argv=None):
-    p = _bench.common_parser(__doc__.splitlines()[0])
+    p = _bench.common_parser(__doc__.splitlines()[0], threads=True)
     p.add_argument("--repeats", type=int, default=7, help="blocks per arm (default 7)")
     p.add_argument("--steps", type=int, default=600, help="steps per block (default 600, one epoch)")
-    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
-    args = p.parse_args(argv)
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    args = _bench.parse(p, argv)
     dev = _bench.resolve(args.device)
     g = torch.Generator(device=dev).manual_seed(args.seed)
     vel = torch.randn(NV, NH, generator=g, device=dev) * 0.01

@@ -12,12 +12,9 @@ import _bench
 
 
 def main(argv=None):
-    p = _bench.common_parser(__doc__.splitlines()[0])
+    p = _bench.common_parser(__doc__.splitlines()[0], threads=True)
     p.add_argument("--steps", type=int, default=None, help="profiled steps (default 200; quick 60)")
-    p.add_argument("--threads", type=int, default=None)
-    args = p.parse_args(argv)
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    args = _bench.parse(p, argv)
     from torch.profiler import ProfilerActivity, profile
 
     from deepbelief.rbm import RBM

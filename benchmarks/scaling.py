@@ -108,7 +108,7 @@ def plot(record, path):
 
 
 def main(argv=None):
-    p = _bench.common_parser(__doc__.splitlines()[0])
+    p = _bench.common_parser(__doc__.splitlines()[0], threads=True)
     p.add_argument("--rows", type=int, default=None, help="MNIST rows per epoch (default 60000; quick 2000)")
     p.add_argument("--repeats", type=int, default=1, help="timed epochs per point (median)")
     p.add_argument("--batches", default=",".join(map(str, BATCHES)), help="batch sizes of the sweep")
@@ -116,10 +116,7 @@ def main(argv=None):
     p.add_argument("--precision", default="fp32", help="fp32|tf32|bf16 (tf32 and bf16 for GPUs)")
     p.add_argument("--table", default=None, help="write a markdown table here (e.g. docs/results/scaling-cuda.md)")
     p.add_argument("--plot", default=None, help="write a PNG plot here (e.g. docs/results/scaling-cuda.png)")
-    p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
-    args = p.parse_args(argv)
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    args = _bench.parse(p, argv)
     dev = _bench.resolve(args.device)
     rows = args.rows or (2000 if args.quick else None)
     x = _bench.mnist_train(args.data_dir, rows, dev)

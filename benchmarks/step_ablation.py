@@ -41,13 +41,10 @@ def plain_steps(rbm, batches, gen, lr=0.1, mom=0.5, wd=2e-4):
 
 
 def main(argv=None):
-    p = _bench.common_parser(__doc__.splitlines()[0])
+    p = _bench.common_parser(__doc__.splitlines()[0], threads=True)
     p.add_argument("--rows", type=int, default=None, help="rows per timing (default 60000; quick 6000)")
     p.add_argument("--repeats", type=int, default=None, help="alternating repeats (default 5; quick 3)")
-    p.add_argument("--threads", type=int, default=None)
-    args = p.parse_args(argv)
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    args = _bench.parse(p, argv)
     from deepbelief.rbm import RBM
     from deepbelief.training import RBMTrainConfig, RBMTrainer
 

@@ -65,15 +65,12 @@ def main(argv=None):
     from deepbelief.cost import updown_batch_flops
     from deepbelief.data import load_dataset
 
-    p = _bench.common_parser(__doc__.splitlines()[0])
+    p = _bench.common_parser(__doc__.splitlines()[0], threads=True)
     p.add_argument("--repeats", type=int, default=None, help="alternating repeats (default 3; quick 2)")
     p.add_argument("--rows", type=int, default=None, help="training rows (default 60000; quick 6000)")
     p.add_argument("--gibbs", default="3,6,10", help="top-level Gibbs iterations K to measure (default 3,6,10)")
     p.add_argument("--headline", action="store_true", help="record updown_gemm_share_pct in headline.json")
-    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
-    args = p.parse_args(argv)
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    args = _bench.parse(p, argv)
     repeats = args.repeats or (2 if args.quick else 3)
     rows = args.rows or (6000 if args.quick else 60_000)
     dev = _bench.resolve(args.device)
