@@ -154,7 +154,7 @@ def main(argv=None):
     p.add_argument("--rows", type=int, default=None, help="training rows (default 60000; quick 6000)")
     p.add_argument("--skip-others", action="store_true", help="only matmul and ours (no sklearn/learnergy)")
     p.add_argument("--bf16", action="store_true",
-                   help="also time our epoch with bf16 matmuls (autocast; fast only on CPUs with AMX)")
+                   help="also time our epoch with bf16 matmuls (precision=\"bf16\", autocast)")
     p.add_argument("--headline", action="store_true", help="record cd1_gemm_share_pct in headline.json")
     args = _bench.parse(p, argv)
     args.repeats = args.repeats or (2 if args.quick else 3)
