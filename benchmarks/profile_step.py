@@ -13,7 +13,8 @@ import _bench
 
 def main(argv=None):
     p = _bench.common_parser(__doc__.splitlines()[0], threads=True)
-    p.add_argument("--steps", type=int, default=None, help="profiled steps (default 200; quick 60)")
+    p.add_argument("--steps", type=int, default=None,
+                   help="profiled steps (default 200; quick 60; at most 580: 60,000 images, 20 warm-up batches of 100)")
     args = _bench.parse(p, argv)
     from torch.profiler import ProfilerActivity, profile
 
@@ -22,6 +23,9 @@ def main(argv=None):
 
     dev = _bench.resolve(args.device)
     steps = args.steps or (60 if args.quick else 200)
+    if not 1 <= steps <= 580:
+        raise SystemExit(f"error: --steps must be between 1 and 580 (60,000 MNIST images in batches of 100, "
+                         f"20 of them for warm-up), got {steps}")
     x = _bench.mnist_train(args.data_dir, (steps + 20) * 100, dev)
     gen = torch.Generator(device=dev).manual_seed(args.seed)
     trainer = RBMTrainer(RBM(784, 500, generator=gen), RBMTrainConfig(), gen)
