@@ -34,6 +34,8 @@ def main(argv=None):
     p = _bench.common_parser(__doc__.splitlines()[0], threads=True)
     p.add_argument("--repeats", type=int, default=3, help="epochs per arm (default 3)")
     args = _bench.parse(p, argv)
+    if args.repeats < 1:
+        raise SystemExit(f"error: --repeats must be >= 1, got {args.repeats}")
     from deepbelief.rbm import RBM
     from deepbelief.training import RBMTrainConfig, RBMTrainer
 
@@ -93,11 +95,12 @@ def main(argv=None):
         print(f"repeat {rep + 1}/{args.repeats}: " + ", ".join(f"{k} {v[-1]:.3f}s" for k, v in secs.items()))
     med = {k: median(v) for k, v in secs.items()}
     share = {k: med["products"] / med[k] for k in ("ours", "plain", "compiled")}
-    print(f"warm-up with compilation {warm:.1f} s, graph breaks {breaks}; medians: " + ", ".join(f"{k} {v:.3f}s" for k, v in med.items()))
+    print(f"warm-up with compilation {warm:.1f} s, graph breaks {breaks}; medians: "
+          + ", ".join(f"{k} {v:.3f}s" for k, v in med.items()))
     print("share of the products' rate: " + ", ".join(f"{k} {100 * v:.1f}%" for k, v in share.items()))
     _bench.write_json(args.out, {"benchmark": "cd_compile_ab", "machine": _bench.machine_info(dev),
-                                 "repeats": args.repeats, "warmup_seconds": warm, "graph_breaks": breaks, "seconds": secs,
-                                 "median_seconds": med, "share_of_products_rate": share})
+                                 "repeats": args.repeats, "warmup_seconds": warm, "graph_breaks": breaks,
+                                 "seconds": secs, "median_seconds": med, "share_of_products_rate": share})
 
 
 if __name__ == "__main__":
