@@ -59,7 +59,7 @@ def add_train(sub) -> None:
                    help="default (embedded 8x8 digits, 64-200-200-10: about 7 s wall on a 2-core CPU), "
                         "hinton2006 (MNIST 784-500-500-2000-10, conjugate-gradient fine-tuning: about 20 min on "
                         "that CPU), hinton2006_dropout (the same net, RBMs from the guide's start, dropout "
-                        "fine-tuning: about 65-100 min, by machine), random_init (the same "
+                        "fine-tuning: about 2-3 h, by machine), random_init (the same "
                         "net, no pre-training) "
                         "or hot2006 (generative DBN with labels: 30 CD-1 epochs per lower RBM, 60 PCD epochs for "
                         "the top one, then 150 up-down epochs (the paper: 300; --updown-epochs 300) from persistent "
