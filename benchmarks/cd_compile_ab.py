@@ -27,15 +27,16 @@ import _bench
 from _bench import median, timed
 from cd_throughput import matmul_epoch
 
+from deepbelief.cli.args import positive_int
+
 B, NV, NH = 100, 784, 500
 
 
 def main(argv=None):
     p = _bench.common_parser(__doc__.splitlines()[0], threads=True)
-    p.add_argument("--repeats", type=int, default=3, help="epochs per arm (default 3)")
+    p.add_argument("--repeats", type=positive_int("--repeats", "epochs per arm"), default=3,
+                   help="epochs per arm (default 3)")
     args = _bench.parse(p, argv)
-    if args.repeats < 1:
-        raise SystemExit(f"error: --repeats must be >= 1, got {args.repeats}")
     from deepbelief.rbm import RBM
     from deepbelief.training import RBMTrainConfig, RBMTrainer
 
