@@ -215,6 +215,69 @@ def test_dropout_expected_output_equals_the_deterministic_net_exactly_for_a_line
     assert ((mean - expected).abs() <= 5 * se + 1e-12).all()
 
 
+def _paper_parametrisation_run(net, x, y, cfg, gen, epochs):
+    """The oracle: SGD written out in the papers' parametrisation (Hinton et al. 2012;
+    Srivastava et al. 2014) on a copy of ``net``: weights W' = W / q trained with unscaled
+    masks, the test-time net W = q W'. The generator is drawn in ``finetune``'s order (a
+    permutation per epoch, then per batch the input mask and one mask per hidden layer)."""
+    q_in, q = 1.0 - cfg.input_dropout, 1.0 - cfg.dropout
+    layers = list(net.hidden) + [net.out]
+    qs = [q_in] + [q] * len(net.hidden)
+    W = [(lin.weight.detach() / qq).clone().requires_grad_() for lin, qq in zip(layers, qs)]
+    b = [lin.bias.detach().clone().requires_grad_() for lin in layers]
+    bufs, n, bs = {}, x.shape[0], cfg.batch_size
+    for epoch in range(epochs):
+        perm = torch.randperm(n, generator=gen)
+        m = cfg.momentum_at(epoch)
+        for i in range(n // bs):
+            idx = perm[i * bs:(i + 1) * bs]
+            h = x[idx] * (torch.rand(x[idx].shape, generator=gen, dtype=x.dtype) >= cfg.input_dropout)
+            for Wl, bl in zip(W[:-1], b[:-1]):
+                a = torch.sigmoid(h @ Wl.T + bl)
+                h = a * (torch.rand(a.shape, generator=gen, dtype=a.dtype) >= cfg.dropout)
+            loss = torch.nn.functional.cross_entropy(h @ W[-1].T + b[-1], y[idx])
+            grads = torch.autograd.grad(loss, W + b)
+            with torch.no_grad():
+                for k, (par, gr) in enumerate(zip(W + b, grads)):
+                    gr = gr + cfg.weight_decay * par
+                    damp = m if cfg.dampen_momentum else 0.0
+                    bufs[k] = gr.clone() if k not in bufs else m * bufs[k] + (1 - damp) * gr
+                    par -= cfg.lr * bufs[k]
+    return [(Wl.detach() * qq, bl.detach()) for Wl, bl, qq in zip(W, b, qs)]
+
+
+@pytest.mark.parametrize("fast", [True, False])
+@pytest.mark.parametrize("momentum", [0.0, 0.9])
+def test_paper_dropout_steps_are_sgd_in_the_papers_parametrisation(fast, momentum):
+    """``paper_dropout_steps``: the net after two epochs equals SGD run on W' = W / q with
+    unscaled masks (the papers' parametrisation), mapped back to W = q W', for the fused step
+    (momentum > 0), the hand-written step without it and autograd."""
+    x, y = _data(n=60)
+    x = x.double()
+    net, _ = _net()
+    net = net.double()
+    cfg = FinetuneConfig(epochs=2, batch_size=20, lr=0.7, lr_decay=1.0, momentum=momentum, dampen_momentum=True,
+                         weight_decay=1e-3, top_only_epochs=0, dropout=0.5, input_dropout=0.2, fast=fast,
+                         paper_dropout_steps=True)
+    want = _paper_parametrisation_run(net, x, y, cfg, make_generator(3), epochs=2)
+    finetune(net, x, y, cfg, generator=make_generator(3))
+    for lin, (w, bias) in zip(list(net.hidden) + [net.out], want):
+        torch.testing.assert_close(lin.weight.detach(), w, rtol=1e-10, atol=1e-12)
+        torch.testing.assert_close(lin.bias.detach(), bias, rtol=1e-10, atol=1e-12)
+    # without the option the same rate takes 1 / q^2 times larger steps on the weights: not this run
+    plain, _ = _net()
+    plain = plain.double()
+    finetune(plain, x, y, FinetuneConfig(**{**cfg.__dict__, "paper_dropout_steps": False}), generator=make_generator(3))
+    assert not torch.allclose(plain.hidden[1].weight, net.hidden[1].weight, atol=1e-6)
+
+
+def test_paper_dropout_steps_scales_by_the_keep_probability_of_each_layers_inputs():
+    net = DeepClassifier([4, 3, 2], ["sigmoid", "sigmoid"], 2, dropout=0.5, input_dropout=0.2)
+    assert ft_mod.weight_gradient_scales(net) == pytest.approx([0.64, 0.25, 0.25])
+    with pytest.raises(ConfigError, match="paper_dropout_steps must be true or false"):
+        FinetuneConfig(paper_dropout_steps="yes").validate()
+
+
 def test_max_norm_holds_after_every_step():
     x, y = _data()
     net, g = _net()

@@ -138,7 +138,8 @@ class FastBackprop:
 
     @torch.no_grad()
     def step(self, x: Tensor, y: Tensor, generator: torch.Generator | None, loss_sum: Tensor,
-             top_only: bool = False, sgd: torch.optim.SGD | None = None) -> None:
+             top_only: bool = False, sgd: torch.optim.SGD | None = None,
+             weight_scales: list[float] | None = None) -> None:
         """One forward/backward pass on a batch; adds the batch's mean loss to ``loss_sum``.
 
         Args:
@@ -149,6 +150,9 @@ class FastBackprop:
             sgd: a momentum SGD over the parameters this step trains (``fuses(sgd)``): its
                 update is applied here, the gradient product accumulating straight into the
                 momentum buffer (``_fused_sgd_``), in place of ``.grad`` and ``sgd.step()``.
+            weight_scales: one factor per layer (the hidden layers, then the output layer) that
+                multiplies that layer's weight gradient, not its bias's (None: all 1); see
+                ``weight_gradient_scales``.
         Without ``sgd``, after the call each parameter whose gradient was computed holds it in
         ``.grad``.
         """
@@ -183,7 +187,8 @@ class FastBackprop:
         L = len(net.hidden)
         # each layer's delta is sent down before the layer's update (sgd changes its weights)
         g = torch.mm(d, net.out.weight, out=B["g"][L - 1]) if L and not top_only else None
-        self._gradient(net.out, d, h, sgd)
+        scales = weight_scales if weight_scales is not None else [1.0] * (L + 1)
+        self._gradient(net.out, d, h, sgd, scales[L])
         if top_only:
             return
         for i in reversed(range(L)):
@@ -198,20 +203,35 @@ class FastBackprop:
             elif act == "softplus":
                 g.mul_(torch.sigmoid(a, out=u))  # a holds z_l here
             below = torch.mm(g, lin.weight, out=B["g"][i - 1]) if i > 0 else None
-            self._gradient(lin, g, inputs[i], sgd)
+            self._gradient(lin, g, inputs[i], sgd, scales[i])
             g = below
 
     @staticmethod
-    def _gradient(lin: nn.Linear, d: Tensor, h: Tensor, sgd) -> None:
-        """The layer's gradient dW = d^T h, db = sum of d's rows: into ``.grad``, or into
+    def _gradient(lin: nn.Linear, d: Tensor, h: Tensor, sgd, scale: float = 1.0) -> None:
+        """The layer's gradient dW = scale d^T h, db = sum of d's rows: into ``.grad``, or into
         ``sgd``'s update."""
         if sgd is None:
-            torch.mm(d.T, h, out=lin.weight.grad)
+            if scale == 1.0:
+                torch.mm(d.T, h, out=lin.weight.grad)
+            else:
+                torch.addmm(lin.weight.grad, d.T, h, beta=0.0, alpha=scale, out=lin.weight.grad)
             torch.sum(d, 0, out=lin.bias.grad)
             return
-        _fused_sgd_(lin.weight, sgd, lambda buf, beta, alpha: torch.addmm(buf, d.T, h, beta=beta, alpha=alpha,
+        _fused_sgd_(lin.weight, sgd, lambda buf, beta, alpha: torch.addmm(buf, d.T, h, beta=beta, alpha=alpha * scale,
                                                                           out=buf))
         _fused_sgd_(lin.bias, sgd, lambda buf, beta, alpha: buf.mul_(beta).add_(d.sum(0), alpha=alpha))
+
+
+def weight_gradient_scales(net: DeepClassifier) -> list[float]:
+    """The factor q^2 per layer (hidden layers, then the output layer) that turns inverted
+    dropout's weight gradient into the step of the papers' parametrisation, q the keep
+    probability of the layer's inputs (``FinetuneConfig.paper_dropout_steps``).
+
+    Inverted dropout trains W with inputs m h / q; the papers train W' = W / q on inputs m h
+    (Srivastava et al. 2014; Hinton et al. 2012). The forward passes agree, but dL/dW' = q dL/dW, and a
+    step -lr dL/dW' on W' is the step -lr q^2 dL/dW on W = q W'."""
+    q_in, q = 1.0 - net.input_dropout, 1.0 - net.dropout
+    return [q_in * q_in] + [q * q] * len(net.hidden)
 
 
 def _fused_sgd_(p: Tensor, sgd: torch.optim.SGD, accumulate) -> None:

@@ -35,7 +35,7 @@ from torch import Tensor, nn
 
 from deepbelief import checkpoint as ck
 from deepbelief.averaging import IterateAverage, check_average_decay
-from deepbelief.backprop import FastBackprop, cg_batch
+from deepbelief.backprop import FastBackprop, cg_batch, weight_gradient_scales
 from deepbelief.classifier import DeepClassifier, random_classifier, unroll
 from deepbelief.errors import ConfigError, as_data, as_labels, check_choice, check_fields, check_float, check_int
 from deepbelief.io import load_state_into
@@ -89,6 +89,13 @@ class FinetuneConfig:
     #: sgd: evaluate, keep and return the moving average of the weights over updates,
     #: a <- d a + (1 - d) w with d = average_decay after a warm-up (deepbelief.averaging; 0: off)
     average_decay: float = 0.0
+    #: with dropout, take the SGD steps of the papers' parametrisation (Hinton et al. 2012,
+    #: Srivastava et al. 2014: unscaled masks, weights W' = W / q trained, multiplied by the keep
+    #: probability q at test time) instead of inverted dropout's: every weight's gradient is
+    #: multiplied by q^2, q the keep probability of the layer's inputs, biases' and weight decay
+    #: unchanged. The forward passes are the same net; a rate means a q^2 times smaller step on
+    #: the weights here, so a published rate can be used as it is (docs/2-training.md)
+    paper_dropout_steps: bool = False
 
     def validate(self) -> "FinetuneConfig":
         check_int("epochs", self.epochs, minimum=0)
@@ -101,7 +108,7 @@ class FinetuneConfig:
         check_int("patience", self.patience, minimum=0)
         check_float("dropout", self.dropout, minimum=0.0, maximum=0.99)
         check_float("input_dropout", self.input_dropout, minimum=0.0, maximum=0.99)
-        for name in ("fast", "dampen_momentum", "cg_carry_scale"):
+        for name in ("fast", "dampen_momentum", "cg_carry_scale", "paper_dropout_steps"):
             value = getattr(self, name)
             if not isinstance(value, bool):
                 raise ConfigError(f"{name} must be true or false, got {value!r:.80} ({type(value).__name__})")
@@ -238,6 +245,7 @@ class Finetuner:
         self.cg_decrease = None  # the last accepted CG step's t |d0| (cfg.cg_carry_scale)
         self.average = IterateAverage(self.everything, cfg.average_decay)  # no-ops unless average_decay > 0
         self.names = [n for n, _ in net.named_parameters()]
+        self.weight_scales = weight_gradient_scales(net) if cfg.paper_dropout_steps else None
 
     def _build(self, which: str):  # conjugate gradients keep no state from one batch to the next
         return _sgd(self.top if which == "top" else self.everything, self.lr, self.cfg) if self.cfg.method == "sgd" \
@@ -272,12 +280,17 @@ class Finetuner:
             return res.evaluations
         fused = self.fast is not None and self.fast.fuses(opt)  # the update inside the step
         if self.fast is not None:
-            self.fast.step(xb, yb, self.gen, loss_sum, top_only=top_only, sgd=opt if fused else None)
+            self.fast.step(xb, yb, self.gen, loss_sum, top_only=top_only, sgd=opt if fused else None,
+                           weight_scales=self.weight_scales)
         else:
             loss = F.cross_entropy(net(xb, self.gen), yb)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             loss_sum += loss.detach()
+            if self.weight_scales is not None:
+                for lin, scale in zip(list(net.hidden) + [net.out], self.weight_scales):
+                    if lin.weight.grad is not None:
+                        lin.weight.grad.mul_(scale)
         if not fused:
             opt.step()
         if constrain:
