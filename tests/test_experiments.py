@@ -129,6 +129,34 @@ def test_read_recorded_updown_takes_the_updown_error_not_the_judge_or_paper(tmp_
     assert got["test_error"] == pytest.approx(2.4) and got["seconds"] == 58.4
 
 
+def test_read_recorded_updown_prefers_the_recipes_own_run_then_the_newest(tmp_path):
+    """benchmarks/mnist_hot2006.py's layout (``updown_test_error_pct``, its name need not say
+    up-down): the run of the hot2006 recipe as it is now wins over a newer run of other
+    settings; among runs of other settings the newest wins; quick and unfinished runs never."""
+    from deepbelief.recipes import get_recipe
+
+    def run(name, pct, date, recipe=None, **extra):
+        doc = {"updown_test_error_pct": pct, "updown_seconds": 9.0, "judge_test_error_pct": 0.5,
+               "machine": {"date": date, "device_name": "CPU (x86_64, 2 threads)"}, **extra}
+        if recipe is not None:
+            doc["recipe"] = recipe
+        (tmp_path / name).write_text(json.dumps(doc))
+
+    old_recipe = {**get_recipe("hot2006").to_dict(), "layers": [500, 500, 1000]}
+    run("a_old.json", 1.5, "2026-12-01 10:00 UTC", old_recipe)
+    run("b_new.json", 1.4, "2026-12-03 10:00 UTC", old_recipe)
+    run("c_quick.json", 9.0, "2026-12-09 10:00 UTC", quick=True)
+    run("d_unfinished.json", 8.0, "2026-12-09 10:00 UTC", finished=False)
+    got = read_recorded_updown(tmp_path)
+    assert (got["test_error"], got["same_recipe"], got["date"]) == (1.4, False, "2026-12-03 10:00")
+    run("e_recipe.json", 1.21, "2026-12-02 10:00 UTC", get_recipe("hot2006").to_dict())
+    got = read_recorded_updown(tmp_path)
+    assert got["test_error"] == 1.21 and got["same_recipe"] and got["file"].endswith("e_recipe.json")
+    (tmp_path / "f_list.json").write_text("[1, 2]")  # not a run: skipped
+    (tmp_path / "g_broken.json").write_text("{")
+    assert read_recorded_updown(tmp_path)["test_error"] == 1.21
+
+
 def _tiny_lecture14(**kw):
     return Lecture14Config(n_train=400, n_test=200, n_valid=100, layers=[16, 16], pretrain_epochs=1,
                            finetune_epochs=3, recipe_overrides={"finetune": {"cg_batch_size": 100, "batch_size": 50}},
@@ -147,6 +175,7 @@ def test_lecture14_tiny_on_digits(tmp_path):
     md = lecture14_markdown(res, "quick")
     assert "| not run |" in md and "0.92%" in md and res["rows"][3]["test_error"] is None
     assert "commit" in md and "(2)" in md
+    assert "Dropout fine-tuning pays off only over hundreds of epochs (the recipe: 2,000); in 3 epochs" in md
     # the two pre-trained rows start their RBMs differently: neither reuses the other's stack
     assert [r.get("stack_from") for r in res["rows"][1:3]] == [None, None]
     assert "Each pre-trained row pre-trained its own stack" in md and "reused" not in md

@@ -42,7 +42,8 @@ class Lecture14Config:
     n_valid: int | None = None
     #: RBM epochs per layer (None: the recipe's)
     pretrain_epochs: int | None = None
-    #: fine-tuning epochs of every row (None: the recipe's); top-only epochs shrink with it
+    #: fine-tuning epochs of every row (None: the recipe's); top-only epochs, the momentum ramp
+    #: and the patience shrink with it, the rate's decay per epoch stays
     finetune_epochs: int | None = None
     #: hidden layer sizes (None: the recipes' 500-500-2000)
     layers: list | None = None
@@ -51,7 +52,7 @@ class Lecture14Config:
 
     @classmethod
     def preset(cls, size: str) -> "Lecture14Config":
-        if size == "quick":  # minutes on a 2-core CPU: 10,000 images, short schedules
+        if size == "quick":  # minutes on a 2-core CPU: 12,000 images (2,000 to validate), short schedules
             return cls(n_train=12_000, n_valid=2_000, pretrain_epochs=5, finetune_epochs=10)
         return cls()
 
@@ -73,6 +74,9 @@ class Lecture14Config:
             scale = self.finetune_epochs / max(1, ft["epochs"])
             ft["top_only_epochs"] = min(ft["top_only_epochs"], self.finetune_epochs // 3)
             ft["momentum_ramp_epochs"] = int(round(ft["momentum_ramp_epochs"] * scale))
+            # the rate's decay per epoch stays the recipe's: decaying to the recipe's final rate
+            # within the short schedule was worse on both SGD rows (--quick, seed 0: random init
+            # 7.39% -> 7.65%, dropout 4.67% -> 5.16%; benchmarks/RESULTS.md, 2026-12-07)
             ft["patience"] = min(ft["patience"], self.finetune_epochs)
             ft["epochs"] = self.finetune_epochs
         for key, value in self.recipe_overrides.items():
@@ -183,41 +187,74 @@ def lecture14(cfg: Lecture14Config, *, device="auto", seed=0, data_dir=None, res
 def read_recorded_updown(results_dir) -> dict:
     """The generative DBN's test error from a recorded benchmark JSON, if one exists.
 
-    Looks in ``results_dir`` for JSON files whose name mentions up-down or the generative
-    DBN and takes the first numeric ``test_error`` (a fraction or a percentage) found at the
-    top level or one level down. Returns {} when none is recorded.
+    Reads every JSON in ``results_dir`` and keeps the runs of the generative DBN:
+    ``benchmarks/mnist_hot2006.py``'s output (``updown_test_error_pct``, or the older
+    ``updown_test_error`` as a fraction; quick or unfinished runs are skipped), and files whose
+    name mentions up-down or the generative DBN holding a ``test_error`` at the top level or
+    one level down. Their ``paper`` and ``judge`` dicts hold other models' errors (the
+    published figure, an MLP judging the samples) and are never read. Of several runs the one
+    of the ``hot2006`` recipe as it is now wins, then the newest (``machine.date``), so a row's
+    figure is the recipe's own wherever it is shown. Returns {} when none is recorded, else
+    ``test_error`` (percent), ``seconds``, ``file``, ``date``, ``device`` and ``same_recipe``.
     """
+    from deepbelief.recipes import get_recipe
+
     folder = Path(results_dir)
     if not folder.is_dir():
         return {}
+    recipe_now = json.dumps(get_recipe("hot2006").to_dict(), sort_keys=True)
+    found = []
     for path in sorted(folder.glob("*.json")):
-        stem = path.stem.lower()
-        if not any(k in stem for k in ("updown", "up_down", "up-down", "gendbn", "generative")):
-            continue
         try:
             doc = json.loads(path.read_text())
-        except (OSError, json.JSONDecodeError):
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError):
             continue
-        if not isinstance(doc, dict):
+        if not isinstance(doc, dict) or doc.get("quick") is True or doc.get("finished") is False:
             continue
-        # benchmarks/mnist_hot2006.py writes "updown_test_error" (a fraction) and
-        # "updown_seconds" at the top level; its "paper" and "judge" dicts hold other
-        # models' errors (the published figure, an MLP judging the samples) and are skipped
-        v = doc.get("updown_test_error")
-        if isinstance(v, (int, float)):
-            return {"test_error": float(v) if v > 1 else 100 * float(v), "file": str(path),
-                    "seconds": doc.get("updown_seconds") or doc.get("total_seconds")}
-        for d in [doc] + [v for k, v in doc.items() if isinstance(v, dict) and k not in ("paper", "judge")]:
-            for key in ("test_error_percent", "test_error"):
-                v = d.get(key)
-                if isinstance(v, (int, float)):
-                    pct = float(v) if key.endswith("percent") or v > 1 else 100 * float(v)
-                    secs = d.get("seconds") or d.get("total_seconds") or doc.get("total_seconds")
-                    return {"test_error": pct, "seconds": secs, "file": str(path)}
-    return {}
+        rec = _recorded_error(doc, named=any(k in path.stem.lower() for k in
+                                             ("updown", "up_down", "up-down", "gendbn", "generative")))
+        if rec is None:
+            continue
+        machine = doc.get("machine") if isinstance(doc.get("machine"), dict) else {}
+        date = str(machine.get("date") or doc.get("date") or "").replace("T", " ")[:16]
+        same = isinstance(doc.get("recipe"), dict) and json.dumps(doc["recipe"], sort_keys=True) == recipe_now
+        found.append({**rec, "file": str(path), "date": date or None, "device": machine.get("device_name"),
+                      "same_recipe": same})
+    return max(found, key=lambda r: (r["same_recipe"], r["date"] or "")) if found else {}
+
+
+def _recorded_error(doc: dict, named: bool) -> dict | None:
+    v = doc.get("updown_test_error_pct")
+    if isinstance(v, (int, float)):
+        return {"test_error": float(v), "seconds": doc.get("updown_seconds") or doc.get("total_seconds_this_run")}
+    v = doc.get("updown_test_error")
+    if isinstance(v, (int, float)):
+        return {"test_error": float(v) if v > 1 else 100 * float(v),
+                "seconds": doc.get("updown_seconds") or doc.get("total_seconds")}
+    if not named:
+        return None
+    for d in [doc] + [v for k, v in doc.items() if isinstance(v, dict) and k not in ("paper", "judge", "machine")]:
+        for key in ("test_error_percent", "test_error"):
+            v = d.get(key)
+            if isinstance(v, (int, float)):
+                pct = float(v) if key.endswith("percent") or v > 1 else 100 * float(v)
+                return {"test_error": pct, "seconds": d.get("seconds") or d.get("total_seconds")
+                        or doc.get("total_seconds")}
+    return None
+
+
+def _shown_path(file: str) -> str:
+    """A recorded file's path relative to the working folder when it lies under it (a report
+    names no machine's folders), else as given."""
+    try:
+        return str(Path(file).resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return file
 
 
 def lecture14_markdown(res: dict, size: str) -> str:
+    from deepbelief.recipes import get_recipe
+
     names = {"backprop_random_init": "backprop from random initialisation",
              "pretrain_backprop": "pre-training + backprop",
              "pretrain_dropout": "pre-training + dropout backprop",
@@ -241,8 +278,10 @@ def lecture14_markdown(res: dict, size: str) -> str:
             ours = f"{r['test_error']:.2f}%{sd} ({r['n_seeds']})"
         secs = f"{r['seconds']:.1f} s" if r.get("seconds") is not None else "-"
         rec = r.get("recorded")
-        src = r["source"] + (f"; not run here, a recorded run (`{rec['file']}`, another machine) measured "
-                             f"{rec['test_error']:.2f}%" if rec else "")
+        src = r["source"] + (f"; not run here: a recorded run{' of the recipe as it is now' if rec.get('same_recipe') else ''}"
+                             f" (`{_shown_path(rec['file'])}`"
+                             + "".join(f", {x}" for x in (rec.get("date"), rec.get("device")) if x)
+                             + f") measured {rec['test_error']:.2f}%" if rec else "")
         out.append(f"| {names[r['name']]} | `{r.get('recipe', '-')}` | {ours} | {r['published']}% | {secs} | {src} |")
     shared = [r for r in res["rows"] if r.get("stack_from")]
     pretrained_rows = [r for r in res["rows"] if r.get("test_error") is not None
@@ -256,6 +295,13 @@ def lecture14_markdown(res: dict, size: str) -> str:
     if changed:
         out.append("The settings differ from the recipes (above): compare the ordering of the rows, not the "
                    "absolute numbers, with the published column.")
+        drop = [r for r in res["rows"] if r.get("test_error") is not None
+                and ((r.get("settings") or {}).get("finetune") or {}).get("dropout")]
+        if drop and c.get("finetune_epochs") is not None:
+            out += ["", f"Dropout fine-tuning pays off only over hundreds of epochs (the recipe: "
+                        f"{get_recipe(drop[0]['recipe']).finetune.epochs:,}); in {c['finetune_epochs']} epochs its "
+                        "row is expected to trail pre-training + backprop, whose conjugate gradients converge in "
+                        "a few (docs/6-experiments.md has the full-size figures)."]
     return "\n".join(out) + "\n"
 
 
