@@ -173,3 +173,29 @@ def test_train_flags_are_derived_from_the_config_fields_they_set():
     assert (plain[0].epochs, plain[2].epochs, plain[2].method) == (30, 60, "pcd")
     e2 = _recipe_from_args(parser.parse_args(["train", "--recipe", "hot2006", "--epochs", "2"])).rbm_configs()
     assert [c.epochs for c in e2] == [2, 2, 2] and e2[2].method == "pcd" and e2[2].lr == 0.05
+
+
+def _subcommand_paths():
+    """Every command and nested subcommand of the parser, as argv prefixes."""
+    import argparse
+
+    from deepbelief.cli import build_parser
+
+    def walk(parser, prefix):
+        yield prefix
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                for name, child in action.choices.items():
+                    yield from walk(child, prefix + [name])
+
+    return list(walk(build_parser(), []))
+
+
+@pytest.mark.parametrize("argv", _subcommand_paths(), ids=lambda a: " ".join(a) or "deepbelief")
+def test_every_help_renders(argv, capsys):
+    """argparse formats help strings with %: a bare % in one (e.g. "1.21%;") made `--help`
+    crash with a traceback until 2026-12-07."""
+    with pytest.raises(SystemExit) as exc:
+        main(argv + ["--help"])
+    assert exc.value.code == 0
+    assert "usage: deepbelief" in capsys.readouterr().out

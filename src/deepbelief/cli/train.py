@@ -64,7 +64,7 @@ def add_train(sub) -> None:
                         "or hot2006 (generative DBN with labels: 30 CD-1 epochs per lower RBM, 60 PCD epochs for "
                         "the top one, then 150 up-down epochs (the paper: 300; --updown-epochs 300) from persistent "
                         "top-level chains and at most the paper's 59 more on all the data, ended sooner by the "
-                        "paper's rule: 81 min on that CPU, test error 1.21%; it prints its estimate before it starts)")
+                        "paper's rule: 81 min on that CPU, test error 1.21%%; it prints its estimate before it starts)")
     p.add_argument("--config", default=None, help="TOML file with recipe fields (overridden by flags)")
     data_args(p)
     for flag, (targets, help_text) in TRAIN_FLAGS.items():
@@ -190,6 +190,10 @@ TRAIN_FLAGS: dict[str, tuple[tuple[str, ...], str]] = {
     "--input-dropout": (("finetune.input_dropout",), "input dropout during fine-tuning (0.2 keeps 0.8)"),
     "--max-norm": (("finetune.max_norm",),
                    "fine-tuning: cap on each hidden unit's incoming weight norm after every update (0: off)"),
+    "--paper-dropout-steps": (("finetune.paper_dropout_steps",),
+                              "dropout fine-tuning: take the SGD steps of the papers' parametrisation (unscaled "
+                              "masks, weights scaled at test time): each weight gradient times q^2, q its inputs' "
+                              "keep probability, so a published rate can be used as it is"),
     "--finetune-average-decay": (("finetune.average_decay",),
                                  "sgd fine-tuning: validate and return the moving average of the weights over "
                                  "updates with this decay per update (e.g. 0.9998; default 0: off)"),
