@@ -252,7 +252,9 @@ RECIPES.update({
     # dampened update, an exponentially decaying rate, the rate of a pre-trained net below a
     # random one's. Inverted dropout (kept units scaled by 1 / keep while training) is the
     # paper's pre-trained weights scaled by 1 / keep: the pre-trained weights are used as they
-    # are. No max-norm (Hinton et al. 2012 fine-tuned pre-trained nets "with no weight
+    # are. Its SGD steps on the weights are 1 / keep^2 times the papers' at the same rate
+    # (paper_dropout_steps=True takes theirs; docs/2-training.md): lr 1.0 here is the papers'
+    # 4 on the upper layers and 1.56 on the first. No max-norm (Hinton et al. 2012 fine-tuned pre-trained nets "with no weight
     # constraints"; the pre-trained rows' norms exceed the published c = 3-4, see
     # docs/2-training.md); max_norm is there to try. 2,000 epochs with the rate decaying by
     # 0.9975 per epoch (the start and end rates of 1,000 at 0.995): about 2-3 h of fine-tuning
