@@ -254,8 +254,9 @@ RECIPES.update({
     # paper's pre-trained weights scaled by 1 / keep: the pre-trained weights are used as they
     # are. Its SGD steps on the weights are 1 / keep^2 times the papers' at the same rate
     # (paper_dropout_steps=True takes theirs; docs/2-training.md): lr 1.0 here is the papers'
-    # 4 on the upper layers and 1.56 on the first. No max-norm (Hinton et al. 2012 fine-tuned pre-trained nets "with no weight
-    # constraints"; the pre-trained rows' norms exceed the published c = 3-4, see
+    # 4 on the upper layers and 1.56 on the first. No max-norm (Hinton et al. 2012 fine-tuned
+    # pre-trained nets "with no weight constraints"; the pre-trained rows' norms exceed the
+    # published c = 3-4, see
     # docs/2-training.md); max_norm is there to try. 2,000 epochs with the rate decaying by
     # 0.9975 per epoch (the start and end rates of 1,000 at 0.995): about 2-3 h of fine-tuning
     # on the 2-core CPU at two threads (the papers: 1,000 and more), 0.93%, 1.00% and 0.99%

@@ -278,10 +278,11 @@ def lecture14_markdown(res: dict, size: str) -> str:
             ours = f"{r['test_error']:.2f}%{sd} ({r['n_seeds']})"
         secs = f"{r['seconds']:.1f} s" if r.get("seconds") is not None else "-"
         rec = r.get("recorded")
-        src = r["source"] + (f"; not run here: a recorded run{' of the recipe as it is now' if rec.get('same_recipe') else ''}"
-                             f" (`{_shown_path(rec['file'])}`"
-                             + "".join(f", {x}" for x in (rec.get("date"), rec.get("device")) if x)
-                             + f") measured {rec['test_error']:.2f}%" if rec else "")
+        src = r["source"]
+        if rec:
+            which = " of the recipe as it is now" if rec.get("same_recipe") else ""
+            where = ", ".join(x for x in (f"`{_shown_path(rec['file'])}`", rec.get("date"), rec.get("device")) if x)
+            src += f"; not run here: a recorded run{which} ({where}) measured {rec['test_error']:.2f}%"
         out.append(f"| {names[r['name']]} | `{r.get('recipe', '-')}` | {ours} | {r['published']}% | {secs} | {src} |")
     shared = [r for r in res["rows"] if r.get("stack_from")]
     pretrained_rows = [r for r in res["rows"] if r.get("test_error") is not None
