@@ -16,6 +16,11 @@ momentum, the loss kept on the device, one host sync at the end of the epoch).
     python benchmarks/finetune_throughput.py --out cpu.json           # 60,000 images, 3 repeats
     python benchmarks/finetune_throughput.py --device cuda --out gpu.json
     python benchmarks/finetune_throughput.py --sizes 784,64,64 --batch-size 20   # overhead-bound
+    python benchmarks/finetune_throughput.py --dropout --phases all --out drop.json  # hinton2006_dropout's step
+
+``--dropout`` times the step of the dropout recipe (keep 0.8 of the inputs and 0.5 of the hidden
+units, the (1 - m) dampened momentum): the same products, plus the masks' uniforms and their
+element-wise work, which is what separates it from the matmul rate.
 """
 
 from __future__ import annotations
@@ -87,13 +92,14 @@ def sgd_epoch(n_rows: int, batch: int, dev, top_only: bool) -> float:
     return timed(run, dev)
 
 
-def finetune_epoch(x, y, batch: int, dev, seed: int, fast: bool, top_only: bool) -> float:
+def finetune_epoch(x, y, batch: int, dev, seed: int, fast: bool, top_only: bool, dropout: bool = False) -> float:
     from deepbelief.finetune import FinetuneConfig, finetune, random_classifier
 
     gen = torch.Generator(device=dev).manual_seed(seed)
     net = random_classifier(SIZES, N_CLASSES, activation="sigmoid", generator=gen, device=dev)
+    drop = dict(dropout=0.5, input_dropout=0.2, dampen_momentum=True) if dropout else {}
     cfg = FinetuneConfig(epochs=1, batch_size=batch, lr=0.1, lr_decay=1.0, momentum=0.9,
-                         top_only_epochs=1 if top_only else 0, fast=fast)
+                         top_only_epochs=1 if top_only else 0, fast=fast, **drop)
     return timed(lambda: finetune(net, x, y, cfg, generator=gen), dev)
 
 
@@ -103,13 +109,13 @@ def run(args, dev, x, y) -> dict:
     for phase in args.phases:
         top = phase == "top"
         for fast in (False, True):  # warm-up: allocator, thread pool, CUDA kernels
-            finetune_epoch(x[: 10 * batch], y[: 10 * batch], batch, dev, args.seed, fast, top)
+            finetune_epoch(x[: 10 * batch], y[: 10 * batch], batch, dev, args.seed, fast, top, args.dropout)
         matmul_epoch(10 * batch, batch, dev, top)
         sgd_epoch(10 * batch, batch, dev, top)
         times = {"autograd": [], "fast": [], "matmul": [], "sgd": []}
         for rep in range(args.repeats):
-            times["autograd"].append(finetune_epoch(x, y, batch, dev, args.seed + rep, False, top))
-            times["fast"].append(finetune_epoch(x, y, batch, dev, args.seed + rep, True, top))
+            times["autograd"].append(finetune_epoch(x, y, batch, dev, args.seed + rep, False, top, args.dropout))
+            times["fast"].append(finetune_epoch(x, y, batch, dev, args.seed + rep, True, top, args.dropout))
             times["matmul"].append(matmul_epoch(n, batch, dev, top))
             times["sgd"].append(sgd_epoch(n, batch, dev, top))
             print(f"[{phase}] repeat {rep + 1}/{args.repeats}: "
@@ -135,7 +141,10 @@ def main(argv=None):
     p.add_argument("--phases", default="all,top", help="comma list of all|top (default all,top)")
     p.add_argument("--sizes", default=None, help="layer sizes up to the last hidden layer (default 784,500,500,2000)")
     p.add_argument("--batch-size", type=int, default=100)
-    p.add_argument("--headline", action="store_true", help="record finetune_gemm_share_pct (phase 'all')")
+    p.add_argument("--dropout", action="store_true",
+                   help="time the dropout recipe's step (keep 0.8 / 0.5, dampened momentum) instead of plain SGD's")
+    p.add_argument("--headline", action="store_true",
+                   help="record finetune_gemm_share_pct (phase 'all'; not with --dropout)")
     args = _bench.parse(p, argv)
     if args.sizes:
         SIZES[:] = [int(s) for s in args.sizes.split(",")]
@@ -145,6 +154,9 @@ def main(argv=None):
     args.phases = [s.strip() for s in args.phases.split(",") if s.strip()]
     if not args.phases or set(args.phases) - {"all", "top"}:
         raise SystemExit(f"error: --phases must list all and/or top, got {args.phases}")
+    if args.headline and args.dropout:
+        raise SystemExit("error: --headline records the plain step's share (finetune_gemm_share_pct); "
+                         "drop --dropout to record it, or --headline to time the dropout step")
     rows = args.rows or (6000 if args.quick else None)
     dev = _bench.resolve(args.device)
     from deepbelief.data import load_dataset
@@ -155,10 +167,12 @@ def main(argv=None):
         x, y = x[:rows], y[:rows]
     x, y = x.to(dev).contiguous(), y.to(dev).long()
     record = {"benchmark": "finetune_throughput", "machine": _bench.machine_info(dev), "quick": args.quick,
-              "net": SIZES + [N_CLASSES], "activation": "sigmoid"}
+              "net": SIZES + [N_CLASSES], "activation": "sigmoid",
+              "dropout": {"input": 0.2, "hidden": 0.5} if args.dropout else None}
     r = run(args, dev, x, y)
     record["result"] = r
     print(f"\n{r['rows']} images, {SIZES + [N_CLASSES]}, batch {r['batch_size']} ({r['steps_per_epoch']} steps), "
+          f"{'dropout 0.2 / 0.5, ' if args.dropout else ''}"
           f"{record['machine']['device_name']}, medians of {r['repeats']}:")
     for phase, ph in r["phases"].items():
         med, ms = ph["median_seconds"], ph["median_ms_per_step"]
