@@ -20,7 +20,7 @@ momentum, the loss kept on the device, one host sync at the end of the epoch).
 
 ``--dropout`` times the step of the dropout recipe (keep 0.8 of the inputs and 0.5 of the hidden
 units, the (1 - m) dampened momentum): the same products, plus the masks' uniforms and their
-element-wise work, which is what separates it from the matmul rate.
+element-wise work, the part that could separate it from the matmul rate.
 """
 
 from __future__ import annotations
