@@ -92,12 +92,20 @@ def sgd_epoch(n_rows: int, batch: int, dev, top_only: bool) -> float:
     return timed(run, dev)
 
 
+def recipe_dropout() -> dict:
+    """The dropout settings of the ``hinton2006_dropout`` recipe, read from it (not restated)."""
+    from deepbelief.recipes import get_recipe
+
+    ft = get_recipe("hinton2006_dropout").finetune
+    return {"dropout": ft.dropout, "input_dropout": ft.input_dropout, "dampen_momentum": ft.dampen_momentum}
+
+
 def finetune_epoch(x, y, batch: int, dev, seed: int, fast: bool, top_only: bool, dropout: bool = False) -> float:
     from deepbelief.finetune import FinetuneConfig, finetune, random_classifier
 
     gen = torch.Generator(device=dev).manual_seed(seed)
     net = random_classifier(SIZES, N_CLASSES, activation="sigmoid", generator=gen, device=dev)
-    drop = dict(dropout=0.5, input_dropout=0.2, dampen_momentum=True) if dropout else {}
+    drop = recipe_dropout() if dropout else {}
     cfg = FinetuneConfig(epochs=1, batch_size=batch, lr=0.1, lr_decay=1.0, momentum=0.9,
                          top_only_epochs=1 if top_only else 0, fast=fast, **drop)
     return timed(lambda: finetune(net, x, y, cfg, generator=gen), dev)
@@ -168,11 +176,11 @@ def main(argv=None):
     x, y = x.to(dev).contiguous(), y.to(dev).long()
     record = {"benchmark": "finetune_throughput", "machine": _bench.machine_info(dev), "quick": args.quick,
               "net": SIZES + [N_CLASSES], "activation": "sigmoid",
-              "dropout": {"input": 0.2, "hidden": 0.5} if args.dropout else None}
+              "dropout": recipe_dropout() if args.dropout else None}
     r = run(args, dev, x, y)
     record["result"] = r
     print(f"\n{r['rows']} images, {SIZES + [N_CLASSES]}, batch {r['batch_size']} ({r['steps_per_epoch']} steps), "
-          f"{'dropout 0.2 / 0.5, ' if args.dropout else ''}"
+          f"{'the dropout recipe step, ' if args.dropout else ''}"
           f"{record['machine']['device_name']}, medians of {r['repeats']}:")
     for phase, ph in r["phases"].items():
         med, ms = ph["median_seconds"], ph["median_ms_per_step"]
