@@ -262,7 +262,8 @@ RECIPES.update({
     # on the 2-core CPU at two threads (the papers: 1,000 and more), 0.93%, 1.00% and 0.99%
     # (seeds 0, 1, 2; mean 0.973%); 1,000 epochs at 0.995 gave 1.01%, 0.93% and 0.93% (mean
     # 0.957%); on the guide's start 100 epochs at 0.98 gave 1.13%, 300 at 0.98 1.08%, 500 at
-    # 0.99 1.04% (twice; seed 0 each), and 500 at 0.99 with lr 2.0 0.97% (seed 0). The
+    # 0.99 1.04% (twice; seed 0 each), and 500 at 0.99 with lr 2.0 0.97% and 1.02%
+    # (seeds 0, 1). The
     # start differs from hinton2006's (rbm.m's 0.1 weights and zero visible biases, which help
     # its CG fine-tuning): on that start this fine-tuning gave
     # 1.15% (seed 0 each; benchmarks/RESULTS.md, 2026-12-05), so each row gets the start
