@@ -17,6 +17,7 @@ import torch
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))  # run from a checkout without installing
+from _common import START_COMMIT  # noqa: E402  (the same folder; read once at import)
 
 
 def default_data_dir() -> str:
@@ -84,6 +85,7 @@ def machine_info(dev: torch.device) -> dict:
         "device": str(dev),
         "date_utc": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "command": " ".join([Path(sys.executable).name] + sys.argv),
+        "commit": START_COMMIT,
     }
     if dev.type == "cuda":
         info["device_name"] = torch.cuda.get_device_name(dev)

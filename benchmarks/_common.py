@@ -42,6 +42,7 @@ def machine_info(device: str | None = None) -> dict:
         "cpu_threads": torch.get_num_threads(),
         "cpu_count": os.cpu_count(),
         "machine": platform.machine(),
+        "commit": START_COMMIT,
     }
     if device is not None and str(device).startswith("cuda") and torch.cuda.is_available():
         info["device_name"] = torch.cuda.get_device_name()
@@ -89,6 +90,11 @@ def git_commit() -> str:
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
     return head + ("+dirty" if dirty else "")
+
+
+# The commit the run started from (read once, when the script imports this module), so that a
+# JSON written hours later names the code that ran even if the checkout has moved on since.
+START_COMMIT = git_commit()
 
 
 def record_headline(figures: dict, *, machine: str, path: str | Path | None = None) -> None:

@@ -2,6 +2,7 @@
 
 import json
 import math
+import re
 from pathlib import Path
 
 import pytest
@@ -387,6 +388,20 @@ def test_benchmark_field_values_read_each_field_by_its_type(monkeypatch):
     for bad, said in (("persistent=maybe", "bool"), ("gibbs_steps=3;6", "list"), ("chains=4", "FIELD=VALUE")):
         with pytest.raises(SystemExit, match=said):
             field_values("--updown", UpDownConfig, [bad])
+
+
+def test_benchmark_json_names_the_commit_the_run_started_from(monkeypatch):
+    """A benchmark's JSON records the commit read when the script started, not the one its checkout
+    is at when the JSON is written hours later (both machine_info helpers)."""
+    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    import _bench
+    import _common
+
+    started = _common.START_COMMIT
+    assert started == "unknown" or re.fullmatch(r"[0-9a-f]{4,40}(\+dirty)?", started), started
+    monkeypatch.setattr(_common, "git_commit", lambda: "moved-on")
+    assert _common.machine_info()["commit"] == started
+    assert _bench.machine_info(torch.device("cpu"))["commit"] == started
 
 
 @pytest.mark.parametrize("flags,said", [
