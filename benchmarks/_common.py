@@ -99,14 +99,14 @@ START_COMMIT = git_commit()
 
 def record_headline(figures: dict, *, machine: str, path: str | Path | None = None) -> None:
     """Add or update entries of benchmarks/results/headline.json, one per key in ``figures``
-    ({key: value}), each with the command that produced it, the machine, the commit and the
-    date. Only a real run calls this, so an entry is always a measured figure."""
+    ({key: value}), each with the command that produced it, the machine, the commit the script
+    started from and the date. Only a real run calls this, so an entry is always a measured figure."""
     from deepbelief.io import atomic_write_bytes
 
     path = Path(path) if path is not None else ROOT / "benchmarks" / "results" / "headline.json"
     data = json.loads(path.read_text()) if path.exists() else {}
     command = " ".join(["python", "benchmarks/" + Path(sys.argv[0]).name] + sys.argv[1:])
-    stamp = {"command": command, "machine": machine, "commit": git_commit(),
+    stamp = {"command": command, "machine": machine, "commit": START_COMMIT,
              "date": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d")}
     for key, value in figures.items():
         data[key] = {"value": value, **stamp}

@@ -390,9 +390,10 @@ def test_benchmark_field_values_read_each_field_by_its_type(monkeypatch):
             field_values("--updown", UpDownConfig, [bad])
 
 
-def test_benchmark_json_names_the_commit_the_run_started_from(monkeypatch):
-    """A benchmark's JSON records the commit read when the script started, not the one its checkout
-    is at when the JSON is written hours later (both machine_info helpers)."""
+def test_benchmark_json_names_the_commit_the_run_started_from(monkeypatch, tmp_path):
+    """A benchmark's JSON and headline entry record the commit read when the script started, not
+    the one its checkout is at when they are written hours later (both machine_info helpers,
+    record_headline)."""
     monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[1] / "benchmarks"))
     import _bench
     import _common
@@ -402,6 +403,8 @@ def test_benchmark_json_names_the_commit_the_run_started_from(monkeypatch):
     monkeypatch.setattr(_common, "git_commit", lambda: "moved-on")
     assert _common.machine_info()["commit"] == started
     assert _bench.machine_info(torch.device("cpu"))["commit"] == started
+    _common.record_headline({"k": 1.0}, machine="m", path=tmp_path / "headline.json")
+    assert json.loads((tmp_path / "headline.json").read_text())["k"]["commit"] == started
 
 
 @pytest.mark.parametrize("flags,said", [
