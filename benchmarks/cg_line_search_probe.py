@@ -19,7 +19,7 @@ import statistics
 import time
 
 import torch
-from _common import git_commit, machine_info, parser, write_json
+from _common import START_COMMIT, machine_info, parser, write_json
 from safetensors.torch import load_file
 
 from deepbelief.backprop import FastBackprop, cg_batch
@@ -86,7 +86,7 @@ def main(argv=None) -> int:
 
     out = {"checkpoint": args.checkpoint, "test_error_pct": test_error, "batches": args.batches,
            "evaluations_per_batch": mean(evals), "evaluations_max": max(evals, default=None),
-           "loss_before_mean": mean(before), "loss_after_mean": mean(after), "line_searches": searches, "seconds": seconds, "commit": git_commit(),
+           "loss_before_mean": mean(before), "loss_after_mean": mean(after), "line_searches": searches, "seconds": seconds, "commit": START_COMMIT,
            "machine": machine_info("cpu")}
     if evals:
         print(f"{args.batches} batches: {out['evaluations_per_batch']:.1f} evaluations per batch (max {max(evals)}), "
