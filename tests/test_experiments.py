@@ -407,6 +407,34 @@ def test_benchmark_json_names_the_commit_the_run_started_from(monkeypatch, tmp_p
     assert json.loads((tmp_path / "headline.json").read_text())["k"]["commit"] == started
 
 
+def test_weight_norms_reads_units_incoming_norms_from_rbm_files_and_finetune_checkpoints(monkeypatch, tmp_path):
+    """benchmarks/weight_norms.py on weights whose norms are known: an RBM's hidden unit reads
+    a column of W, a fine-tuned layer's unit a row of its (out, in) weight; the output layer
+    is not reported (max-norm leaves it alone)."""
+    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    from weight_norms import main
+
+    from deepbelief.checkpoint import save_checkpoint
+    from deepbelief.io import save_model
+
+    rbm = tiny_rbm(0, nv=2, nh=3)
+    with torch.no_grad():
+        rbm.W.copy_(torch.tensor([[3.0, 0.0, 1.0], [4.0, 2.0, 0.0]]))  # column norms 5, 2, 1
+    save_model(tmp_path / "layer0.safetensors", rbm)
+    w0 = torch.tensor([[0.0, 6.0], [8.0, 6.0], [1.0, 0.0]])  # row norms 6, 10, 1
+    save_checkpoint(tmp_path / "ft.safetensors", kind="finetune_checkpoint", meta={"epoch": 1},
+                    tensors={"net.hidden.0.weight": w0, "net.hidden.1.weight": torch.full((1, 3), 2.0),
+                             "net.out.weight": torch.full((2, 1), 100.0)})
+    assert main([str(tmp_path / "layer0.safetensors"), str(tmp_path / "ft.safetensors"), "--c", "1.5", "5.5",
+                 "--out", str(tmp_path / "norms.json")]) == 0
+    rows = json.loads((tmp_path / "norms.json").read_text())["rows"]
+    assert [(r["layer"], r["units"]) for r in rows] == [("rbm", 3), ("hidden.0", 3), ("hidden.1", 1)]
+    assert rows[0]["quantiles"]["q50"] == pytest.approx(2.0) and rows[0]["quantiles"]["q100"] == pytest.approx(5.0)
+    assert rows[0]["share_above"] == {"1.5": pytest.approx(2 / 3), "5.5": 0.0}
+    assert rows[1]["quantiles"]["q50"] == pytest.approx(6.0) and rows[1]["share_above"]["5.5"] == pytest.approx(2 / 3)
+    assert rows[2]["quantiles"]["q100"] == pytest.approx(math.sqrt(12.0))
+
+
 @pytest.mark.parametrize("flags,said", [
     (["--layer2-epochs", "-1"], "--layer2-epochs must be >= 0"),
     (["--layer2-rbm", "lr=0.1"], "--layer2-rbm cannot set lr"),
