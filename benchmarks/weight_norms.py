@@ -20,8 +20,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import machine_info, write_json  # noqa: E402
 
-from deepbelief.checkpoint import load_checkpoint  # noqa: E402
-from deepbelief.io import load_tensors, read_metadata  # noqa: E402
+from deepbelief.io import load_tensors  # noqa: E402
 
 QUANTILES = (0.1, 0.5, 0.9, 0.99, 1.0)
 
@@ -30,12 +29,11 @@ def incoming_norms(path: str) -> list[tuple[str, torch.Tensor]]:
     """(layer name, (n_hidden,) norms) for an RBM file (W is (n_visible, n_hidden): a hidden
     unit's incoming weights are a column) or a fine-tuning checkpoint (nn.Linear weights are
     (out, in): a row; the output layer is left out, as max-norm leaves it)."""
-    kind = read_metadata(path).get("kind")
+    tensors, meta = load_tensors(path)  # validated; a checkpoint's generator state is not read
+    kind = meta.get("kind")
     if kind == "rbm":
-        tensors, _ = load_tensors(path)
         return [("rbm", tensors["W"].double().norm(dim=0))]
     if kind == "finetune_checkpoint":
-        tensors, _ = load_checkpoint(path, kind="finetune_checkpoint")
         names = sorted((k for k in tensors if k.startswith("net.hidden.") and k.endswith(".weight")),
                        key=lambda k: int(k.split(".")[2]))
         return [(k[len("net."):-len(".weight")], tensors[k].double().norm(dim=1)) for k in names]
